@@ -1,0 +1,44 @@
+export { AUDIT_EVENT_TYPES, AuditEvent, type AuditEventType } from "./audit.js";
+export {
+  ERROR_CATALOG,
+  ERROR_CODES,
+  type ErrorCode,
+  type ErrorEnvelope,
+  type ErrorSpec,
+  errorEnvelope,
+  isErrorCode,
+} from "./errors.js";
+export { CREDENTIAL_HEADERS, REQUEST_ID_HEADER } from "./headers.js";
+export {
+  GRANT_ID_PREFIX,
+  GRANT_ID_RE,
+  grantTree,
+  ID_ALPHABET,
+  ID_BODY_LENGTH,
+  looksLikeToken,
+  TOKEN_ID_PREFIX,
+  TOKEN_ID_RE,
+  TOKEN_PREFIX,
+  TOKEN_RE,
+  TOKEN_SECRET_LENGTH,
+  TREE_LENGTH,
+  tokenIdTree,
+  tokenTree,
+} from "./ids.js";
+export {
+  AGENT_NAME_RE,
+  AgentName,
+  ErrorEnvelopeSchema,
+  GrantId,
+  GrantView,
+  IssueTokenRequest,
+  MAX_METADATA_ENTRIES,
+  RefreshTokenRequest,
+  RevokeResponse,
+  SCOPE_NAME_RE,
+  ScopeName,
+  SelfResponse,
+  Token,
+  TokenId,
+  TokenResponse,
+} from "./schemas.js";

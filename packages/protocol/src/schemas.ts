@@ -1,0 +1,98 @@
+import { z } from "zod";
+import { ERROR_CODES } from "./errors.js";
+import { GRANT_ID_RE, TOKEN_ID_RE, TOKEN_RE } from "./ids.js";
+
+/** Scope names as written in the config: `llm:complete`, `storage.read`, `files/rw`. */
+export const SCOPE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/;
+/** Agent names: what shows up in the audit trail and the lineage tree. */
+export const AGENT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$/;
+
+export const ScopeName = z.string().regex(SCOPE_NAME_RE, "a scope name: letters, digits and . _ : / - (max 64)");
+export const AgentName = z.string().regex(AGENT_NAME_RE, "an agent name: letters, digits and . _ : @ / + - (max 128)");
+export const GrantId = z.string().regex(GRANT_ID_RE, "a grant id (gr_…)");
+export const TokenId = z.string().regex(TOKEN_ID_RE, "a token id (tk_…)");
+export const Token = z.string().regex(TOKEN_RE, "a perishable token (prs_…)");
+const Seconds = z.int("a whole number of seconds").positive("a positive number of seconds");
+const IsoTime = z.iso.datetime({ offset: false });
+
+export const MAX_METADATA_ENTRIES = 32;
+
+/** `POST /v1/tokens`. Unknown fields are refused so that a typo never silently widens a grant. */
+export const IssueTokenRequest = z.strictObject({
+  scopes: z.array(ScopeName).min(1, "at least one scope").max(64),
+  ttl: Seconds.optional(),
+  agent: AgentName.optional(),
+  task: z.string().min(1).max(256).optional(),
+  lifetime: Seconds.optional(),
+  maxUses: z.int().positive().max(1_000_000_000).optional(),
+  metadata: z
+    .record(z.string().min(1).max(64), z.string().max(512))
+    .refine((m) => Object.keys(m).length <= MAX_METADATA_ENTRIES, `at most ${MAX_METADATA_ENTRIES} entries`)
+    .optional(),
+});
+export type IssueTokenRequest = z.infer<typeof IssueTokenRequest>;
+
+/** `POST /v1/tokens/refresh`: the body is optional; `ttl` defaults to the grant's own. */
+export const RefreshTokenRequest = z.strictObject({ ttl: Seconds.optional() });
+export type RefreshTokenRequest = z.infer<typeof RefreshTokenRequest>;
+
+/** The public view of a grant: safe to show, log and return to admins. */
+export const GrantView = z.object({
+  grantId: GrantId,
+  parentGrantId: GrantId.nullable(),
+  rootGrantId: GrantId,
+  agent: z.string(),
+  task: z.string().nullable(),
+  scopes: z.array(z.string()),
+  depth: z.int().nonnegative(),
+  issuer: z.string(),
+  createdAt: IsoTime,
+  notAfter: IsoTime,
+  maxUses: z.int().positive().nullable(),
+  metadata: z.record(z.string(), z.string()),
+});
+export type GrantView = z.infer<typeof GrantView>;
+
+/** 201 answer of `POST /v1/tokens` and `POST /v1/tokens/refresh`. */
+export const TokenResponse = z.object({
+  token: Token,
+  tokenId: TokenId,
+  grantId: GrantId,
+  parentGrantId: GrantId.nullable(),
+  rootGrantId: GrantId,
+  agent: z.string(),
+  task: z.string().nullable(),
+  scopes: z.array(z.string()),
+  depth: z.int().nonnegative(),
+  issuedAt: IsoTime,
+  expiresAt: IsoTime,
+  notAfter: IsoTime,
+});
+export type TokenResponse = z.infer<typeof TokenResponse>;
+
+/** `GET /v1/tokens/self`. */
+export const SelfResponse = z.object({
+  tokenId: TokenId,
+  issuedAt: IsoTime,
+  expiresAt: IsoTime,
+  /** Whole seconds until the token expires. */
+  expiresIn: z.int().nonnegative(),
+  grant: GrantView,
+  /** Ancestor grant ids, root first; empty for a root grant. */
+  lineage: z.array(GrantId),
+  /** Proxied calls the grant may still make, or null without `maxUses`. */
+  usesLeft: z.int().nonnegative().nullable(),
+});
+export type SelfResponse = z.infer<typeof SelfResponse>;
+
+/** `DELETE /v1/tokens/self`, `DELETE /v1/grants/:id`, `POST /v1/revocations`. */
+export const RevokeResponse = z.object({ revoked: z.int().nonnegative() });
+export type RevokeResponse = z.infer<typeof RevokeResponse>;
+
+export const ErrorEnvelopeSchema = z.object({
+  error: z.object({
+    code: z.enum(ERROR_CODES),
+    message: z.string(),
+    requestId: z.string(),
+  }),
+});
