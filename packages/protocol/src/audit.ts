@@ -1,6 +1,14 @@
 import { z } from "zod";
 
-export const AUDIT_EVENT_TYPES = ["issued", "refreshed", "delegated", "used", "denied", "expired", "revoked"] as const;
+export const AUDIT_EVENT_TYPES = [
+  "issued",
+  "refreshed",
+  "delegated",
+  "used",
+  "denied",
+  "expired",
+  "revoked",
+] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
 /**

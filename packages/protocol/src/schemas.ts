@@ -7,8 +7,12 @@ export const SCOPE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/;
 /** Agent names: what shows up in the audit trail and the lineage tree. */
 export const AGENT_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$/;
 
-export const ScopeName = z.string().regex(SCOPE_NAME_RE, "a scope name: letters, digits and . _ : / - (max 64)");
-export const AgentName = z.string().regex(AGENT_NAME_RE, "an agent name: letters, digits and . _ : @ / + - (max 128)");
+export const ScopeName = z
+  .string()
+  .regex(SCOPE_NAME_RE, "a scope name: letters, digits and . _ : / - (max 64)");
+export const AgentName = z
+  .string()
+  .regex(AGENT_NAME_RE, "an agent name: letters, digits and . _ : @ / + - (max 128)");
 export const GrantId = z.string().regex(GRANT_ID_RE, "a grant id (gr_…)");
 export const TokenId = z.string().regex(TOKEN_ID_RE, "a token id (tk_…)");
 export const Token = z.string().regex(TOKEN_RE, "a perishable token (prs_…)");

@@ -1,10 +1,13 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { ERROR_CATALOG, ERROR_CODES, errorEnvelope, ErrorEnvelopeSchema, isErrorCode } from "../src/index.js";
+import { ERROR_CATALOG, ERROR_CODES, ErrorEnvelopeSchema, errorEnvelope, isErrorCode } from "../src/index.js";
 
 const docs = readFileSync(new URL("../../../docs/errors.md", import.meta.url), "utf8");
 const documented = new Map(
-  [...docs.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| (yes|no) \|/gm)].map((m) => [m[1], { status: Number(m[2]), retryable: m[3] === "yes" }]),
+  [...docs.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| (yes|no) \|/gm)].map((m) => [
+    m[1],
+    { status: Number(m[2]), retryable: m[3] === "yes" },
+  ]),
 );
 
 describe("error catalog", () => {
@@ -18,7 +21,8 @@ describe("error catalog", () => {
   });
 
   it("documents no code that does not exist", () => {
-    for (const code of documented.keys()) expect(isErrorCode(code), `${code} is documented but unknown`).toBe(true);
+    for (const code of documented.keys())
+      expect(isErrorCode(code), `${code} is documented but unknown`).toBe(true);
   });
 
   it("uses error statuses only, and 500 only for internal_error", () => {

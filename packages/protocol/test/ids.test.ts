@@ -4,7 +4,7 @@ import { GRANT_ID_RE, grantTree, ID_ALPHABET, TOKEN_RE, tokenIdTree, tokenTree }
 describe("identifier formats", () => {
   it("reads the tree from tokens, grant ids and token ids", () => {
     const tree = "0123456789";
-    const secret = "A".repeat(42) + "_";
+    const secret = `${"A".repeat(42)}_`;
     expect(tokenTree(`prs_${tree}_${secret}`)).toBe(tree);
     expect(grantTree(`gr_${tree}${"a".repeat(16)}`)).toBe(tree);
     expect(tokenIdTree(`tk_${tree}${"z".repeat(16)}`)).toBe(tree);

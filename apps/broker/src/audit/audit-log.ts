@@ -1,0 +1,146 @@
+import { createWriteStream, type WriteStream } from "node:fs";
+import type { AuditEvent, AuditEventType } from "@perishable/protocol";
+import type { Store, Subject } from "../store/types.js";
+
+export interface AuditLogOptions {
+  readonly store: Store;
+  /** Also append one JSON line per event to this file. */
+  readonly file?: string | undefined;
+  /** Events held while the store is slow or down; past this they are dropped and counted. */
+  readonly maxBuffer: number;
+  readonly flushMs?: number;
+  readonly batchSize?: number;
+  readonly onError?: (message: string, error: unknown) => void;
+}
+
+export interface AuditStats {
+  readonly pending: number;
+  readonly written: number;
+  readonly dropped: number;
+}
+
+/**
+ * The audit trail's writer. `emit` only pushes onto an array: the proxy never waits for the
+ * trail. Batches go to the store (a bounded Redis Stream) and the optional JSONL file on a
+ * short timer; while the store is down they are kept, up to `maxBuffer`, and retried.
+ */
+export class AuditLog {
+  readonly #store: Store;
+  readonly #file: WriteStream | undefined;
+  readonly #maxBuffer: number;
+  readonly #flushMs: number;
+  readonly #batchSize: number;
+  readonly #onError: (message: string, error: unknown) => void;
+  #queue: AuditEvent[] = [];
+  /** How many events at the head of the queue are already in the file. */
+  #inFile = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #written = 0;
+  #dropped = 0;
+  #closed = false;
+  #lastErrorAt = 0;
+
+  constructor(options: AuditLogOptions) {
+    this.#store = options.store;
+    this.#maxBuffer = options.maxBuffer;
+    this.#flushMs = options.flushMs ?? 50;
+    this.#batchSize = options.batchSize ?? 500;
+    this.#onError = options.onError ?? (() => {});
+    if (options.file) {
+      this.#file = createWriteStream(options.file, { flags: "a", mode: 0o600 });
+      this.#file.on("error", (error) => this.#report("cannot write the audit file", error));
+    }
+  }
+
+  emit(event: AuditEvent): void {
+    if (this.#queue.length >= this.#maxBuffer) {
+      this.#dropped += 1;
+      return;
+    }
+    this.#queue.push(event);
+    if (!this.#timer && !this.#closed) {
+      this.#timer = setTimeout(() => void this.flush(), this.#flushMs);
+      this.#timer.unref();
+    }
+  }
+
+  get stats(): AuditStats {
+    return { pending: this.#queue.length, written: this.#written, dropped: this.#dropped };
+  }
+
+  /** Writes what is queued; one flush at a time. Failed batches stay queued for the next one. */
+  async flush(): Promise<void> {
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#flushing) return this.#flushing;
+    this.#flushing = this.#drain().finally(() => {
+      this.#flushing = undefined;
+      if (this.#queue.length > 0 && !this.#closed && !this.#timer) {
+        this.#timer = setTimeout(() => void this.flush(), this.#flushMs * 10);
+        this.#timer.unref();
+      }
+    });
+    return this.#flushing;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+    this.#writeFile();
+    if (this.#file) await new Promise<void>((resolve) => this.#file!.end(resolve));
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      this.#writeFile();
+      const batch = this.#queue.slice(0, this.#batchSize);
+      try {
+        await this.#store.appendAudit(batch);
+      } catch (error) {
+        this.#report("cannot write the audit trail to the store; events are kept and retried", error);
+        return;
+      }
+      this.#queue.splice(0, batch.length);
+      if (this.#file) this.#inFile -= batch.length;
+      this.#written += batch.length;
+    }
+  }
+
+  /** The file gets each event once, in order, even while the store is failing. */
+  #writeFile(): void {
+    if (!this.#file || this.#inFile >= this.#queue.length) return;
+    let lines = "";
+    for (let i = this.#inFile; i < this.#queue.length; i++) lines += `${JSON.stringify(this.#queue[i])}\n`;
+    this.#file.write(lines);
+    this.#inFile = this.#queue.length;
+  }
+
+  #report(message: string, error: unknown): void {
+    const now = Date.now();
+    if (now - this.#lastErrorAt < 10_000) return; // at most one line per 10 s while it lasts
+    this.#lastErrorAt = now;
+    this.#onError(message, error);
+  }
+}
+
+/** The fields every event carries, from what the store told about the subject. */
+export const auditEvent = (
+  type: AuditEventType,
+  subject: Subject | null,
+  requestId: string | null,
+  at: number,
+  extra: Partial<AuditEvent> = {},
+): AuditEvent => ({
+  at: new Date(at).toISOString(),
+  type,
+  requestId,
+  grantId: subject?.grantId ?? null,
+  tokenId: subject?.tokenId ?? null,
+  rootGrantId: subject?.rootGrantId ?? null,
+  parentGrantId: subject?.parentGrantId ?? null,
+  agent: subject?.agent ?? null,
+  ...extra,
+});

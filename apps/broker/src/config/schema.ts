@@ -1,0 +1,113 @@
+import { SCOPE_NAME_RE } from "@perishable/protocol";
+import { z } from "zod";
+import { parseRateLimit } from "../policy/rate.js";
+
+/**
+ * The YAML config file, exactly as an operator writes it (snake_case). Every object is strict:
+ * an unknown or misspelt key is an error, never ignored. `resolve.ts` turns the parsed file into
+ * the frozen runtime config.
+ */
+const Seconds = z.int("a whole number of seconds").positive("must be positive");
+const Name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "letters, digits, . _ - (max 64)");
+const HeaderName = z
+  .string()
+  .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, "a valid HTTP header name")
+  .transform((h) => h.toLowerCase());
+const HeaderValue = z.string().refine((v) => !/[\r\n\0]/.test(v), "a header value without CR, LF or NUL");
+const KeyString = z.string().min(24, "at least 24 characters (generate one with `openssl rand -base64 32`)");
+export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+
+const Upstream = z.strictObject({
+  base_url: z.url({ protocol: /^https?$/, error: "an http(s) URL" }),
+  auth: z
+    .strictObject({ header: HeaderName, value: HeaderValue.pipe(z.string().min(1, "must not be empty")) })
+    .optional(),
+  headers: z.record(HeaderName, HeaderValue).prefault({}),
+  timeout: z
+    .strictObject({ connect: Seconds.default(10), headers: Seconds.default(300), body: Seconds.default(300) })
+    .prefault({}),
+  connections: z.int().positive().max(10_000).default(128),
+});
+
+const Scope = z.strictObject({
+  upstream: Name,
+  endpoints: z.array(z.string().startsWith("/", "must start with /")).min(1, "at least one endpoint"),
+  methods: z
+    .array(
+      z
+        .string()
+        .transform((m) => m.toUpperCase())
+        .pipe(z.enum(HTTP_METHODS)),
+    )
+    .min(1, "at least one method"),
+  rate_limit: z
+    .string()
+    .refine((r) => parseRateLimit(r) !== undefined, "a rate like 100/minute, 10/s or 5000/1h")
+    .optional(),
+  models: z.array(z.string().min(1)).min(1).optional(),
+  max_tokens: z.int().positive().optional(),
+});
+
+const KeyIssuer = z.strictObject({
+  name: Name,
+  key: KeyString,
+  scopes: z.array(z.string()).min(1, "at least one scope"),
+  default_ttl: Seconds.optional(),
+  max_ttl: Seconds.optional(),
+  max_lifetime: Seconds.optional(),
+});
+
+const Admin = z.strictObject({ name: Name, key: KeyString });
+
+export const ConfigFile = z.strictObject({
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default("127.0.0.1"),
+      port: z.int().min(0).max(65535).default(8420),
+    })
+    .prefault({}),
+  /** Secret for the keyed hash tokens are stored under. Required with Redis (every node needs the same one). */
+  secret: z.string().min(32, "at least 32 characters").optional(),
+  store: z
+    .strictObject({
+      redis: z.url({ protocol: /^rediss?$/, error: "a redis:// or rediss:// URL" }).optional(),
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9:_-]{1,32}$/, "letters, digits, : _ - (max 32)")
+        .default("prs"),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      default_ttl: Seconds.default(300),
+      max_ttl: Seconds.default(3600),
+      max_lifetime: Seconds.default(86_400),
+      max_depth: z.int().min(0).max(32).default(4),
+    })
+    .prefault({}),
+  proxy: z
+    .strictObject({
+      /** Largest request body the broker reads to check body constraints (models, max_tokens). */
+      max_body_bytes: z
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+    })
+    .prefault({}),
+  upstreams: z.record(Name, Upstream).refine((u) => Object.keys(u).length > 0, "at least one upstream"),
+  scopes: z.record(z.string().regex(SCOPE_NAME_RE, "a scope name: letters, digits and . _ : / -"), Scope),
+  issuers: z.array(KeyIssuer).default([]),
+  admins: z.array(Admin).default([]),
+  audit: z
+    .strictObject({
+      stream_max_len: z.int().positive().default(1_000_000),
+      file: z.string().min(1).optional(),
+      /** Events held in memory while the store is slow; past this they are counted as dropped. */
+      buffer: z.int().positive().default(100_000),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "silent"]).default("info") })
+    .prefault({}),
+});
+export type ConfigFile = z.infer<typeof ConfigFile>;

@@ -1,0 +1,228 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** One request as it reached the mock: what a test asserts on. */
+export interface RecordedRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: string;
+}
+
+export interface MockUpstreamOptions {
+  /** Chunks in a streamed answer (content deltas). */
+  readonly chunks?: number;
+  /** Pause between streamed chunks (ms). */
+  readonly chunkDelayMs?: number;
+  /**
+   * Called after the first streamed chunk has been written; the rest waits for it. A test that
+   * releases the gate only when its client has seen the first chunk proves nothing buffers it.
+   */
+  readonly streamGate?: () => Promise<void>;
+  readonly host?: string;
+  readonly port?: number;
+}
+
+export interface MockUpstream {
+  readonly url: string;
+  readonly requests: RecordedRequest[];
+  /** When the mock wrote the last chunk of its most recent stream (performance.now()). */
+  readonly lastStreamEnd: () => number | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * A local stand-in for the OpenAI and Anthropic APIs: chat completions, messages, embeddings and
+ * models, as JSON or as SSE streams, plus an echo for any other path. It records every request.
+ * `perishable dev` uses it when no real API key is set; the tests and benchmarks use it always.
+ */
+export const startMockUpstream = async (options: MockUpstreamOptions = {}): Promise<MockUpstream> => {
+  const requests: RecordedRequest[] = [];
+  let lastStreamEnd: number | undefined;
+  const chunks = options.chunks ?? 5;
+  const delay = options.chunkDelayMs ?? 0;
+
+  const server: Server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => parts.push(chunk));
+    req.on("end", () => {
+      const body = Buffer.concat(parts).toString("utf8");
+      requests.push({ method: req.method ?? "", url: req.url ?? "", headers: { ...req.headers }, body });
+      void route(req, res, body).then(
+        (ended) => {
+          if (ended !== undefined) lastStreamEnd = ended;
+        },
+        () => res.destroy(),
+      );
+    });
+  });
+
+  const route = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    raw: string,
+  ): Promise<number | undefined> => {
+    const path = (req.url ?? "/").split("?")[0];
+    const json = parse(raw);
+    if (req.method === "POST" && path?.endsWith("/chat/completions")) {
+      return json.stream === true
+        ? streamChat(res, json, chunks, delay, options.streamGate)
+        : sendJson(res, 200, chatCompletion(json));
+    }
+    if (req.method === "POST" && path?.endsWith("/messages")) {
+      return json.stream === true
+        ? streamMessages(res, json, chunks, delay, options.streamGate)
+        : sendJson(res, 200, message(json));
+    }
+    if (req.method === "POST" && path?.endsWith("/embeddings")) {
+      return sendJson(res, 200, {
+        object: "list",
+        data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }],
+        model: json.model ?? "text-embedding-3-small",
+        usage: { prompt_tokens: 3, total_tokens: 3 },
+      });
+    }
+    if (req.method === "GET" && path?.endsWith("/models")) {
+      return sendJson(res, 200, {
+        object: "list",
+        data: [{ id: "gpt-4o-mini", object: "model", owned_by: "mock" }],
+      });
+    }
+    return sendJson(res, 200, { mock: true, method: req.method, path: req.url });
+  };
+
+  await new Promise<void>((resolve) =>
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve),
+  );
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${options.host ?? "127.0.0.1"}:${port}`,
+    requests,
+    lastStreamEnd: () => lastStreamEnd,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+};
+
+type Json = Record<string, unknown>;
+
+const parse = (raw: string): Json => {
+  try {
+    const value: unknown = JSON.parse(raw);
+    return value && typeof value === "object" ? (value as Json) : {};
+  } catch {
+    return {};
+  }
+};
+
+const sendJson = (res: ServerResponse, status: number, body: unknown): undefined => {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+  return undefined;
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const created = () => Math.floor(Date.now() / 1000);
+
+const chatCompletion = (req: Json) => ({
+  id: "chatcmpl-mock",
+  object: "chat.completion",
+  created: created(),
+  model: req.model ?? "gpt-4o-mini",
+  choices: [
+    {
+      index: 0,
+      message: { role: "assistant", content: "Hello from the mock upstream." },
+      finish_reason: "stop",
+    },
+  ],
+  usage: { prompt_tokens: 9, completion_tokens: 6, total_tokens: 15 },
+});
+
+const message = (req: Json) => ({
+  id: "msg_mock",
+  type: "message",
+  role: "assistant",
+  model: req.model ?? "claude-sonnet-4-5",
+  content: [{ type: "text", text: "Hello from the mock upstream." }],
+  stop_reason: "end_turn",
+  stop_sequence: null,
+  usage: { input_tokens: 9, output_tokens: 6 },
+});
+
+const startSse = (res: ServerResponse) =>
+  res.writeHead(200, {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+  });
+
+const streamChat = async (
+  res: ServerResponse,
+  req: Json,
+  chunks: number,
+  delay: number,
+  gate: (() => Promise<void>) | undefined,
+): Promise<number> => {
+  startSse(res);
+  const model = req.model ?? "gpt-4o-mini";
+  const event = (delta: Json, finish: string | null) =>
+    `data: ${JSON.stringify({ id: "chatcmpl-mock", object: "chat.completion.chunk", created: created(), model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+  for (let i = 0; i < chunks; i++) {
+    res.write(
+      event(i === 0 ? { role: "assistant", content: `chunk ${i} ` } : { content: `chunk ${i} ` }, null),
+    );
+    if (i === 0 && gate) await gate();
+    if (delay > 0) await sleep(delay);
+  }
+  res.write(event({}, "stop"));
+  const withUsage = (req.stream_options as Json | undefined)?.include_usage === true;
+  if (withUsage) {
+    res.write(
+      `data: ${JSON.stringify({ id: "chatcmpl-mock", object: "chat.completion.chunk", created: created(), model, choices: [], usage: { prompt_tokens: 9, completion_tokens: chunks, total_tokens: 9 + chunks } })}\n\n`,
+    );
+  }
+  const end = performance.now();
+  res.end("data: [DONE]\n\n");
+  return end;
+};
+
+const streamMessages = async (
+  res: ServerResponse,
+  req: Json,
+  chunks: number,
+  delay: number,
+  gate: (() => Promise<void>) | undefined,
+): Promise<number> => {
+  startSse(res);
+  const send = (type: string, data: Json) =>
+    res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+  send("message_start", {
+    message: {
+      ...message(req),
+      content: [],
+      stop_reason: null,
+      usage: { input_tokens: 9, output_tokens: 0 },
+    },
+  });
+  send("content_block_start", { index: 0, content_block: { type: "text", text: "" } });
+  for (let i = 0; i < chunks; i++) {
+    send("content_block_delta", { index: 0, delta: { type: "text_delta", text: `chunk ${i} ` } });
+    if (i === 0 && gate) await gate();
+    if (delay > 0) await sleep(delay);
+  }
+  send("content_block_stop", { index: 0 });
+  send("message_delta", {
+    delta: { stop_reason: "end_turn", stop_sequence: null },
+    usage: { output_tokens: chunks },
+  });
+  const end = performance.now();
+  send("message_stop", {});
+  res.end();
+  return end;
+};

@@ -1,0 +1,32 @@
+import { ERROR_CATALOG, type ErrorCode } from "@perishable/protocol";
+
+/**
+ * A failure with a wire code: what use cases throw and the HTTP layer turns into the error
+ * envelope. The message is shown to the caller, so it never carries a credential or internals.
+ */
+export class BrokerError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra response headers, such as Retry-After. */
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: ErrorCode, message: string, headers: Readonly<Record<string, string>> = {}) {
+    super(message);
+    this.name = "BrokerError";
+    this.code = code;
+    this.status = ERROR_CATALOG[code].status;
+    this.headers = headers;
+  }
+}
+
+/** The message each store denial code gets when a use case passes it on. */
+export const DENIAL_MESSAGES = {
+  token_invalid: "the token is not valid",
+  token_expired: "the token has expired; refresh it before it does",
+  token_revoked: "the token has been revoked",
+  scope_denied: "no scope of this token allows this request",
+  constraint_denied: "the request body breaks a constraint of the token's scope",
+  rate_limited: "rate limit reached",
+  forbidden: "the grant has used all of its maxUses",
+  ttl_exceeded: "the requested ttl is above the grant's max_ttl",
+} as const satisfies Partial<Record<ErrorCode, string>>;

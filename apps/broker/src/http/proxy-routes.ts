@@ -1,0 +1,218 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Dispatcher } from "undici";
+import { type AuditLog, auditEvent } from "../audit/audit-log.js";
+import { credentialProblem, presentedCredential } from "../auth/credentials.js";
+import type { TokenHasher } from "../auth/secrets.js";
+import { HTTP_METHODS } from "../config/schema.js";
+import type { BrokerConfig, ScopeConfig } from "../config/types.js";
+import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
+import { checkBodyConstraints } from "../policy/constraints.js";
+import { checkProxyPath } from "../policy/path.js";
+import { matchScopes } from "../policy/scopes.js";
+import { type ForwardOutcome, forward } from "../proxy/forward.js";
+import { forwardRequestHeaders } from "../proxy/headers.js";
+import { readBody } from "../proxy/read-body.js";
+import type { UpstreamPools } from "../proxy/upstreams.js";
+import type { Candidate, Store, Subject } from "../store/types.js";
+import { sendError } from "./reply.js";
+
+export interface ProxyDeps {
+  readonly config: BrokerConfig;
+  readonly store: Store;
+  readonly hasher: TokenHasher;
+  readonly audit: AuditLog;
+  readonly pools: UpstreamPools;
+  readonly now: () => number;
+}
+
+const PREFIX = "/proxy/";
+
+/**
+ * `ANY /proxy/:upstream/*`. The order of checks: credential shape (no I/O) → path and scope
+ * candidates (pure) → body constraints (reads the body only when a candidate scope has them)
+ * → one atomic store call that checks token, grant, ancestors, scope, maxUses and rate limits
+ * → forward. Anything denied never reaches the upstream, and every denial is audited.
+ */
+export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void => {
+  const { config, store, hasher, audit, pools } = deps;
+  const authValues = new Map([...config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
+  const plainCandidates = new Map<ScopeConfig, Candidate>(
+    [...config.scopes.values()].map((s) => [s, candidateOf(s, true)]),
+  );
+
+  // The body is the upstream's business: leave the stream unread unless a constraint needs it.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const start = performance.now();
+    const url = request.raw.url ?? "";
+    const q = url.indexOf("?");
+    const pathPart = q === -1 ? url : url.slice(0, q);
+    const slash = pathPart.indexOf("/", PREFIX.length);
+    const upstreamName = slash === -1 ? pathPart.slice(PREFIX.length) : pathPart.slice(PREFIX.length, slash);
+    const rest = slash === -1 ? "" : pathPart.slice(slash);
+    const method = request.method;
+    const denied = (code: BrokerError, subject: Subject | null, rule: string | null) => {
+      audit.emit(
+        auditEvent("denied", subject, request.id, deps.now(), {
+          code: code.code,
+          rule: rule ?? code.message,
+          upstream: upstreamName,
+          method,
+          path: rest,
+        }),
+      );
+      return sendError(request, reply, code);
+    };
+
+    const presented = presentedCredential(request.headers);
+    const problem =
+      credentialProblem(presented) ??
+      (presented.kind === "key"
+        ? new BrokerError("token_invalid", "the proxy takes a prs_ token, not a key")
+        : undefined);
+    if (problem || presented.kind !== "token") return denied(problem!, null, null);
+
+    // Decide what could allow this request before asking the store, so the store call is the
+    // only I/O. An unknown upstream or an unusable path still goes through the token check (with
+    // no candidates) so that the denial is attributed to a grant in the audit trail.
+    const upstream = config.upstreams.get(upstreamName);
+    const path = checkProxyPath(rest);
+    let preDenial: BrokerError | undefined;
+    let candidates: Candidate[] = [];
+    let body: Buffer | FastifyRequest["raw"] | null = hasBody(request) ? request.raw : null;
+    const reasons = new Map<string, string>();
+    if (!upstream) {
+      preDenial = new BrokerError("upstream_unknown", `no upstream named ${upstreamName.slice(0, 64)}`);
+    } else if (!path.ok) {
+      preDenial = new BrokerError("bad_request", `unusable path: ${path.reason}`);
+    } else {
+      const matched = matchScopes(config.scopesByUpstream.get(upstreamName) ?? [], method, path.path);
+      if (matched.some((s) => s.hasConstraints)) {
+        const buffered = body ? await readBody(request.raw, config.proxy.maxBodyBytes) : Buffer.alloc(0);
+        body = buffered;
+        const parsed = parseJson(request, buffered);
+        candidates = matched.map((scope) => {
+          if (!scope.hasConstraints) return plainCandidates.get(scope)!;
+          const reason =
+            parsed === INVALID
+              ? "the body must be JSON to check this scope's constraints"
+              : checkBodyConstraints(parsed, scope.constraints);
+          if (reason) reasons.set(scope.name, reason);
+          return reason ? candidateOf(scope, false) : plainCandidates.get(scope)!;
+        });
+      } else {
+        candidates = matched.map((scope) => plainCandidates.get(scope)!);
+      }
+    }
+
+    const result = await store.authorize(
+      { tree: presented.tree, hash: hasher.hash(presented.token) },
+      deps.now(),
+      candidates,
+    );
+    if (!result.ok) {
+      const error =
+        result.code === "scope_denied" && preDenial
+          ? preDenial
+          : result.code === "constraint_denied"
+            ? new BrokerError(
+                "constraint_denied",
+                `scope ${result.rule}: ${reasons.get(result.rule ?? "") ?? "constraint not met"}`,
+              )
+            : result.code === "rate_limited"
+              ? new BrokerError("rate_limited", `rate limit of scope ${result.rule} reached`, {
+                  "retry-after": String(Math.max(1, Math.ceil((result.retryAfterMs ?? 1000) / 1000))),
+                })
+              : new BrokerError(result.code, scopeDeniedMessage(result.code, upstreamName, method, rest));
+      return denied(error, result.subject, result.rule);
+    }
+
+    const subject = result.subject;
+    const pool = pools.get(upstreamName)!;
+    const headers = forwardRequestHeaders(
+      request.raw.rawHeaders,
+      upstream!,
+      authValues.get(upstreamName),
+      !Buffer.isBuffer(body),
+    );
+    reply.hijack();
+    forward({
+      pool,
+      upstreamName,
+      method: method as Dispatcher.HttpMethod,
+      path: upstream!.basePath + rest + (q === -1 ? "" : url.slice(q)),
+      headers,
+      body,
+      req: request.raw,
+      res: reply.raw,
+      requestId: request.id,
+      onDone: (outcome: ForwardOutcome) => {
+        const at = deps.now();
+        audit.emit(
+          auditEvent("used", subject, request.id, at, {
+            upstream: upstreamName,
+            method,
+            path: rest,
+            scope: result.scope,
+            status: outcome.status,
+            upstreamMs: round(outcome.upstreamMs),
+            totalMs: round(performance.now() - start),
+            credentialAge:
+              subject.issuedAt === null ? undefined : Math.max(0, (at - subject.issuedAt) / 1000),
+            ...(outcome.error ? { code: outcome.error } : {}),
+          }),
+        );
+      },
+    });
+  };
+
+  app.route({ method: [...HTTP_METHODS], url: `${PREFIX}*`, handler });
+  app.route({
+    method: [...HTTP_METHODS],
+    url: "/proxy",
+    handler: (request, reply) =>
+      sendError(
+        request,
+        reply,
+        new BrokerError("upstream_unknown", "name an upstream: /proxy/<upstream>/<path>"),
+      ),
+  });
+};
+
+const candidateOf = (scope: ScopeConfig, pass: boolean): Candidate => ({
+  scope: scope.name,
+  pass,
+  limit: scope.rate?.limit ?? 0,
+  windowMs: scope.rate?.windowMs ?? 0,
+});
+
+const hasBody = (request: FastifyRequest): boolean => {
+  const length = request.headers["content-length"];
+  return request.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+};
+
+const INVALID = Symbol("invalid");
+
+const parseJson = (request: FastifyRequest, body: Buffer): unknown => {
+  const type = request.headers["content-type"] ?? "";
+  if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) return INVALID;
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch {
+    return INVALID;
+  }
+};
+
+const scopeDeniedMessage = (
+  code: keyof typeof DENIAL_MESSAGES,
+  upstream: string,
+  method: string,
+  path: string,
+): string =>
+  code === "scope_denied"
+    ? `no scope of this token allows ${method} ${path || "/"} on upstream ${upstream}`
+    : DENIAL_MESSAGES[code];
+
+const round = (ms: number): number => Math.round(ms * 100) / 100;

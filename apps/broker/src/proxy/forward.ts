@@ -1,0 +1,137 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
+import { ERROR_CATALOG, type ErrorCode, errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
+import type { Dispatcher, Pool } from "undici";
+import { forwardResponseHeaders } from "./headers.js";
+
+export interface ForwardOutcome {
+  /** The status the client saw: the upstream's, ours on failure, 499 when the client left. */
+  readonly status: number;
+  /** From dispatch to the end of the upstream response (ms). */
+  readonly upstreamMs: number;
+  readonly error?: "upstream_timeout" | "upstream_error" | "client_closed";
+}
+
+export interface ForwardRequest {
+  readonly pool: Pool;
+  readonly upstreamName: string;
+  readonly method: Dispatcher.HttpMethod;
+  /** Path and query on the upstream, exactly as it will be sent. */
+  readonly path: string;
+  readonly headers: string[];
+  readonly body: Buffer | Readable | null;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly requestId: string;
+  readonly onDone: (outcome: ForwardOutcome) => void;
+}
+
+const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
+
+/**
+ * Streams one request to the upstream and its response back, with no buffering: each chunk the
+ * upstream sends is written to the client as it arrives (SSE events reach the agent one by
+ * one), backpressure pauses the upstream when the client reads slowly, and a client that goes
+ * away aborts the upstream request. This is undici's dispatch API directly: no stream pipeline,
+ * no AbortController, one small object per request.
+ */
+export const forward = (request: ForwardRequest): void => {
+  const handler = new ForwardHandler(request);
+  request.pool.dispatch(
+    { path: request.path, method: request.method, headers: request.headers, body: request.body },
+    handler,
+  );
+};
+
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  readonly #r: ForwardRequest;
+  readonly #start = performance.now();
+  #controller: Dispatcher.DispatchController | undefined;
+  #status = 0;
+  #finished = false;
+  #clientGone = false;
+
+  constructor(request: ForwardRequest) {
+    this.#r = request;
+    request.res.once("close", () => {
+      if (this.#finished) return;
+      this.#clientGone = true;
+      this.#controller?.abort(new Error("client closed the connection"));
+    });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#clientGone) controller.abort(new Error("client closed the connection"));
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    this.#status = statusCode;
+    try {
+      this.#r.res.writeHead(
+        statusCode,
+        forwardResponseHeaders(headers, REQUEST_ID_HEADER, this.#r.requestId),
+      );
+    } catch (error) {
+      controller.abort(error as Error);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const { res } = this.#r;
+    if (!res.write(chunk)) {
+      controller.pause();
+      res.once("drain", () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#r.res.end();
+    this.#finish({ status: this.#status, upstreamMs: performance.now() - this.#start });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    const upstreamMs = performance.now() - this.#start;
+    const { res } = this.#r;
+    if (this.#clientGone) {
+      this.#finish({ status: 499, upstreamMs, error: "client_closed" });
+      return;
+    }
+    const code: ErrorCode = TIMEOUTS.has((error as { code?: string }).code ?? "")
+      ? "upstream_timeout"
+      : "upstream_error";
+    if (res.headersSent) {
+      // Mid-stream: the status line is gone; cutting the connection is the only honest signal.
+      res.destroy();
+      this.#finish({ status: this.#status, upstreamMs, error: code });
+      return;
+    }
+    const message =
+      code === "upstream_timeout"
+        ? `upstream ${this.#r.upstreamName} did not answer in time`
+        : `upstream ${this.#r.upstreamName} failed (${describe(error)})`;
+    const status = ERROR_CATALOG[code].status;
+    res.writeHead(status, {
+      "content-type": "application/json; charset=utf-8",
+      [REQUEST_ID_HEADER]: this.#r.requestId,
+    });
+    res.end(JSON.stringify(errorEnvelope(code, message, this.#r.requestId)));
+    this.#finish({ status, upstreamMs, error: code });
+  }
+
+  #finish(outcome: ForwardOutcome): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#r.onDone(outcome);
+  }
+}
+
+/** A short, safe description of a transport error: its code, never its message or a URL. */
+const describe = (error: Error): string => {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && /^[A-Z0-9_]{2,40}$/.test(code) ? code : "connection error";
+};

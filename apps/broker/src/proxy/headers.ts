@@ -1,0 +1,110 @@
+import type { UpstreamConfig } from "../config/types.js";
+
+/**
+ * Request headers never forwarded: hop-by-hop headers (RFC 9110 §7.6.1), the client's
+ * credentials (all three places a token can be), headers that would let the client speak for
+ * the broker's network position or override the method after the scope check, and `expect`.
+ */
+const DROP_REQUEST = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "expect",
+  "authorization",
+  "x-api-key",
+  "api-key",
+  "cookie",
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-real-ip",
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+]);
+
+/** Response headers never passed back: hop-by-hop, plus anything the broker sets itself. */
+const DROP_RESPONSE = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/**
+ * Builds the forwarded request headers as a flat [name, value, …] list (what undici takes
+ * without copying). The upstream's own auth header and configured headers are set last, and a
+ * client header of the same name is dropped, so the client cannot override either.
+ */
+export const forwardRequestHeaders = (
+  rawHeaders: readonly string[],
+  upstream: UpstreamConfig,
+  authValue: string | undefined,
+  keepContentLength: boolean,
+): string[] => {
+  const out: string[] = [];
+  let connectionTokens: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toLowerCase() === "connection") {
+      connectionTokens ??= new Set();
+      for (const token of rawHeaders[i + 1]!.split(",")) connectionTokens.add(token.trim().toLowerCase());
+    }
+  }
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (DROP_REQUEST.has(lower) || connectionTokens?.has(lower)) continue;
+    if (!keepContentLength && lower === "content-length") continue;
+    if (upstream.reservedHeaders.has(lower)) continue;
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  for (const [name, value] of upstream.headers) out.push(name, value);
+  if (upstream.auth && authValue !== undefined) out.push(upstream.auth.header, authValue);
+  return out;
+};
+
+/** Upstream response headers → a flat list for `writeHead`, with the request id added. */
+export const forwardResponseHeaders = (
+  headers: Record<string, string | string[] | undefined>,
+  requestIdHeader: string,
+  requestId: string,
+): string[] => {
+  const out: string[] = [];
+  let connectionTokens: Set<string> | undefined;
+  const connection = headers.connection;
+  if (connection) {
+    connectionTokens = new Set(
+      (Array.isArray(connection) ? connection.join(",") : connection)
+        .split(",")
+        .map((t) => t.trim().toLowerCase()),
+    );
+  }
+  for (const name in headers) {
+    const value = headers[name];
+    if (
+      value === undefined ||
+      DROP_RESPONSE.has(name) ||
+      connectionTokens?.has(name) ||
+      name === requestIdHeader
+    )
+      continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, value);
+  }
+  out.push(requestIdHeader, requestId);
+  return out;
+};

@@ -1,0 +1,109 @@
+import { randomBytes } from "node:crypto";
+import type { Writable } from "node:stream";
+import { REQUEST_ID_HEADER } from "@perishable/protocol";
+import Fastify, { type FastifyInstance, LogController } from "fastify";
+import { AuditLog } from "./audit/audit-log.js";
+import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
+import { Secret } from "./config/secret.js";
+import type { BrokerConfig } from "./config/types.js";
+import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
+import { registerOpsRoutes } from "./http/ops-routes.js";
+import { registerProxyRoutes } from "./http/proxy-routes.js";
+import { registerTokenRoutes } from "./http/token-routes.js";
+import { UpstreamPools } from "./proxy/upstreams.js";
+import type { Store } from "./store/types.js";
+import type { TokenContext } from "./tokens/context.js";
+
+export interface BuildServerOptions {
+  readonly config: BrokerConfig;
+  /** Opened by the caller, who also closes it. */
+  readonly store: Store;
+  /** Where log lines go (JSON, one per line); stdout by default. */
+  readonly logStream?: Writable;
+  readonly now?: () => number;
+}
+
+export interface BrokerServer {
+  readonly app: FastifyInstance;
+  readonly audit: AuditLog;
+  /** Stops accepting, lets in-flight requests (streams included) finish, then closes what it opened. */
+  close(): Promise<void>;
+}
+
+/** Largest JSON body on the /v1 API; proxied bodies have their own limit. */
+const API_BODY_LIMIT = 64 * 1024;
+
+/**
+ * The broker as a fastify app. It never listens by itself (tests inject or listen on port 0;
+ * `startBroker` listens on the configured address). Everything it opens it closes in `close()`.
+ */
+export const buildServer = async (options: BuildServerOptions): Promise<BrokerServer> => {
+  const { config, store } = options;
+  const now = options.now ?? Date.now;
+  const app = Fastify({
+    logger: {
+      level: config.log.level,
+      ...(options.logStream ? { stream: options.logStream } : {}),
+      // Nothing logs request headers; this is the second lock on the door.
+      redact: ["req.headers.authorization", 'req.headers["x-api-key"]', 'req.headers["api-key"]'],
+    },
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "requestId" }),
+    genReqId: requestIds(),
+    requestIdHeader: false,
+    bodyLimit: API_BODY_LIMIT,
+    return503OnClosing: true,
+    clientErrorHandler,
+    keepAliveTimeout: 72_000,
+    requestTimeout: 300_000,
+  });
+
+  const audit = new AuditLog({
+    store,
+    file: config.audit.file,
+    maxBuffer: config.audit.buffer,
+    onError: (message, error) => app.log.warn({ err: summary(error) }, message),
+  });
+  const pools = new UpstreamPools(config.upstreams.values());
+  const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
+  const ctx: TokenContext = { config, store, hasher, audit, now };
+
+  installErrorHandling(app);
+  await app.register(async (api) => {
+    api.addHook("onRequest", async (request, reply) => {
+      reply.header(REQUEST_ID_HEADER, request.id);
+    });
+    registerOpsRoutes(api, store);
+    registerTokenRoutes(api, {
+      ctx,
+      issuers: new KeyMatcher(config.issuers.map((issuer) => [issuer.key, issuer] as const)),
+    });
+  });
+  await app.register(async (proxy) =>
+    registerProxyRoutes(proxy, { config, store, hasher, audit, pools, now }),
+  );
+  await app.ready();
+
+  return {
+    app,
+    audit,
+    close: async () => {
+      await app.close();
+      await pools.close();
+      await audit.close();
+    },
+  };
+};
+
+/** `req_` + a per-process random part + a counter: unique, cheap, and no clock in it. */
+const requestIds = () => {
+  const prefix = `req_${randomBytes(6).toString("base64url")}`;
+  let counter = 0;
+  return () => `${prefix}${(counter++).toString(36)}`;
+};
+
+/** An error for the log: its name, code and message, never a stack of request data. */
+export const summary = (error: unknown): Record<string, unknown> => {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return { name: error.name, code: (error as { code?: unknown }).code, message: error.message, cause };
+};

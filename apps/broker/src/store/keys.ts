@@ -1,0 +1,42 @@
+/**
+ * The one place Redis key names are built. Every key of a lineage tree shares the hash tag
+ * `{tree}`, so a tree lives in one Cluster slot and one Lua script can touch all of it.
+ * The Lua scripts build grant and rate-limit keys from `base(tree)` with the same suffixes.
+ *
+ *   <p>:{<tree>}:t:<hash>                token record (hash) — the keyed hash of the token, never the token
+ *   <p>:{<tree>}:ti:<tokenId>            token id → token hash (for revoking one token by its id)
+ *   <p>:{<tree>}:g:<grantId>             grant record (hash)
+ *   <p>:{<tree>}:tree                    grant id → parent id, for subtree walks
+ *   <p>:{<tree>}:rl:<grantId>:<scope>:<window>   sliding-window counters
+ *   <p>:audit                            the audit stream
+ */
+export const GRANT_SEGMENT = "g:";
+export const RATE_SEGMENT = "rl:";
+
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  base(tree: string): string {
+    return `${this.prefix}:{${tree}}:`;
+  }
+
+  token(tree: string, hash: string): string {
+    return `${this.base(tree)}t:${hash}`;
+  }
+
+  tokenId(tree: string, tokenId: string): string {
+    return `${this.base(tree)}ti:${tokenId}`;
+  }
+
+  grant(tree: string, grantId: string): string {
+    return `${this.base(tree)}${GRANT_SEGMENT}${grantId}`;
+  }
+
+  tree(tree: string): string {
+    return `${this.base(tree)}tree`;
+  }
+
+  audit(): string {
+    return `${this.prefix}:audit`;
+  }
+}

@@ -1,0 +1,75 @@
+import type { Denied, GrantRecord, Subject } from "../types.js";
+
+/** Grant record ⇄ Redis hash fields. Scope and ancestor lists are comma-joined (names cannot hold commas). */
+export const grantFields = (grant: GrantRecord): string[] => {
+  // biome-ignore format: field/value pairs read best two to a line
+  const fields = [
+    "root", grant.rootId,
+    "par", grant.parentId ?? "",
+    "anc", grant.ancestors.join(","),
+    "agent", grant.agent,
+    "task", grant.task ?? "",
+    "scopes", grant.scopes.join(","),
+    "depth", String(grant.depth),
+    "iss", grant.issuer,
+    "ca", String(grant.createdAt),
+    "na", String(grant.notAfter),
+    "ttl", String(grant.ttl),
+    "mt", String(grant.maxTtl),
+    "meta", JSON.stringify(grant.metadata),
+  ];
+  if (grant.maxUses !== null) fields.push("mu", String(grant.maxUses));
+  return fields;
+};
+
+export const pairsToMap = (flat: readonly string[], from: number): Map<string, string> => {
+  const map = new Map<string, string>();
+  for (let i = from; i + 1 < flat.length; i += 2) map.set(flat[i]!, flat[i + 1]!);
+  return map;
+};
+
+export const grantFromFields = (id: string, tree: string, f: ReadonlyMap<string, string>): GrantRecord => {
+  const list = (name: string) => {
+    const value = f.get(name) ?? "";
+    return value === "" ? [] : value.split(",");
+  };
+  const mu = f.get("mu");
+  return {
+    id,
+    tree,
+    rootId: f.get("root") ?? id,
+    parentId: f.get("par") || null,
+    ancestors: list("anc"),
+    agent: f.get("agent") ?? "",
+    task: f.get("task") || null,
+    scopes: list("scopes"),
+    depth: Number(f.get("depth") ?? 0),
+    issuer: f.get("iss") ?? "",
+    createdAt: Number(f.get("ca")),
+    notAfter: Number(f.get("na")),
+    ttl: Number(f.get("ttl")),
+    maxTtl: Number(f.get("mt")),
+    maxUses: mu === undefined ? null : Number(mu),
+    metadata: JSON.parse(f.get("meta") ?? "{}") as Record<string, string>,
+  };
+};
+
+/** Reads the denial layout the scripts share: code, ids…, rule, retryAfterMs. */
+export const decodeDenial = <C extends string>(reply: readonly string[]): Denied<C> => {
+  const subject: Subject = {
+    grantId: reply[1] || null,
+    tokenId: reply[2] || null,
+    rootGrantId: reply[3] || null,
+    parentGrantId: reply[4] || null,
+    agent: reply[5] || null,
+    issuedAt: reply[6] ? Number(reply[6]) : null,
+  };
+  const retry = reply[8];
+  return {
+    ok: false,
+    code: reply[0] as C,
+    subject,
+    rule: reply[7] || null,
+    ...(retry ? { retryAfterMs: Number(retry) } : {}),
+  };
+};

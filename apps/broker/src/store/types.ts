@@ -1,0 +1,146 @@
+import type { AuditEvent } from "@perishable/protocol";
+
+/**
+ * A grant as the store keeps it. Times are epoch milliseconds. Scopes are names from the config;
+ * the store never interprets them beyond set membership.
+ */
+export interface GrantRecord {
+  readonly id: string;
+  /** The lineage tree (hash tag): the first characters of the root grant's id. */
+  readonly tree: string;
+  readonly rootId: string;
+  readonly parentId: string | null;
+  /** Ancestor grant ids, root first, without the grant itself. */
+  readonly ancestors: readonly string[];
+  readonly agent: string;
+  readonly task: string | null;
+  readonly scopes: readonly string[];
+  readonly depth: number;
+  /** Name of the issuer that created the root of this lineage. */
+  readonly issuer: string;
+  readonly createdAt: number;
+  readonly notAfter: number;
+  /** Default token lifetime for refreshes (ms). */
+  readonly ttl: number;
+  /** Largest token lifetime a refresh may ask for (ms). */
+  readonly maxTtl: number;
+  readonly maxUses: number | null;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface TokenRecord {
+  readonly tokenId: string;
+  /** Keyed hash of the token; the token itself is never stored. */
+  readonly hash: string;
+  readonly grantId: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+/** A scope that matched the request's upstream, method and path, as the proxy hands it to `authorize`. */
+export interface Candidate {
+  readonly scope: string;
+  /** False when the request body breaks this scope's constraints. */
+  readonly pass: boolean;
+  /** Requests per window, 0 for no limit. */
+  readonly limit: number;
+  readonly windowMs: number;
+}
+
+/** Who a decision is about, as far as the store could tell: what the audit trail records. */
+export interface Subject {
+  readonly grantId: string | null;
+  readonly tokenId: string | null;
+  readonly rootGrantId: string | null;
+  readonly parentGrantId: string | null;
+  readonly agent: string | null;
+  /** When the presented token was issued (credential age at use), if known. */
+  readonly issuedAt: number | null;
+}
+
+export type TokenDenial = "token_invalid" | "token_expired" | "token_revoked";
+export type AuthorizeDenial =
+  | TokenDenial
+  | "scope_denied"
+  | "constraint_denied"
+  | "rate_limited"
+  | "forbidden";
+
+export type Denied<C extends string> = {
+  readonly ok: false;
+  readonly code: C;
+  readonly subject: Subject;
+  /** The rule that denied: the revoked ancestor, the scope whose limit or constraint applied. */
+  readonly rule: string | null;
+  readonly retryAfterMs?: number;
+};
+
+export type AuthorizeResult =
+  | { readonly ok: true; readonly subject: Subject; readonly scope: string }
+  | Denied<AuthorizeDenial>;
+
+export type InspectResult =
+  | { readonly ok: true; readonly token: TokenRecord; readonly grant: GrantRecord; readonly used: number }
+  | Denied<TokenDenial>;
+
+export interface RefreshInput {
+  readonly tokenId: string;
+  readonly hash: string;
+  /** Requested lifetime of the new token (ms), or undefined for the grant's default. */
+  readonly ttl: number | undefined;
+}
+
+export type RefreshResult =
+  | { readonly ok: true; readonly token: TokenRecord; readonly grant: GrantRecord }
+  | Denied<TokenDenial | "ttl_exceeded">;
+
+export type CreateResult = { readonly ok: true } | Denied<TokenDenial>;
+
+/** Where to find a presented token: its tree (from the token's routing part) and keyed hash. */
+export interface TokenRef {
+  readonly tree: string;
+  readonly hash: string;
+}
+
+/**
+ * Everything the broker keeps, behind one interface with two implementations (Redis, memory)
+ * that pass one contract suite. Every method that decides on a token does it atomically, in one
+ * round trip, checking the token, its grant and every ancestor grant.
+ *
+ * Failures to reach the store reject with StoreUnavailableError; denials are results.
+ */
+export interface Store {
+  /**
+   * Stores a grant and its first token. With `parent`, the grant is a child: the parent token
+   * is re-checked in the same atomic step, so a revocation racing the delegation always wins.
+   */
+  createGrant(grant: GrantRecord, token: TokenRecord, parent?: TokenRef, now?: number): Promise<CreateResult>;
+  /** The hot path: token → grant → ancestors → scope → maxUses → rate limits, in one step. */
+  authorize(ref: TokenRef, now: number, candidates: readonly Candidate[]): Promise<AuthorizeResult>;
+  /** A valid token's record and grant (for `GET /v1/tokens/self` and delegation). */
+  inspect(ref: TokenRef, now: number): Promise<InspectResult>;
+  /** A new token for the presented token's grant; the presented one stays valid to its own expiry. */
+  refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult>;
+  /** Revokes a grant and its whole subtree; resolves to the number of grants newly revoked. */
+  revokeGrant(grantId: string, now: number): Promise<number>;
+  appendAudit(events: readonly AuditEvent[]): Promise<void>;
+  /** Rejects when the store cannot serve requests. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Thrown (never returned) when the store cannot be reached: the broker fails closed with 503. */
+export class StoreUnavailableError extends Error {
+  constructor(message = "store unavailable", options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+/**
+ * Records outlive their end by this much, so a token that expired a moment ago is answered with
+ * `token_expired` (the SDK refreshes) rather than `token_invalid`, and clock skew between broker
+ * nodes and Redis cannot turn an expiring ancestor into a false revocation. A record past its end
+ * is never honoured: every check compares against the stored time, not the key's existence.
+ */
+export const RECORD_GRACE_MS = 60_000;

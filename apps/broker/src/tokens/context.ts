@@ -1,0 +1,52 @@
+import type { TokenResponse } from "@perishable/protocol";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { TokenHasher } from "../auth/secrets.js";
+import type { BrokerConfig } from "../config/types.js";
+import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
+import type { Denied, GrantRecord, Store, Subject, TokenRecord } from "../store/types.js";
+
+/** What every token use case needs; built once by the server. */
+export interface TokenContext {
+  readonly config: BrokerConfig;
+  readonly store: Store;
+  readonly hasher: TokenHasher;
+  readonly audit: AuditLog;
+  readonly now: () => number;
+}
+
+/** A token presented by a caller: the string (used only to hash it) and its tree. */
+export interface PresentedToken {
+  readonly token: string;
+  readonly tree: string;
+}
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
+export const tokenResponse = (token: string, record: TokenRecord, grant: GrantRecord): TokenResponse => ({
+  token,
+  tokenId: record.tokenId,
+  grantId: grant.id,
+  parentGrantId: grant.parentId,
+  rootGrantId: grant.rootId,
+  agent: grant.agent,
+  task: grant.task,
+  scopes: [...grant.scopes],
+  depth: grant.depth,
+  issuedAt: iso(record.issuedAt),
+  expiresAt: iso(record.expiresAt),
+  notAfter: iso(grant.notAfter),
+});
+
+/** A store denial about a presented token, as the error the caller gets. */
+export const denialError = (denied: Denied<keyof typeof DENIAL_MESSAGES>): BrokerError =>
+  new BrokerError(denied.code, DENIAL_MESSAGES[denied.code]);
+
+/** The audit subject of a token of a grant. */
+export const subjectOf = (grant: GrantRecord, token: TokenRecord): Subject => ({
+  grantId: grant.id,
+  tokenId: token.tokenId,
+  rootGrantId: grant.rootId,
+  parentGrantId: grant.parentId,
+  agent: grant.agent,
+  issuedAt: token.issuedAt,
+});

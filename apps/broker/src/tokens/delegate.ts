@@ -1,0 +1,88 @@
+import type { IssueTokenRequest, TokenResponse } from "@perishable/protocol";
+import { auditEvent } from "../audit/audit-log.js";
+import { newGrantId, newToken, newTokenId } from "../auth/secrets.js";
+import { BrokerError } from "../errors.js";
+import type { GrantRecord, TokenRecord } from "../store/types.js";
+import { denialError, type PresentedToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
+import { uniqueScopes } from "./issue.js";
+
+/**
+ * `POST /v1/tokens` with a `prs_` token: a child grant that holds at most what its parent holds.
+ * Scopes must be a subset, the token lifetime within the parent's max_ttl, the grant's end no
+ * later than the parent's, the depth within limits.max_depth. Rate limits and maxUses of every
+ * ancestor keep applying to the child's calls (the store counts them up the lineage).
+ */
+export const delegateToken = async (
+  ctx: TokenContext,
+  presented: PresentedToken,
+  body: IssueTokenRequest,
+  requestId: string,
+): Promise<TokenResponse> => {
+  const now = ctx.now();
+  const parentRef = { tree: presented.tree, hash: ctx.hasher.hash(presented.token) };
+  const inspected = await ctx.store.inspect(parentRef, now);
+  if (!inspected.ok) throw denialError(inspected);
+  const parent = inspected.grant;
+
+  const scopes = uniqueScopes(ctx, body.scopes);
+  const held = new Set(parent.scopes);
+  const beyond = scopes.filter((s) => !held.has(s));
+  if (beyond.length > 0) {
+    throw new BrokerError("delegation_denied", `the parent grant does not hold ${beyond.join(", ")}`);
+  }
+  if (parent.depth + 1 > ctx.config.limits.maxDepth) {
+    throw new BrokerError("delegation_denied", `the lineage is at max_depth (${ctx.config.limits.maxDepth})`);
+  }
+  const ttl = body.ttl === undefined ? parent.ttl : body.ttl * 1000;
+  if (ttl > parent.maxTtl) {
+    throw new BrokerError(
+      "ttl_exceeded",
+      `ttl ${body.ttl} is above the parent's max_ttl of ${parent.maxTtl / 1000}`,
+    );
+  }
+  const remaining = parent.notAfter - now;
+  if (body.lifetime !== undefined && body.lifetime * 1000 > remaining) {
+    throw new BrokerError(
+      "ttl_exceeded",
+      `lifetime ${body.lifetime} is beyond the parent grant's end (${Math.floor(remaining / 1000)} s left)`,
+    );
+  }
+  const notAfter = body.lifetime === undefined ? parent.notAfter : now + body.lifetime * 1000;
+
+  const grant: GrantRecord = {
+    id: newGrantId(parent.tree),
+    tree: parent.tree,
+    rootId: parent.rootId,
+    parentId: parent.id,
+    ancestors: [...parent.ancestors, parent.id],
+    agent: body.agent ?? parent.agent,
+    task: body.task ?? parent.task,
+    scopes,
+    depth: parent.depth + 1,
+    issuer: parent.issuer,
+    createdAt: now,
+    notAfter,
+    ttl: Math.min(ttl, notAfter - now),
+    maxTtl: parent.maxTtl,
+    maxUses: body.maxUses ?? null,
+    metadata: body.metadata ?? {},
+  };
+  const token = newToken(parent.tree);
+  const record: TokenRecord = {
+    tokenId: newTokenId(parent.tree),
+    hash: ctx.hasher.hash(token),
+    grantId: grant.id,
+    issuedAt: now,
+    expiresAt: Math.min(now + ttl, notAfter),
+  };
+  const created = await ctx.store.createGrant(grant, record, parentRef, now);
+  if (!created.ok) throw denialError(created);
+  ctx.audit.emit(
+    auditEvent("delegated", subjectOf(grant, record), requestId, now, {
+      issuer: parent.issuer,
+      scopes,
+      expiresAt: new Date(record.expiresAt).toISOString(),
+    }),
+  );
+  return tokenResponse(token, record, grant);
+};

@@ -1,0 +1,284 @@
+import { describe, expect, it } from "vitest";
+import type { Candidate, Store } from "../../src/store/types.js";
+import { childGrant, nextToken, rootGrant } from "./records.js";
+
+const allow = (scope: string, limit = 0, windowMs = 0): Candidate => ({ scope, pass: true, limit, windowMs });
+const fail = (scope: string): Candidate => ({ scope, pass: false, limit: 0, windowMs: 0 });
+
+/**
+ * The one contract every Store implementation passes. Times are passed in explicitly and stay
+ * within RECORD_GRACE_MS of the present, so checks are decided by stored fields (the same way
+ * in Redis and in memory), not by whether a key has been evicted yet.
+ */
+export const describeStoreContract = (name: string, open: () => Promise<Store & AsyncDisposable>) => {
+  describe(`Store contract: ${name}`, () => {
+    it("authorises a fresh token and tells who it belongs to", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { agent: "planner" });
+      expect(await store.createGrant(root.grant, root.record)).toEqual({ ok: true });
+      const result = await store.authorize(root.ref, now + 1, [allow("llm:complete")]);
+      expect(result).toMatchObject({
+        ok: true,
+        scope: "llm:complete",
+        subject: {
+          grantId: root.grant.id,
+          tokenId: root.record.tokenId,
+          rootGrantId: root.grant.id,
+          parentGrantId: null,
+          agent: "planner",
+          issuedAt: now,
+        },
+      });
+    });
+
+    it("refuses an unknown token with token_invalid", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const stranger = rootGrant(now);
+      const result = await store.authorize(stranger.ref, now, [allow("llm:complete")]);
+      expect(result).toMatchObject({ ok: false, code: "token_invalid", subject: { grantId: null } });
+    });
+
+    it("refuses a token past its expiry, and any token past the grant's notAfter, with token_expired", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { ttlMs: 10_000, lifetimeMs: 20_000 });
+      await store.createGrant(root.grant, root.record);
+      expect(await store.authorize(root.ref, now + 9_999, [allow("llm:complete")])).toMatchObject({
+        ok: true,
+      });
+      expect(await store.authorize(root.ref, now + 10_000, [allow("llm:complete")])).toMatchObject({
+        ok: false,
+        code: "token_expired",
+        subject: { grantId: root.grant.id },
+      });
+      const refreshed = nextToken(root.grant.tree, 60_000);
+      const result = await store.refresh(root.ref, now + 5_000, refreshed.input);
+      expect(result).toMatchObject({ ok: true, token: { expiresAt: root.grant.notAfter } });
+      const newRef = { tree: root.grant.tree, hash: refreshed.input.hash };
+      expect(await store.authorize(newRef, now + 20_000, [allow("llm:complete")])).toMatchObject({
+        ok: false,
+        code: "token_expired",
+        rule: "grant notAfter",
+      });
+    });
+
+    it("denies scopes the grant does not hold, and reports a failed constraint only for held scopes", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { scopes: ["llm:complete", "llm:embed"] });
+      await store.createGrant(root.grant, root.record);
+      expect(await store.authorize(root.ref, now, [])).toMatchObject({ ok: false, code: "scope_denied" });
+      expect(await store.authorize(root.ref, now, [allow("storage:read")])).toMatchObject({
+        ok: false,
+        code: "scope_denied",
+      });
+      expect(await store.authorize(root.ref, now, [fail("storage:read")])).toMatchObject({
+        ok: false,
+        code: "scope_denied",
+      });
+      expect(await store.authorize(root.ref, now, [fail("llm:complete")])).toMatchObject({
+        ok: false,
+        code: "constraint_denied",
+        rule: "llm:complete",
+      });
+      expect(
+        await store.authorize(root.ref, now, [
+          fail("llm:complete"),
+          allow("storage:read"),
+          allow("llm:embed"),
+        ]),
+      ).toMatchObject({
+        ok: true,
+        scope: "llm:embed",
+      });
+    });
+
+    it("revokes a grant and its whole subtree, counts it once, and never re-enables it", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now);
+      const child = childGrant(now, root.grant);
+      const grandchild = childGrant(now, child.grant);
+      const sibling = childGrant(now, root.grant);
+      for (const g of [root, child, grandchild, sibling]) {
+        await store.createGrant(g.grant, g.record);
+      }
+      expect(await store.revokeGrant(child.grant.id, now)).toBe(2);
+      expect(await store.revokeGrant(child.grant.id, now)).toBe(0);
+      expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({
+        ok: false,
+        code: "token_revoked",
+        rule: `grant ${child.grant.id}`,
+      });
+      expect(await store.authorize(grandchild.ref, now, [allow("llm:complete")])).toMatchObject({
+        ok: false,
+        code: "token_revoked",
+        subject: { grantId: grandchild.grant.id, parentGrantId: child.grant.id, rootGrantId: root.grant.id },
+      });
+      expect(await store.authorize(root.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
+      expect(await store.authorize(sibling.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
+      // Terminal: a refresh or an inspect of a revoked grant is refused too.
+      expect(await store.refresh(child.ref, now, nextToken(child.grant.tree).input)).toMatchObject({
+        code: "token_revoked",
+      });
+      expect(await store.inspect(grandchild.ref, now)).toMatchObject({ code: "token_revoked" });
+      expect(await store.revokeGrant(root.grant.id, now)).toBe(2);
+      expect(await store.authorize(sibling.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "token_revoked",
+      });
+    });
+
+    it("checks the parent token in the same step that creates a child", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now);
+      await store.createGrant(root.grant, root.record);
+      await store.revokeGrant(root.grant.id, now);
+      const child = childGrant(now, root.grant);
+      expect(await store.createGrant(child.grant, child.record, root.ref, now)).toMatchObject({
+        ok: false,
+        code: "token_revoked",
+      });
+      expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "token_invalid",
+      });
+    });
+
+    it("refreshes: the new token works, the old one keeps working until its own expiry", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { ttlMs: 30_000 });
+      await store.createGrant(root.grant, root.record);
+      const next = nextToken(root.grant.tree);
+      const result = await store.refresh(root.ref, now + 15_000, next.input);
+      expect(result).toMatchObject({
+        ok: true,
+        token: {
+          grantId: root.grant.id,
+          issuedAt: now + 15_000,
+          expiresAt: now + 45_000,
+          tokenId: next.input.tokenId,
+        },
+        grant: { id: root.grant.id, scopes: ["llm:complete"], metadata: { purpose: "contract" } },
+      });
+      const newRef = { tree: root.grant.tree, hash: next.input.hash };
+      expect(await store.authorize(root.ref, now + 29_000, [allow("llm:complete")])).toMatchObject({
+        ok: true,
+      });
+      expect(await store.authorize(newRef, now + 29_000, [allow("llm:complete")])).toMatchObject({
+        ok: true,
+        subject: { tokenId: next.input.tokenId, issuedAt: now + 15_000 },
+      });
+      expect(await store.authorize(root.ref, now + 30_000, [allow("llm:complete")])).toMatchObject({
+        code: "token_expired",
+      });
+      expect(await store.authorize(newRef, now + 30_000, [allow("llm:complete")])).toMatchObject({
+        ok: true,
+      });
+    });
+
+    it("refuses a refresh above the grant's max_ttl with ttl_exceeded", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { maxTtlMs: 120_000 });
+      await store.createGrant(root.grant, root.record);
+      expect(await store.refresh(root.ref, now, nextToken(root.grant.tree, 120_001).input)).toMatchObject({
+        ok: false,
+        code: "ttl_exceeded",
+      });
+      expect(await store.refresh(root.ref, now, nextToken(root.grant.tree, 120_000).input)).toMatchObject({
+        ok: true,
+      });
+    });
+
+    it("inspects a token: its record, its grant and the uses spent", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { maxUses: 5, scopes: ["a", "b"] });
+      const child = childGrant(now, root.grant, { scopes: ["a"] });
+      await store.createGrant(root.grant, root.record);
+      await store.createGrant(child.grant, child.record, root.ref, now);
+      await store.authorize(root.ref, now, [allow("a")]);
+      const inspected = await store.inspect(child.ref, now);
+      expect(inspected).toMatchObject({ ok: true, token: child.record, used: 0 });
+      if (inspected.ok) expect(inspected.grant).toEqual(child.grant);
+      expect(await store.inspect(root.ref, now)).toMatchObject({ ok: true, used: 1, grant: { maxUses: 5 } });
+    });
+
+    it("enforces maxUses, and counts a child's use against every ancestor", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { maxUses: 3 });
+      const child = childGrant(now, root.grant);
+      await store.createGrant(root.grant, root.record);
+      await store.createGrant(child.grant, child.record);
+      expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
+      expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
+      expect(await store.authorize(root.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
+      expect(await store.authorize(root.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "forbidden",
+        rule: "maxUses 3",
+      });
+      expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "forbidden",
+        rule: `maxUses 3 of ancestor ${root.grant.id}`,
+      });
+      // A denied request spends nothing.
+      expect(await store.inspect(root.ref, now)).toMatchObject({ used: 3 });
+    });
+
+    it("rate-limits per grant and scope over a sliding window, shared with every ancestor", async () => {
+      await using store = await open();
+      const window = 60_000;
+      // Start of a window, so the previous window is empty and the arithmetic is exact.
+      const now = Math.floor(Date.now() / window) * window + 1_000;
+      const root = rootGrant(now, { ttlMs: 600_000 });
+      const child = childGrant(now, root.grant);
+      const other = rootGrant(now);
+      for (const g of [root, child, other]) await store.createGrant(g.grant, g.record);
+      const limited = [allow("llm:complete", 3, window)];
+      expect(await store.authorize(child.ref, now, limited)).toMatchObject({ ok: true });
+      expect(await store.authorize(child.ref, now, limited)).toMatchObject({ ok: true });
+      expect(await store.authorize(root.ref, now, limited)).toMatchObject({ ok: true });
+      const denied = await store.authorize(root.ref, now + 10, limited);
+      expect(denied).toMatchObject({ ok: false, code: "rate_limited", rule: "llm:complete" });
+      if (!denied.ok) expect(denied.retryAfterMs).toBe(window - 1_010);
+      expect(await store.authorize(child.ref, now + 10, limited)).toMatchObject({
+        code: "rate_limited",
+        rule: `llm:complete (ancestor ${root.grant.id})`,
+      });
+      // Other grants and other scopes have their own counters.
+      expect(await store.authorize(other.ref, now, limited)).toMatchObject({ ok: true });
+      expect(await store.authorize(root.ref, now, [allow("llm:complete", 0, 0)])).toMatchObject({ ok: true });
+      // Halfway through the next window, half of the previous window still counts: 3 × 0.5 = 1.5 → one more fits.
+      const later = now - 1_000 + window + window / 2;
+      expect(await store.authorize(root.ref, later, limited)).toMatchObject({ ok: true });
+      expect(await store.authorize(root.ref, later, limited)).toMatchObject({ code: "rate_limited" });
+    });
+
+    it("appends audit events", async () => {
+      await using store = await open();
+      await expect(
+        store.appendAudit([
+          {
+            at: new Date().toISOString(),
+            type: "issued",
+            requestId: "r1",
+            grantId: null,
+            tokenId: null,
+            rootGrantId: null,
+            parentGrantId: null,
+            agent: "a",
+          },
+        ]),
+      ).resolves.toBeUndefined();
+    });
+
+    it("answers ping", async () => {
+      await using store = await open();
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+};
