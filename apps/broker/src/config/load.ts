@@ -95,8 +95,16 @@ export const validateConfig = (raw: unknown, options: LoadOptions = {}): BrokerC
   return config;
 };
 
+/** `issuers[0].key`: the same form the interpolation and cross-checks use. */
+const formatPath = (path: readonly PropertyKey[]): string =>
+  path.reduce<string>(
+    (out, part) =>
+      typeof part === "number" ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part),
+    "",
+  );
+
 const issueToProblem = (issue: z.core.$ZodIssue): ConfigProblem => {
-  const path = issue.path.map(String).join(".");
+  const path = formatPath(issue.path);
   if (issue.code === "unrecognized_keys") {
     return { path, message: `unknown key${issue.keys.length > 1 ? "s" : ""}: ${issue.keys.join(", ")}` };
   }

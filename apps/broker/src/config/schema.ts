@@ -111,3 +111,6 @@ export const ConfigFile = z.strictObject({
     .prefault({}),
 });
 export type ConfigFile = z.infer<typeof ConfigFile>;
+
+/** The config document as written (before defaults): what `validateConfig` accepts. */
+export type ConfigInput = z.input<typeof ConfigFile>;

@@ -26,6 +26,8 @@ export interface MockUpstreamOptions {
 export interface MockUpstream {
   readonly url: string;
   readonly requests: RecordedRequest[];
+  /** Responses the client side closed before the mock finished them. */
+  readonly aborted: () => number;
   /** When the mock wrote the last chunk of its most recent stream (performance.now()). */
   readonly lastStreamEnd: () => number | undefined;
   close(): Promise<void>;
@@ -39,10 +41,14 @@ export interface MockUpstream {
 export const startMockUpstream = async (options: MockUpstreamOptions = {}): Promise<MockUpstream> => {
   const requests: RecordedRequest[] = [];
   let lastStreamEnd: number | undefined;
+  let aborted = 0;
   const chunks = options.chunks ?? 5;
   const delay = options.chunkDelayMs ?? 0;
 
   const server: Server = createServer((req, res) => {
+    res.once("close", () => {
+      if (!res.writableFinished) aborted += 1;
+    });
     const parts: Buffer[] = [];
     req.on("data", (chunk: Buffer) => parts.push(chunk));
     req.on("end", () => {
@@ -64,6 +70,12 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
   ): Promise<number | undefined> => {
     const path = (req.url ?? "/").split("?")[0];
     const json = parse(raw);
+    // Fault paths for tests: never answer, or drop the connection.
+    if (path?.includes("/hang")) return undefined;
+    if (path?.includes("/reset")) {
+      req.socket.destroy();
+      return undefined;
+    }
     if (req.method === "POST" && path?.endsWith("/chat/completions")) {
       return json.stream === true
         ? streamChat(res, json, chunks, delay, options.streamGate)
@@ -98,6 +110,7 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
   return {
     url: `http://${options.host ?? "127.0.0.1"}:${port}`,
     requests,
+    aborted: () => aborted,
     lastStreamEnd: () => lastStreamEnd,
     close: () =>
       new Promise((resolve) => {

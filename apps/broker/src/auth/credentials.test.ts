@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { presentedCredential } from "./credentials.js";
+
+const token = `prs_0123456789_${"a".repeat(43)}`;
+
+describe("presentedCredential", () => {
+  it.each([
+    [{ authorization: `Bearer ${token}` }, "token"],
+    [{ authorization: `bearer ${token}` }, "token"],
+    [{ "x-api-key": token }, "token"],
+    [{ "api-key": token }, "token"],
+    [{ authorization: `Bearer ${token}`, "x-api-key": token }, "token"],
+    [{ authorization: "Bearer pik_somekey" }, "key"],
+    [{}, "none"],
+    [{ authorization: `Basic ${token}` }, "malformed"],
+    [{ authorization: "Bearer" }, "malformed"],
+    [{ authorization: `Bearer ${token} extra` }, "malformed"],
+    [{ authorization: `Bearer ${token}`, "x-api-key": "sk-other" }, "conflict"],
+    [{ "x-api-key": [token, token] }, "conflict"],
+    [{ authorization: "Bearer prs_short" }, "bad-token"],
+    [{ authorization: `Bearer prs_ABCDEFGHJK_${"a".repeat(43)}` }, "bad-token"],
+  ])("%j is %s", (headers, kind) => {
+    expect(presentedCredential(headers).kind).toBe(kind);
+  });
+
+  it("reads the tree from the token", () => {
+    expect(presentedCredential({ authorization: `Bearer ${token}` })).toEqual({
+      kind: "token",
+      token,
+      tree: "0123456789",
+    });
+  });
+});
