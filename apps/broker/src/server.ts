@@ -6,9 +6,11 @@ import { AuditLog } from "./audit/audit-log.js";
 import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
 import { Secret } from "./config/secret.js";
 import type { BrokerConfig } from "./config/types.js";
+import { BrokerError } from "./errors.js";
 import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
 import { registerProxyRoutes } from "./http/proxy-routes.js";
+import { sendError } from "./http/reply.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import type { Store } from "./store/types.js";
@@ -53,6 +55,16 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     bodyLimit: API_BODY_LIMIT,
     return503OnClosing: true,
     clientErrorHandler,
+    // Router-level failures (a malformed %-escape) skip the error handler: answer them here.
+    frameworkErrors: (error, request, reply) =>
+      sendError(
+        request,
+        reply,
+        new BrokerError(
+          "bad_request",
+          error.code === "FST_ERR_BAD_URL" ? "the URL is malformed" : "bad request",
+        ),
+      ),
     keepAliveTimeout: 72_000,
     requestTimeout: 300_000,
   });

@@ -4,7 +4,7 @@ import { ERROR_CATALOG, ERROR_CODES, ErrorEnvelopeSchema, errorEnvelope, isError
 
 const docs = readFileSync(new URL("../../../docs/errors.md", import.meta.url), "utf8");
 const documented = new Map(
-  [...docs.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| (yes|no) \|/gm)].map((m) => [
+  [...docs.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*(yes|no)\s*\|/gm)].map((m) => [
     m[1],
     { status: Number(m[2]), retryable: m[3] === "yes" },
   ]),

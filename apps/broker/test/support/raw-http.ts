@@ -27,7 +27,11 @@ export const rawRequest = (
         port: target.port,
         method: options.method ?? "GET",
         path: options.path ?? `${target.pathname}${target.search}`,
-        headers: options.headers,
+        // Node's client sends a DELETE/OPTIONS body with no framing at all; frame it explicitly.
+        headers:
+          options.body !== undefined && !hasFraming(options.headers)
+            ? { ...options.headers, "content-length": String(Buffer.byteLength(options.body)) }
+            : options.headers,
         agent: false,
       },
       (res) => {
@@ -46,3 +50,8 @@ export const rawRequest = (
     req.on("error", reject);
     req.end(options.body);
   });
+
+const hasFraming = (headers: Record<string, string | string[]> | undefined): boolean =>
+  Object.keys(headers ?? {}).some((name) =>
+    ["content-length", "transfer-encoding"].includes(name.toLowerCase()),
+  );

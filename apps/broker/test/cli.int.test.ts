@@ -1,0 +1,154 @@
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { TokenResponse } from "@perishable/protocol";
+import { freePort } from "@perishable/test-support";
+import { beforeAll, describe, expect, it } from "vitest";
+
+const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+const example = fileURLToPath(new URL("../perishable.example.yaml", import.meta.url));
+
+beforeAll(() => {
+  if (!existsSync(bin))
+    throw new Error(
+      `${bin} is missing: the CLI tests run the built binary; run \`pnpm build\` first (pnpm test does)`,
+    );
+});
+
+const BASE_ENV = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" };
+
+const run = (args: string[], env: Record<string, string> = {}) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: { ...BASE_ENV, ...env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d));
+    child.stderr.on("data", (d: Buffer) => (stderr += d));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+
+/** Starts a long-running command and waits until its stdout contains `ready`. */
+const startUntil = async (args: string[], ready: string, env: Record<string, string> = {}) => {
+  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [bin, ...args], {
+    env: { ...BASE_ENV, ...env },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d;
+      if (stdout.includes(ready)) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`exited with ${code} before ready: ${stderr}`)));
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr };
+};
+
+const exitOf = (child: ChildProcessWithoutNullStreams) =>
+  new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once("exit", (code) => resolve(code));
+  });
+
+describe("perishable dev", () => {
+  it("starts on the memory store with the mock upstream, prints keys once, and serves the tour", async () => {
+    const port = await freePort();
+    const dev = await startUntil(["dev", "--port", String(port)], "Ctrl-C stops the broker.");
+    try {
+      const out = dev.stdout();
+      const url = /perishable dev broker on (http:\/\/\S+)/.exec(out)?.[1];
+      const issuerKey = /issuer key \(orchestrator\)\s+(pik_\S+)/.exec(out)?.[1];
+      expect(url).toBe(`http://127.0.0.1:${port}`);
+      expect(issuerKey).toBeDefined();
+      expect(out.match(new RegExp(issuerKey!, "g"))?.length).toBe(2); // the key line and the export line
+      const issued = await fetch(`${url}/v1/tokens`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${issuerKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ scopes: ["llm:complete"], ttl: 60, agent: "planner" }),
+      });
+      const { token } = (await issued.json()) as TokenResponse;
+      const completion = await fetch(`${url}/proxy/openai/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(completion.status).toBe(200);
+      expect(
+        await fetch(`${url}/v1/tokens/self`, {
+          method: "DELETE",
+          headers: { authorization: `Bearer ${token}` },
+        }).then((r) => r.json()),
+      ).toEqual({
+        revoked: 1,
+      });
+      // Nothing but the banner goes to stdout, and no token shows up anywhere.
+      expect(dev.stdout() + dev.stderr()).not.toContain(token);
+    } finally {
+      dev.child.kill("SIGTERM");
+      expect(await exitOf(dev.child)).toBe(0);
+    }
+  });
+});
+
+describe("perishable start and config check", () => {
+  const env = {
+    OPENAI_API_KEY: "sk-cli-test-openai-0123456789",
+    ANTHROPIC_API_KEY: "sk-ant-cli-test-0123456789",
+    PERISHABLE_ISSUER_KEY: "pik_cli-test-issuer-0123456789abcdef",
+    PERISHABLE_ADMIN_KEY: "pak_cli-test-admin-0123456789abcdef",
+    PERISHABLE_SECRET: "sec_cli-test-secret-0123456789abcdefgh",
+  };
+
+  it("checks the example config and prints what it sets up, without a secret", async () => {
+    const result = await run(["config", "check", "--config", example], env);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("scopes     llm:complete, llm:embed, storage:read, claude:messages");
+    expect(result.stdout).toContain("redis 127.0.0.1:6379");
+    for (const value of Object.values(env)) expect(result.stdout).not.toContain(value);
+  });
+
+  it("refuses a bad config with every problem and exit code 2, before opening a port", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "perishable-cli-"));
+    const file = join(dir, "bad.yaml");
+    writeFileSync(
+      file,
+      "listen: { port: 1 }\nupstreams: {}\nscopes:\n  x: { upstream: y, endpoints: [/a], methods: [POST] }\nextra: 1\n",
+    );
+    const result = await run(["start", "--config", file], env);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("invalid config");
+    expect(result.stderr).toContain("upstreams: at least one upstream");
+    expect(result.stderr).toContain("unknown key: extra");
+  });
+
+  it("names a missing environment variable", async () => {
+    const result = await run(["config", "check", "--config", example], { ...env, OPENAI_API_KEY: "" });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(
+      "upstreams.openai.auth.value: environment variable OPENAI_API_KEY is not set",
+    );
+  });
+
+  it("fails with exit code 1 when Redis is not there", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "perishable-cli-"));
+    const file = join(dir, "perishable.yaml");
+    const port = await freePort();
+    writeFileSync(
+      file,
+      `secret: \${PERISHABLE_SECRET}\nstore: { redis: "redis://127.0.0.1:${port}" }\nupstreams: { o: { base_url: "http://127.0.0.1:1" } }\nscopes: { s: { upstream: o, endpoints: [/x], methods: [GET] } }\n`,
+    );
+    const result = await run(["start", "--config", file], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/cannot start: (Redis did not answer|cannot connect to Redis)/);
+  });
+
+  it("uses exit code 2 for usage errors and 0 for help", async () => {
+    expect((await run(["frobnicate"])).code).toBe(2);
+    expect((await run(["--help"])).code).toBe(0);
+    const key = await run(["keygen", "--prefix", "sec"]);
+    expect(key.stdout).toMatch(/^sec_[A-Za-z0-9_-]{43}\n$/);
+  });
+});
