@@ -68,12 +68,18 @@ export const startBroker = async (
     url,
     close: (graceMs = 30_000) => {
       closing ??= (async () => {
-        const timer = setTimeout(() => server.app.server.closeAllConnections(), graceMs);
+        const http = server.app.server;
+        const timer = setTimeout(() => http.closeAllConnections(), graceMs);
+        // server.close() drops idle keep-alive connections once, when it starts; a connection
+        // whose stream ends later would linger until its keep-alive timeout, so sweep again.
+        const sweeper = setInterval(() => http.closeIdleConnections(), 100);
         timer.unref();
+        sweeper.unref();
         try {
           await server.close();
         } finally {
           clearTimeout(timer);
+          clearInterval(sweeper);
           await store.close();
         }
       })();
