@@ -1,0 +1,44 @@
+import { startRedisServer } from "@perishable/test-support";
+import { Redis } from "ioredis";
+import { describe, expect, it } from "vitest";
+import { startTestBroker } from "./support/broker.js";
+
+describe("the hot path", () => {
+  it("authorises each proxied request with exactly one Redis command, a child's too", async () => {
+    // A private server, so no other test's traffic is counted.
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({ redisUrl: server.url });
+    const root = await t.issue({ scopes: ["models:read", "llm:embed"], maxUses: 1000 });
+    const child = (await (
+      await t.call("/v1/tokens", root.token, {
+        method: "POST",
+        body: JSON.stringify({ scopes: ["models:read", "llm:embed"] }),
+      })
+    ).json()) as { token: string };
+    await t.call("/proxy/openai/v1/models", child.token); // loads the script (EVALSHA, then EVAL once)
+    await t.broker.server.audit.flush();
+
+    // MONITOR shows every command a client sends; commands a script runs are marked "lua".
+    const probe = new Redis(server.url);
+    const monitor = await probe.monitor();
+    const sent: string[] = [];
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      if (source !== "lua") sent.push(args[0]!.toLowerCase());
+    });
+    const requests = 20;
+    for (let i = 0; i < requests; i++) {
+      const token = i % 2 ? root.token : child.token;
+      const path = i % 4 < 2 ? "/proxy/openai/v1/models" : "/proxy/openai/v1/embeddings";
+      const init = path.endsWith("embeddings") ? { method: "POST", body: '{"model":"m","input":"x"}' } : {};
+      const response = await t.call(path, token, init);
+      expect([200, 429]).toContain(response.status);
+    }
+    await t.broker.server.audit.flush();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    monitor.disconnect();
+    probe.disconnect();
+    // One script call per request; the audit trail's batched XADDs are off the request path.
+    expect(sent.filter((c) => c === "evalsha")).toHaveLength(requests);
+    expect(sent.filter((c) => c !== "evalsha" && c !== "xadd")).toEqual([]);
+  });
+});
