@@ -1,6 +1,7 @@
 import type { TokenResponse } from "@perishable/protocol";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { TokenHasher } from "../auth/secrets.js";
+import { newToken, newTokenId } from "../auth/secrets.js";
 import type { BrokerConfig } from "../config/types.js";
 import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
 import type { Denied, GrantRecord, Store, Subject, TokenRecord } from "../store/types.js";
@@ -50,3 +51,16 @@ export const subjectOf = (grant: GrantRecord, token: TokenRecord): Subject => ({
   agent: grant.agent,
   issuedAt: token.issuedAt,
 });
+
+/** A new bearer token for a grant, and its record (only the keyed hash of the token is kept). */
+export const mintToken = (ctx: TokenContext, grant: GrantRecord, now: number, ttl: number) => {
+  const token = newToken(grant.tree);
+  const record: TokenRecord = {
+    tokenId: newTokenId(grant.tree),
+    hash: ctx.hasher.hash(token),
+    grantId: grant.id,
+    issuedAt: now,
+    expiresAt: Math.min(now + ttl, grant.notAfter),
+  };
+  return { token, record };
+};

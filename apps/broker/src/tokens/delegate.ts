@@ -1,9 +1,16 @@
 import type { IssueTokenRequest, TokenResponse } from "@perishable/protocol";
 import { auditEvent } from "../audit/audit-log.js";
-import { newGrantId, newToken, newTokenId } from "../auth/secrets.js";
+import { newGrantId } from "../auth/secrets.js";
 import { BrokerError } from "../errors.js";
-import type { GrantRecord, TokenRecord } from "../store/types.js";
-import { denialError, type PresentedToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
+import type { GrantRecord } from "../store/types.js";
+import {
+  denialError,
+  mintToken,
+  type PresentedToken,
+  subjectOf,
+  type TokenContext,
+  tokenResponse,
+} from "./context.js";
 import { uniqueScopes } from "./issue.js";
 
 /**
@@ -67,14 +74,8 @@ export const delegateToken = async (
     maxUses: body.maxUses ?? null,
     metadata: body.metadata ?? {},
   };
-  const token = newToken(parent.tree);
-  const record: TokenRecord = {
-    tokenId: newTokenId(parent.tree),
-    hash: ctx.hasher.hash(token),
-    grantId: grant.id,
-    issuedAt: now,
-    expiresAt: Math.min(now + ttl, notAfter),
-  };
+  const { token, record } = mintToken(ctx, grant, now, ttl);
+
   const created = await ctx.store.createGrant(grant, record, parentRef, now);
   if (!created.ok) throw denialError(created);
   ctx.audit.emit(

@@ -1,10 +1,10 @@
 import { grantTree, type IssueTokenRequest, type TokenResponse } from "@perishable/protocol";
 import { auditEvent } from "../audit/audit-log.js";
-import { newRootGrantId, newToken, newTokenId } from "../auth/secrets.js";
+import { newRootGrantId } from "../auth/secrets.js";
 import type { IssuerConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
-import type { GrantRecord, TokenRecord } from "../store/types.js";
-import { subjectOf, type TokenContext, tokenResponse } from "./context.js";
+import type { GrantRecord } from "../store/types.js";
+import { mintToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
 
 /** `POST /v1/tokens` with an issuer credential: a new root grant and its first token. */
 export const issueRootToken = async (
@@ -54,14 +54,8 @@ export const issueRootToken = async (
     maxUses: body.maxUses ?? null,
     metadata: body.metadata ?? {},
   };
-  const token = newToken(tree);
-  const record: TokenRecord = {
-    tokenId: newTokenId(tree),
-    hash: ctx.hasher.hash(token),
-    grantId: id,
-    issuedAt: now,
-    expiresAt: Math.min(now + ttl, grant.notAfter),
-  };
+  const { token, record } = mintToken(ctx, grant, now, ttl);
+
   await ctx.store.createGrant(grant, record, undefined, now);
   ctx.audit.emit(
     auditEvent("issued", subjectOf(grant, record), requestId, now, {

@@ -155,14 +155,7 @@ export class RedisStore implements Store {
     if (reply[0] !== "ok") return decodeDenial<TokenDenial>(reply);
     const fields = pairsToMap(reply, 5);
     const grant = grantFromFields(reply[2]!, ref.tree, fields);
-    const token: TokenRecord = {
-      tokenId: reply[1]!,
-      hash: ref.hash,
-      grantId: grant.id,
-      issuedAt: Number(reply[3]),
-      expiresAt: Number(reply[4]),
-    };
-    return { ok: true, token, grant, used: Number(fields.get("used") ?? 0) };
+    return { ok: true, token: tokenFromReply(reply, ref.hash), grant, used: Number(fields.get("used") ?? 0) };
   }
 
   async refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult> {
@@ -182,14 +175,7 @@ export class RedisStore implements Store {
     );
     if (reply[0] !== "ok") return decodeDenial<TokenDenial | "ttl_exceeded">(reply);
     const grant = grantFromFields(reply[2]!, ref.tree, pairsToMap(reply, 5));
-    const token: TokenRecord = {
-      tokenId: reply[1]!,
-      hash: next.hash,
-      grantId: grant.id,
-      issuedAt: Number(reply[3]),
-      expiresAt: Number(reply[4]),
-    };
-    return { ok: true, token, grant };
+    return { ok: true, token: tokenFromReply(reply, next.hash), grant };
   }
 
   async revokeGrant(grantId: string, now: number): Promise<number> {
@@ -237,6 +223,15 @@ export class RedisStore implements Store {
     }
   }
 }
+
+/** The token part of an inspect or refresh reply: {'ok', tokenId, grantId, issuedAt, expiresAt, …}. */
+const tokenFromReply = (reply: Reply, hash: string): TokenRecord => ({
+  tokenId: reply[1]!,
+  hash,
+  grantId: reply[2]!,
+  issuedAt: Number(reply[3]),
+  expiresAt: Number(reply[4]),
+});
 
 /**
  * Anything that stops Redis from answering is StoreUnavailableError (→ 503, fail closed). A
