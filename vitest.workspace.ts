@@ -17,7 +17,14 @@ export default [
   defineProject({
     resolve: source,
     ssr,
-    test: { name: "sdk", root: "packages/sdk", include: ["src/**/*.test.ts", "test/**/*.test.ts"] },
+    test: {
+      name: "sdk",
+      root: "packages/sdk",
+      include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+      globalSetup: ["../../packages/test-support/src/global-setup.ts"],
+      testTimeout: 30_000,
+      hookTimeout: 30_000,
+    },
   }),
   defineProject({
     resolve: source,

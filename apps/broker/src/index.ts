@@ -7,8 +7,10 @@ export {
   parseConfig,
   validateConfig,
 } from "./config/load.js";
+export type { ConfigInput } from "./config/schema.js";
 export { Secret } from "./config/secret.js";
 export type { BrokerConfig, IssuerConfig, ScopeConfig, UpstreamConfig } from "./config/types.js";
+export { type DevBroker, type DevBrokerOptions, startDevBroker } from "./dev/dev-broker.js";
 export { devConfig } from "./dev/dev-config.js";
 export {
   type MockUpstream,

@@ -1,8 +1,4 @@
-import { newKey } from "../auth/secrets.js";
-import { startBroker } from "../broker.js";
-import { validateConfig } from "../config/load.js";
-import { devConfig } from "../dev/dev-config.js";
-import { type MockUpstream, startMockUpstream } from "../dev/mock-upstream.js";
+import { startDevBroker } from "../dev/dev-broker.js";
 import { runUntilSignal } from "./signals.js";
 
 export interface DevOptions {
@@ -18,39 +14,17 @@ export interface DevOptions {
  */
 export const runDev = async (options: DevOptions): Promise<void> => {
   const { env, out } = options;
-  let mock: MockUpstream | undefined;
-  const needMock = !env.OPENAI_API_KEY || !env.ANTHROPIC_API_KEY;
-  if (needMock) mock = await startMockUpstream({ chunks: 8, chunkDelayMs: 40 });
-  const issuerKey = env.PERISHABLE_ISSUER_KEY || newKey("pik");
-  const adminKey = env.PERISHABLE_ADMIN_KEY || newKey("pak");
-  const config = validateConfig(
-    devConfig({
-      port: options.port,
-      secret: newKey("sec"),
-      issuerKey,
-      adminKey,
-      openai: env.OPENAI_API_KEY
-        ? { baseUrl: "https://api.openai.com", key: env.OPENAI_API_KEY }
-        : { baseUrl: mock!.url, key: "sk-mock-upstream-key" },
-      anthropic: env.ANTHROPIC_API_KEY
-        ? { baseUrl: "https://api.anthropic.com", key: env.ANTHROPIC_API_KEY }
-        : { baseUrl: mock!.url, key: "sk-ant-mock-upstream-key" },
-    }),
-    { source: "perishable dev", env: {} },
-  );
-  const broker = await startBroker(config);
-  const url = broker.url;
-  const upstreamLine = (name: string, realKey: string | undefined, host: string) =>
-    realKey
-      ? `${host} (key from ${name === "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY"})`
-      : `built-in mock at ${mock!.url}`;
+  const dev = await startDevBroker({ port: options.port, env, mock: { chunks: 8, chunkDelayMs: 40 } });
+  const { url, issuerKey, adminKey, mock } = dev;
+  const upstreamLine = (variable: string, host: string) =>
+    env[variable] ? `${host} (key from ${variable})` : `built-in mock at ${mock!.url}`;
   const shown = (key: string, variable: string) => (env[variable] ? `(from ${variable})` : key);
 
   out(`
 perishable dev broker on ${url}  (in-memory store: nothing survives a restart)
 
-  upstream openai     → ${upstreamLine("openai", env.OPENAI_API_KEY, "https://api.openai.com")}
-  upstream anthropic  → ${upstreamLine("anthropic", env.ANTHROPIC_API_KEY, "https://api.anthropic.com")}
+  upstream openai     → ${upstreamLine("OPENAI_API_KEY", "https://api.openai.com")}
+  upstream anthropic  → ${upstreamLine("ANTHROPIC_API_KEY", "https://api.anthropic.com")}
   scopes              llm:complete, llm:embed, models:read, claude:messages
 
   issuer key (orchestrator)  ${shown(issuerKey, "PERISHABLE_ISSUER_KEY")}
@@ -76,8 +50,5 @@ Try it in another terminal:
 Ctrl-C stops the broker.
 `);
 
-  await runUntilSignal(async () => {
-    await broker.close(5_000);
-    await mock?.close();
-  });
+  await runUntilSignal(() => dev.close());
 };

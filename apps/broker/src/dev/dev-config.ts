@@ -1,3 +1,5 @@
+import type { ConfigInput } from "../config/schema.js";
+
 /**
  * The config `perishable dev` runs with: the same document an operator would write in
  * perishable.yaml (see perishable.example.yaml), with generated keys and, where no real API key
@@ -12,7 +14,7 @@ export interface DevConfigInput {
   readonly anthropic: { readonly baseUrl: string; readonly key: string };
 }
 
-export const devConfig = (input: DevConfigInput): Record<string, unknown> => ({
+export const devConfig = (input: DevConfigInput): ConfigInput => ({
   listen: { host: "127.0.0.1", port: input.port },
   secret: input.secret,
   limits: { default_ttl: 300, max_ttl: 3600, max_lifetime: 86_400, max_depth: 4 },

@@ -1,0 +1,138 @@
+import { IssueTokenRequest, TOKEN_RE } from "@perishable/protocol";
+
+/** Every default of the SDK, in one place. */
+export const DEFAULTS = Object.freeze({
+  /** Per broker call. */
+  timeoutMs: 10_000,
+  /** Refresh at half the token's lifetime… */
+  refreshAt: 0.5,
+  /** …± 10 % of the lifetime, so a fleet of agents does not refresh in lockstep. */
+  jitter: 0.1,
+  backoff: Object.freeze({ minMs: 250, maxMs: 5_000 }),
+  upstreams: Object.freeze({ openai: "openai", anthropic: "anthropic" }),
+});
+
+/** A credential: a string, or a function that returns one (re-read on each use: rotating files). */
+export type Credential = string | (() => string | Promise<string>);
+
+/** Options shared by `connect` and `fromToken`. */
+export interface SessionOptions {
+  /** The broker's base URL, e.g. `http://127.0.0.1:8420`. */
+  readonly broker: string | URL;
+  /** fetch to use for broker calls and proxied calls (tests, custom agents). */
+  readonly fetch?: typeof fetch;
+  readonly timeoutMs?: number;
+  readonly refreshAt?: number;
+  readonly jitter?: number;
+  readonly backoff?: { readonly minMs: number; readonly maxMs: number };
+  /** The clock (epoch ms). */
+  readonly now?: () => number;
+  readonly random?: () => number;
+}
+
+export interface ConnectOptions extends SessionOptions {
+  /** An issuer key, an OIDC token, or a `prs_` token (then the new grant is its child). */
+  readonly credential: Credential;
+  readonly scopes: readonly string[];
+  /** Token lifetime in seconds; the broker's default when omitted. */
+  readonly ttl?: number;
+  readonly agent?: string;
+  readonly task?: string;
+  /** Seconds until the grant's end (notAfter). */
+  readonly lifetime?: number;
+  readonly maxUses?: number;
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
+export interface ResolvedSessionOptions {
+  readonly broker: URL;
+  readonly fetch: typeof fetch;
+  readonly timeoutMs: number;
+  readonly refreshAt: number;
+  readonly jitter: number;
+  readonly backoff: { readonly minMs: number; readonly maxMs: number };
+  readonly now: () => number;
+  readonly random: () => number;
+}
+
+/** Checks options once; misuse is a TypeError here, never a runtime failure later. */
+export const resolveSessionOptions = (options: SessionOptions): ResolvedSessionOptions => {
+  if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+  let broker: URL;
+  try {
+    broker = new URL(String(options.broker));
+  } catch {
+    throw new TypeError(`broker must be an http(s) URL, got ${JSON.stringify(String(options.broker))}`);
+  }
+  if (broker.protocol !== "http:" && broker.protocol !== "https:")
+    throw new TypeError("broker must be an http(s) URL");
+  if (!broker.pathname.endsWith("/")) broker.pathname += "/";
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  if (typeof fetchImpl !== "function") throw new TypeError("no fetch: pass options.fetch");
+  const timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    throw new TypeError("timeoutMs must be a positive number");
+  const refreshAt = options.refreshAt ?? DEFAULTS.refreshAt;
+  const jitter = options.jitter ?? DEFAULTS.jitter;
+  if (!(refreshAt > 0 && refreshAt < 1)) throw new TypeError("refreshAt must be between 0 and 1");
+  if (!(jitter >= 0 && refreshAt - jitter > 0 && refreshAt + jitter < 1)) {
+    throw new TypeError("jitter must keep the refresh point strictly inside the token's lifetime");
+  }
+  const backoff = options.backoff ?? DEFAULTS.backoff;
+  if (!(backoff.minMs > 0 && backoff.maxMs >= backoff.minMs))
+    throw new TypeError("backoff needs 0 < minMs <= maxMs");
+  return Object.freeze({
+    broker,
+    fetch: fetchImpl,
+    timeoutMs,
+    refreshAt,
+    jitter,
+    backoff,
+    now: options.now ?? Date.now,
+    random: options.random ?? Math.random,
+  });
+};
+
+/** The body of `POST /v1/tokens`, checked against the protocol schema: a bad ttl is a TypeError. */
+export const issueRequest = (options: ConnectOptions | DelegateOptions): IssueTokenRequest => {
+  const body = {
+    scopes: options.scopes === undefined ? undefined : [...options.scopes],
+    ttl: options.ttl,
+    agent: options.agent,
+    task: options.task,
+    lifetime: options.lifetime,
+    maxUses: options.maxUses,
+    metadata: options.metadata === undefined ? undefined : { ...options.metadata },
+  };
+  const parsed = IssueTokenRequest.safeParse(
+    Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)),
+  );
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new TypeError(`${issue.path.map(String).join(".") || "options"}: ${issue.message}`);
+  }
+  return parsed.data;
+};
+
+export const checkCredential = (credential: unknown): Credential => {
+  if (typeof credential === "function") return credential as Credential;
+  if (typeof credential === "string" && credential.trim() !== "") return credential;
+  throw new TypeError("credential must be a non-empty string or a function that returns one");
+};
+
+export const checkToken = (token: unknown): string => {
+  if (typeof token !== "string" || !TOKEN_RE.test(token))
+    throw new TypeError("not a perishable token (prs_…)");
+  return token;
+};
+
+/** What a session may hand a sub-agent: a subset of its scopes, a shorter life. */
+export interface DelegateOptions {
+  readonly scopes: readonly string[];
+  readonly ttl?: number;
+  readonly agent?: string;
+  readonly task?: string;
+  readonly lifetime?: number;
+  readonly maxUses?: number;
+  readonly metadata?: Readonly<Record<string, string>>;
+}

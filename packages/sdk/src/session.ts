@@ -1,0 +1,418 @@
+import {
+  errorEnvelope,
+  REQUEST_ID_HEADER,
+  type SelfResponse,
+  type TokenResponse,
+} from "@perishable/protocol";
+import { EventEmitter } from "eventemitter3";
+import { isPerishableError, PerishableError } from "./errors.js";
+import {
+  type AnthropicOptions,
+  anthropicOptions,
+  type ClientOptions,
+  openaiOptions,
+} from "./integrations/clients.js";
+import {
+  type ConnectOptions,
+  checkCredential,
+  checkToken,
+  type DelegateOptions,
+  issueRequest,
+  type ResolvedSessionOptions,
+  resolveSessionOptions,
+  type SessionOptions,
+} from "./options.js";
+import { type HeldToken, type KeeperState, TokenKeeper } from "./refresh/keeper.js";
+import { BrokerClient } from "./transport/broker-client.js";
+
+/** What a session knows about its grant. `expiresAt` is the current token's and changes on refresh. */
+export interface GrantInfo {
+  readonly grantId: string;
+  readonly rootGrantId: string;
+  readonly parentGrantId: string | null;
+  readonly agent: string;
+  readonly task: string | null;
+  readonly scopes: readonly string[];
+  readonly depth: number;
+  readonly expiresAt: string;
+  readonly notAfter: string;
+}
+
+export interface RefreshedEvent {
+  readonly token: string;
+  readonly tokenId: string;
+  readonly expiresAt: string;
+  readonly grant: GrantInfo;
+  readonly previous: { readonly token: string; readonly tokenId: string; readonly expiresAt: string };
+}
+export interface ExpiredEvent {
+  readonly tokenId: string;
+  readonly grant: GrantInfo;
+  /** `grant`: the grant reached its notAfter; `token`: the token could not be refreshed in time. */
+  readonly reason: "token" | "grant";
+}
+export interface RevokedEvent {
+  readonly tokenId: string;
+  readonly grant: GrantInfo;
+  /** `self`: this session (or an ancestor session in this process) revoked it; `broker`: the broker said so. */
+  readonly by: "self" | "broker";
+  readonly error: PerishableError | undefined;
+}
+export interface SessionErrorEvent {
+  readonly error: Error;
+  /** True when the refresh loop will try again while the current token is still valid. */
+  readonly willRetry: boolean;
+  readonly attempt: number;
+}
+
+export interface SessionEvents {
+  refreshed: [RefreshedEvent];
+  expired: [ExpiredEvent];
+  revoked: [RevokedEvent];
+  error: [SessionErrorEvent];
+}
+
+interface SessionInit {
+  readonly options: ResolvedSessionOptions;
+  readonly client: BrokerClient;
+  readonly held: HeldToken;
+  readonly grant: Omit<GrantInfo, "expiresAt">;
+}
+
+const LOCAL_REQUEST_ID = "local";
+
+/**
+ * An agent's hold on one grant: the current token (refreshed at half its lifetime, with jitter),
+ * a fetch that carries it, options for the OpenAI and Anthropic clients, and delegation to
+ * sub-agents. Create one with `connect()` or `fromToken()`.
+ */
+export class Session extends EventEmitter<SessionEvents> {
+  readonly #o: ResolvedSessionOptions;
+  readonly #client: BrokerClient;
+  readonly #keeper: TokenKeeper;
+  readonly #grant: Omit<GrantInfo, "expiresAt">;
+  readonly #children = new Set<Session>();
+
+  /** @internal Use `connect()`, `fromToken()` or `session.delegate()`. */
+  constructor(init: SessionInit) {
+    super();
+    this.#o = init.options;
+    this.#client = init.client;
+    this.#grant = Object.freeze({ ...init.grant, scopes: Object.freeze([...init.grant.scopes]) });
+    this.#keeper = new TokenKeeper({
+      initial: init.held,
+      refresh: async (current, signal) => {
+        const sentAt = this.#o.now();
+        return heldFromResponse(await this.#client.refresh(current.token, signal), sentAt);
+      },
+      now: this.#o.now,
+      random: this.#o.random,
+      refreshAt: this.#o.refreshAt,
+      jitter: this.#o.jitter,
+      backoff: this.#o.backoff,
+      hooks: {
+        refreshed: (next, previous) =>
+          this.emit("refreshed", {
+            token: next.token,
+            tokenId: next.tokenId,
+            expiresAt: next.expiresAtIso,
+            grant: this.grant,
+            previous: { token: previous.token, tokenId: previous.tokenId, expiresAt: previous.expiresAtIso },
+          }),
+        expired: (last, reason) => this.emit("expired", { tokenId: last.tokenId, grant: this.grant, reason }),
+        revoked: (last, error) =>
+          this.emit("revoked", {
+            tokenId: last.tokenId,
+            grant: this.grant,
+            by: error ? "broker" : "self",
+            error,
+          }),
+        error: (error, willRetry, attempt) => this.emit("error", { error, willRetry, attempt }),
+      },
+    });
+  }
+
+  /** The current token. It changes on refresh: read it when you need it, do not keep it. */
+  get token(): string {
+    return this.#keeper.current.token;
+  }
+
+  get tokenId(): string {
+    return this.#keeper.current.tokenId;
+  }
+
+  get grant(): GrantInfo {
+    return Object.freeze({ ...this.#grant, expiresAt: this.#keeper.current.expiresAtIso });
+  }
+
+  /** `live`, or why not: `expired`, `revoked`, `closed`. */
+  get state(): KeeperState {
+    return this.#keeper.state;
+  }
+
+  get broker(): URL {
+    return new URL(this.#o.broker.href);
+  }
+
+  /** Refreshes now (shares a refresh already in flight). */
+  async refresh(): Promise<void> {
+    await this.#keeper.refresh();
+  }
+
+  /**
+   * fetch with the session's current token. A path (`/proxy/openai/v1/…`) resolves against the
+   * broker; any other origin is refused, so the token never leaves for somewhere else. On
+   * `token_expired` it refreshes once and retries, when the body can be sent again. When the
+   * session can no longer get a valid token it answers at once with the broker's 401 envelope
+   * (`token_expired`, `token_revoked`), as the broker would, instead of calling anything.
+   */
+  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const { url, request } = this.#resolve(input, init);
+    const held = this.#keeper.usable();
+    if (held instanceof PerishableError) return localError(held);
+    let response = await this.#o.fetch(url, withToken(request, held.token));
+    if (response.status !== 401) return response;
+    const denial = await peekDenial(response);
+    if (denial?.code === "token_revoked") {
+      this.#revokeTree(denial);
+      return response;
+    }
+    if (denial?.code === "token_expired" && this.#keeper.canRefresh && replayable(request.body)) {
+      let fresh: HeldToken;
+      try {
+        fresh = await this.#keeper.refresh();
+      } catch {
+        return response;
+      }
+      response = await this.#o.fetch(url, withToken(request, fresh.token));
+    }
+    return response;
+  };
+
+  /** Options for `new OpenAI(...)`, `createOpenAI(...)` (Vercel AI SDK), LangChain's `configuration`. */
+  openai(options: { upstream?: string } = {}): ClientOptions {
+    return openaiOptions(this.#o.broker, options.upstream ?? "openai", this.token, this.fetch);
+  }
+
+  /**
+   * Options for `new Anthropic(...)` and LangChain's ChatAnthropic; with `{ for: "ai-sdk" }`, for
+   * the Vercel AI SDK's `createAnthropic(...)` (whose baseURL includes the API version).
+   */
+  anthropic(options: AnthropicOptions = {}): ClientOptions {
+    return anthropicOptions(this.#o.broker, options, this.token, this.fetch);
+  }
+
+  /**
+   * A session for a sub-agent, on a child grant: scopes a subset of this grant's, a life that
+   * ends no later than this grant's. Close this session and its children close too.
+   */
+  async delegate(options: DelegateOptions): Promise<Session> {
+    const body = issueRequest(options);
+    const held = this.#keeper.usable();
+    if (held instanceof PerishableError) throw held;
+    const sentAt = this.#o.now();
+    let response: TokenResponse;
+    try {
+      response = await this.#client.issue(held.token, body);
+    } catch (error) {
+      if (isPerishableError(error, "token_revoked")) this.#revokeTree(error);
+      throw error;
+    }
+    const child = new Session({
+      options: this.#o,
+      client: this.#client,
+      held: heldFromResponse(response, sentAt),
+      grant: grantFromResponse(response),
+    });
+    this.#children.add(child);
+    return child;
+  }
+
+  /** Revokes this session's grant and every grant below it (at the broker, for every holder). */
+  async revoke(): Promise<{ revoked: number }> {
+    const held = this.#keeper.usable();
+    if (held instanceof PerishableError) throw held;
+    const result = await this.#client.revokeSelf(held.token);
+    this.#revokeTree(undefined);
+    return result;
+  }
+
+  /** Stops refreshing, here and in every session delegated from this one. Leaves no timer behind. */
+  close(): void {
+    for (const child of this.#children) child.close();
+    this.#children.clear();
+    this.#keeper.close();
+    this.removeAllListeners();
+  }
+
+  #revokeTree(error: PerishableError | undefined): void {
+    this.#keeper.markRevoked(error);
+    for (const child of this.#children) child.#revokeTree(error);
+  }
+
+  #resolve(input: string | URL | Request, init: RequestInit | undefined): { url: URL; request: RequestInit } {
+    if (this.#keeper.state === "closed") throw new TypeError("this session is closed");
+    let url: URL;
+    let request: RequestInit = init ?? {};
+    if (typeof input === "string" && input.startsWith("/")) url = new URL(input.slice(1), this.#o.broker);
+    else if (input instanceof Request) {
+      url = new URL(input.url);
+      request = {
+        method: input.method,
+        headers: input.headers,
+        body: input.body,
+        signal: input.signal,
+        ...(input.body ? { duplex: "half" } : {}),
+        ...init,
+      } as RequestInit;
+    } else url = new URL(String(input));
+    if (url.origin !== this.#o.broker.origin) {
+      throw new TypeError(
+        `session.fetch only calls the broker (${this.#o.broker.origin}), not ${url.origin}`,
+      );
+    }
+    return { url, request };
+  }
+}
+
+/** Issues a root grant (or, with a `prs_` credential, a child grant) and returns its session. */
+export const connect = async (options: ConnectOptions): Promise<Session> => {
+  const resolved = resolveSessionOptions(options);
+  const credential = checkCredential(options.credential);
+  const body = issueRequest(options);
+  const client = new BrokerClient({
+    broker: resolved.broker,
+    fetch: resolved.fetch,
+    timeoutMs: resolved.timeoutMs,
+  });
+  const secret = typeof credential === "function" ? await credential() : credential;
+  if (typeof secret !== "string" || secret.trim() === "") {
+    throw new PerishableError("unauthenticated", "the credential function returned no credential");
+  }
+  const sentAt = resolved.now();
+  const response = await client.issue(secret.trim(), body);
+  return new Session({
+    options: resolved,
+    client,
+    held: heldFromResponse(response, sentAt),
+    grant: grantFromResponse(response),
+  });
+};
+
+/** A session for a token handed over by another process (a sub-agent's side of a delegation). */
+export const fromToken = async (token: string, options: SessionOptions): Promise<Session> => {
+  checkToken(token);
+  const resolved = resolveSessionOptions(options);
+  const client = new BrokerClient({
+    broker: resolved.broker,
+    fetch: resolved.fetch,
+    timeoutMs: resolved.timeoutMs,
+  });
+  const sentAt = resolved.now();
+  const self = await client.self(token);
+  return new Session({
+    options: resolved,
+    client,
+    held: heldFromSelf(token, self, sentAt),
+    grant: grantFromSelf(self),
+  });
+};
+
+/**
+ * Local times for a token: its lifetime is measured from when the request was sent, so the
+ * local expiry is never later than the broker's, whatever the clocks say.
+ */
+const heldFromResponse = (response: TokenResponse, sentAt: number): HeldToken => {
+  const issued = Date.parse(response.issuedAt);
+  return {
+    token: response.token,
+    tokenId: response.tokenId,
+    issuedAt: sentAt,
+    expiresAt: sentAt + (Date.parse(response.expiresAt) - issued),
+    notAfter: sentAt + (Date.parse(response.notAfter) - issued),
+    expiresAtIso: response.expiresAt,
+  };
+};
+
+const heldFromSelf = (token: string, self: SelfResponse, sentAt: number): HeldToken => {
+  const expiresAt = sentAt + self.expiresIn * 1000;
+  const lifetime = Date.parse(self.expiresAt) - Date.parse(self.issuedAt);
+  return {
+    token,
+    tokenId: self.tokenId,
+    issuedAt: expiresAt - lifetime,
+    expiresAt,
+    notAfter: expiresAt + (Date.parse(self.grant.notAfter) - Date.parse(self.expiresAt)),
+    expiresAtIso: self.expiresAt,
+  };
+};
+
+const grantFromResponse = (r: TokenResponse): Omit<GrantInfo, "expiresAt"> => ({
+  grantId: r.grantId,
+  rootGrantId: r.rootGrantId,
+  parentGrantId: r.parentGrantId,
+  agent: r.agent,
+  task: r.task,
+  scopes: r.scopes,
+  depth: r.depth,
+  notAfter: r.notAfter,
+});
+
+const grantFromSelf = ({ grant }: SelfResponse): Omit<GrantInfo, "expiresAt"> => ({
+  grantId: grant.grantId,
+  rootGrantId: grant.rootGrantId,
+  parentGrantId: grant.parentGrantId,
+  agent: grant.agent,
+  task: grant.task,
+  scopes: grant.scopes,
+  depth: grant.depth,
+  notAfter: grant.notAfter,
+});
+
+/** The request with the current token in every credential header it uses (Authorization by default). */
+const withToken = (request: RequestInit, token: string): RequestInit => {
+  const headers = new Headers(request.headers);
+  let placed = false;
+  for (const name of ["x-api-key", "api-key"]) {
+    if (headers.has(name)) {
+      headers.set(name, token);
+      placed = true;
+    }
+  }
+  if (headers.has("authorization") || !placed) headers.set("authorization", `Bearer ${token}`);
+  return { ...request, headers };
+};
+
+const replayable = (body: RequestInit["body"]): boolean =>
+  body === undefined ||
+  body === null ||
+  typeof body === "string" ||
+  body instanceof ArrayBuffer ||
+  ArrayBuffer.isView(body) ||
+  body instanceof URLSearchParams ||
+  (typeof Blob !== "undefined" && body instanceof Blob) ||
+  (typeof FormData !== "undefined" && body instanceof FormData);
+
+/** The broker's code on a 401, read from a clone so the caller still gets the whole response. */
+const peekDenial = async (response: Response): Promise<PerishableError | undefined> => {
+  try {
+    const body = (await response.clone().json()) as { error?: { code?: string; message?: string } };
+    const code = body.error?.code;
+    if (code === "token_revoked" || code === "token_expired") {
+      return new PerishableError(code, body.error?.message ?? code, { status: 401 });
+    }
+  } catch {
+    // Not JSON: not the broker's answer about the token.
+  }
+  return undefined;
+};
+
+/** The answer the broker would give, without asking it: the session knows its token is dead. */
+const localError = (error: PerishableError): Response =>
+  new Response(
+    JSON.stringify(errorEnvelope(error.code as "token_expired", error.message, LOCAL_REQUEST_ID)),
+    {
+      status: 401,
+      headers: { "content-type": "application/json", [REQUEST_ID_HEADER]: LOCAL_REQUEST_ID },
+    },
+  );
