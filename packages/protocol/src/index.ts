@@ -1,3 +1,12 @@
+export {
+  AdminGrantView,
+  AuditPage,
+  GRANT_STATUSES,
+  GrantDetail,
+  GrantList,
+  RevocationResult,
+  RevocationSelector,
+} from "./admin.js";
 export { AUDIT_EVENT_TYPES, AuditEvent, type AuditEventType } from "./audit.js";
 export {
   ERROR_CATALOG,

@@ -6,9 +6,13 @@
  *   <p>:{<tree>}:t:<hash>                token record (hash) — the keyed hash of the token, never the token
  *   <p>:{<tree>}:ti:<tokenId>            token id → token hash (for revoking one token by its id)
  *   <p>:{<tree>}:g:<grantId>             grant record (hash)
+ *   <p>:{<tree>}:gt:<grantId>            the grant's token ids (set), for purges
  *   <p>:{<tree>}:tree                    grant id → parent id, for subtree walks
+ *   <p>:{<tree>}:tomb                    set when a bulk revocation purged part of the tree
  *   <p>:{<tree>}:rl:<grantId>:<scope>:<window>   sliding-window counters
  *   <p>:audit                            the audit stream
+ *   <p>:rules                            active revocation rules (hash id → JSON), channel of the same name
+ *   <p>:expiries                         grant id → expiry of its newest token (sorted set), for `expired` events
  */
 export const GRANT_SEGMENT = "g:";
 export const RATE_SEGMENT = "rl:";
@@ -36,7 +40,24 @@ export class RedisKeys {
     return `${this.base(tree)}tree`;
   }
 
+  tokenSet(tree: string, grantId: string): string {
+    return `${this.base(tree)}gt:${grantId}`;
+  }
+
+  /** What SCAN matches to find every grant record, in any tree. */
+  grantPattern(): string {
+    return `${this.prefix}:{*}:${GRANT_SEGMENT}*`;
+  }
+
   audit(): string {
     return `${this.prefix}:audit`;
+  }
+
+  rules(): string {
+    return `${this.prefix}:rules`;
+  }
+
+  expiries(): string {
+    return `${this.prefix}:expiries`;
   }
 }

@@ -1,4 +1,5 @@
-import type { AuditEvent } from "@perishable/protocol";
+import type { AuditEvent, AuditEventType } from "@perishable/protocol";
+import type { RevocationRule } from "../policy/revocation.js";
 
 /**
  * A grant as the store keeps it. Times are epoch milliseconds. Scopes are names from the config;
@@ -102,10 +103,69 @@ export interface TokenRef {
   readonly hash: string;
 }
 
+/** A grant with its state, as admins see it. */
+export interface GrantState {
+  readonly grant: GrantRecord;
+  readonly revokedAt: number | null;
+  /** Proxied calls counted against the grant (only counted when it or an ancestor has maxUses). */
+  readonly used: number;
+  readonly latestTokenId: string | null;
+  readonly latestExpiresAt: number | null;
+}
+
+export interface GrantLineage {
+  readonly grant: GrantState;
+  /** Root first. */
+  readonly ancestors: readonly GrantState[];
+  /** Parents before children. */
+  readonly subtree: readonly GrantState[];
+}
+
+export interface GrantFilter {
+  readonly agent?: string;
+  readonly scope?: string;
+  readonly rootGrantId?: string;
+}
+
+export type RevokeTokenResult =
+  | { readonly status: "none" }
+  | { readonly status: "revoked" | "already"; readonly subject: Subject };
+
+/** A grant whose newest token has expired without a successor: its authority ended by time. */
+export interface ExpiredGrant {
+  readonly subject: Subject;
+  /** `grant`: it reached its notAfter; `token`: its holder stopped refreshing. */
+  readonly reason: "grant" | "token";
+}
+
+export interface AuditQuery {
+  /** Cursor: only events after this id. */
+  readonly after?: string;
+  /** Only events at or after this time (ms). */
+  readonly since?: number;
+  readonly grantId?: string;
+  readonly rootGrantId?: string;
+  readonly agent?: string;
+  readonly type?: AuditEventType;
+  readonly limit: number;
+}
+
+export interface AuditRecord {
+  readonly id: string;
+  readonly event: AuditEvent;
+}
+
+export interface AuditRead {
+  /** Oldest first. */
+  readonly records: readonly AuditRecord[];
+  /** Pass as `after` to continue with newer events. */
+  readonly next: string | null;
+}
+
 /**
  * Everything the broker keeps, behind one interface with two implementations (Redis, memory)
  * that pass one contract suite. Every method that decides on a token does it atomically, in one
- * round trip, checking the token, its grant and every ancestor grant.
+ * round trip, checking the token, its grant, every ancestor grant and the active revocation rules.
  *
  * Failures to reach the store reject with StoreUnavailableError; denials are results.
  */
@@ -115,7 +175,7 @@ export interface Store {
    * is re-checked in the same atomic step, so a revocation racing the delegation always wins.
    */
   createGrant(grant: GrantRecord, token: TokenRecord, parent?: TokenRef, now?: number): Promise<CreateResult>;
-  /** The hot path: token → grant → ancestors → scope → maxUses → rate limits, in one step. */
+  /** The hot path: token → grant → ancestors → rules → scope → maxUses → rate limits, in one step. */
   authorize(ref: TokenRef, now: number, candidates: readonly Candidate[]): Promise<AuthorizeResult>;
   /** A valid token's record and grant (for `GET /v1/tokens/self` and delegation). */
   inspect(ref: TokenRef, now: number): Promise<InspectResult>;
@@ -123,7 +183,37 @@ export interface Store {
   refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult>;
   /** Revokes a grant and its whole subtree; resolves to the number of grants newly revoked. */
   revokeGrant(grantId: string, now: number): Promise<number>;
+  /** Revokes one token by its public id. */
+  revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult>;
+
+  /** A grant and its state, while its record exists (until a minute past its end). */
+  getGrant(grantId: string, now: number): Promise<GrantState | undefined>;
+  getLineage(grantId: string, now: number): Promise<GrantLineage | undefined>;
+  /** Grants that are still live, a page at a time. */
+  listGrants(
+    filter: GrantFilter,
+    cursor: string | null,
+    limit: number,
+    now: number,
+  ): Promise<{ grants: GrantState[]; next: string | null }>;
+
+  /** Stores a revocation rule and makes every broker node enforce it; this node at once. */
+  putRule(rule: RevocationRule): Promise<void>;
+  /** The rules this node enforces now. */
+  rules(): readonly RevocationRule[];
+  /**
+   * The bulk revocation's walk: finds every grant `rule` selects, in batches, and deletes it with
+   * its subtree and all their tokens (their trees keep a tombstone: their tokens read as revoked).
+   */
+  purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }>;
+
+  /** Grants whose newest token expired; each is handed to exactly one caller across all nodes. */
+  claimExpired(now: number, limit: number): Promise<ExpiredGrant[]>;
+  /** Grants with a token alive now (approximate: for metrics). */
+  countLiveGrants(now: number): Promise<number>;
+
   appendAudit(events: readonly AuditEvent[]): Promise<void>;
+  readAudit(query: AuditQuery): Promise<AuditRead>;
   /** Rejects when the store cannot serve requests. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,9 +1,34 @@
+import type { AuditEvent } from "@perishable/protocol";
 import { describe, expect, it } from "vitest";
+import type { RevocationRule } from "../../src/policy/revocation.js";
 import type { Candidate, Store } from "../../src/store/types.js";
 import { childGrant, nextToken, rootGrant } from "./records.js";
 
 const allow = (scope: string, limit = 0, windowMs = 0): Candidate => ({ scope, pass: true, limit, windowMs });
 const fail = (scope: string): Candidate => ({ scope, pass: false, limit: 0, windowMs: 0 });
+const rule = (
+  id: string,
+  selector: RevocationRule["selector"],
+  now: number,
+  cutoff: number | null = null,
+): RevocationRule => ({
+  id,
+  selector,
+  by: "test",
+  createdAt: now,
+  cutoff,
+  expiresAt: now + 3_600_000,
+});
+const event = (type: AuditEvent["type"], agent: string, grantId: string | null = null): AuditEvent => ({
+  at: new Date().toISOString(),
+  type,
+  requestId: null,
+  grantId,
+  tokenId: null,
+  rootGrantId: grantId,
+  parentGrantId: null,
+  agent,
+});
 
 /**
  * The one contract every Store implementation passes. Times are passed in explicitly and stay
@@ -256,6 +281,213 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       const later = now - 1_000 + window + window / 2;
       expect(await store.authorize(root.ref, later, limited)).toMatchObject({ ok: true });
       expect(await store.authorize(root.ref, later, limited)).toMatchObject({ code: "rate_limited" });
+    });
+
+    it("revokes one token by its id, leaving the grant's other tokens working", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now);
+      await store.createGrant(root.grant, root.record);
+      const next = nextToken(root.grant.tree);
+      await store.refresh(root.ref, now, next.input);
+      expect(await store.revokeToken(root.record.tokenId, now)).toMatchObject({
+        status: "revoked",
+        subject: { grantId: root.grant.id, tokenId: root.record.tokenId, agent: root.grant.agent },
+      });
+      expect(await store.revokeToken(root.record.tokenId, now)).toMatchObject({ status: "already" });
+      expect(await store.revokeToken("tk_0123456789abcdefghjkmnpq", now)).toEqual({ status: "none" });
+      expect(await store.authorize(root.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "token_revoked",
+      });
+      expect(
+        await store.authorize({ tree: root.grant.tree, hash: next.input.hash }, now, [allow("llm:complete")]),
+      ).toMatchObject({ ok: true });
+    });
+
+    it("shows a grant with its state, ancestors (root first) and subtree (parents first)", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { maxUses: 10 });
+      const child = childGrant(now, root.grant);
+      const grandchild = childGrant(now, child.grant);
+      for (const g of [root, child, grandchild]) await store.createGrant(g.grant, g.record);
+      await store.authorize(grandchild.ref, now, [allow("llm:complete")]);
+      await store.revokeGrant(grandchild.grant.id, now);
+      expect(await store.getGrant(root.grant.id, now)).toMatchObject({
+        grant: root.grant,
+        revokedAt: null,
+        used: 1,
+        latestTokenId: root.record.tokenId,
+        latestExpiresAt: root.record.expiresAt,
+      });
+      const lineage = await store.getLineage(child.grant.id, now);
+      expect(lineage?.grant.grant.id).toBe(child.grant.id);
+      expect(lineage?.ancestors.map((a) => a.grant.id)).toEqual([root.grant.id]);
+      expect(lineage?.subtree.map((s) => [s.grant.id, s.revokedAt])).toEqual([[grandchild.grant.id, now]]);
+      const fromRoot = await store.getLineage(root.grant.id, now);
+      expect(fromRoot?.subtree.map((s) => s.grant.id)).toEqual([child.grant.id, grandchild.grant.id]);
+      expect(await store.getGrant("gr_0123456789abcdefghjkmnpq", now)).toBeUndefined();
+    });
+
+    it("lists live grants with filters, a page at a time", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const a = rootGrant(now, { agent: "alpha", scopes: ["llm:complete", "llm:embed"] });
+      const b = rootGrant(now, { agent: "beta" });
+      const bChild = childGrant(now, b.grant, { agent: "beta-sub" });
+      const gone = rootGrant(now, { agent: "alpha" });
+      for (const g of [a, b, bChild, gone]) await store.createGrant(g.grant, g.record);
+      await store.revokeGrant(gone.grant.id, now);
+      const ids = async (filter: Parameters<Store["listGrants"]>[0]) => {
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const page: Awaited<ReturnType<Store["listGrants"]>> = await store.listGrants(
+            filter,
+            cursor,
+            2,
+            now,
+          );
+          seen.push(...page.grants.map((g) => g.grant.id));
+          cursor = page.next;
+        } while (cursor);
+        return seen.sort();
+      };
+      expect(await ids({})).toEqual([a, b, bChild].map((g) => g.grant.id).sort());
+      expect(await ids({ agent: "alpha" })).toEqual([a.grant.id]);
+      expect(await ids({ scope: "llm:embed" })).toEqual([a.grant.id]);
+      expect(await ids({ rootGrantId: b.grant.id })).toEqual([b, bChild].map((g) => g.grant.id).sort());
+    });
+
+    it("enforces a revocation rule on every matching grant and its subtree, and nothing else", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const planner = rootGrant(now, { agent: "planner" });
+      const sub = childGrant(now, planner.grant, { agent: "researcher" });
+      const other = rootGrant(now, { agent: "writer", scopes: ["llm:embed"] });
+      for (const g of [planner, sub, other]) await store.createGrant(g.grant, g.record);
+      await store.putRule(rule("rv_1", { agent: "planner" }, now));
+      expect(store.rules().map((r) => r.id)).toEqual(["rv_1"]);
+      expect(await store.authorize(planner.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "token_revoked",
+        rule: "rule rv_1",
+      });
+      expect(await store.authorize(sub.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "token_revoked",
+        rule: `rule rv_1 (ancestor ${planner.grant.id})`,
+      });
+      expect(await store.inspect(sub.ref, now)).toMatchObject({ code: "token_revoked" });
+      expect(await store.refresh(planner.ref, now, nextToken(planner.grant.tree).input)).toMatchObject({
+        code: "token_revoked",
+      });
+      expect(await store.authorize(other.ref, now, [allow("llm:embed")])).toMatchObject({ ok: true });
+      await store.putRule(rule("rv_2", { scope: "llm:embed" }, now));
+      expect(await store.authorize(other.ref, now, [allow("llm:embed")])).toMatchObject({
+        code: "token_revoked",
+        rule: "rule rv_2",
+      });
+    });
+
+    it("leaves grants created after a rule's cutoff alone, and honours issuedAfter / issuedBefore", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const before = rootGrant(now - 10_000, { agent: "planner" });
+      const after = rootGrant(now + 10, { agent: "planner" });
+      for (const g of [before, after]) await store.createGrant(g.grant, g.record);
+      await store.putRule(rule("rv_cut", { agent: "planner" }, now, now));
+      expect(await store.authorize(before.ref, now + 20, [allow("llm:complete")])).toMatchObject({
+        code: "token_revoked",
+      });
+      expect(await store.authorize(after.ref, now + 20, [allow("llm:complete")])).toMatchObject({ ok: true });
+      await store.putRule(
+        rule(
+          "rv_win",
+          { issuedAfter: new Date(now).toISOString(), issuedBefore: new Date(now + 100).toISOString() },
+          now,
+        ),
+      );
+      expect(await store.authorize(after.ref, now + 20, [allow("llm:complete")])).toMatchObject({
+        code: "token_revoked",
+        rule: "rule rv_win",
+      });
+    });
+
+    it("purges what a rule selects: grants, subtrees, tokens; their tokens then read as revoked", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const victims = Array.from({ length: 5 }, () => rootGrant(now, { agent: "rogue" }));
+      const victimChild = childGrant(now, victims[0]!.grant, { agent: "helper" });
+      const keep = rootGrant(now, { agent: "honest" });
+      for (const g of [...victims, victimChild, keep]) await store.createGrant(g.grant, g.record);
+      await store.refresh(victims[1]!.ref, now, nextToken(victims[1]!.grant.tree).input);
+      const r = rule("rv_purge", { agent: "rogue" }, now);
+      await store.putRule(r);
+      expect(await store.purge(r, now)).toEqual({ grants: 6, tokens: 7 });
+      for (const g of [...victims, victimChild]) {
+        expect(await store.authorize(g.ref, now, [allow("llm:complete")])).toMatchObject({
+          code: "token_revoked",
+        });
+        expect(await store.getGrant(g.grant.id, now)).toBeUndefined();
+      }
+      expect(await store.authorize(keep.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
+      expect(await store.purge(r, now)).toEqual({ grants: 0, tokens: 0 });
+    });
+
+    it("hands out each grant whose newest token expired exactly once", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const quiet = rootGrant(now, { ttlMs: 10_000, agent: "quiet" });
+      const busy = rootGrant(now, { ttlMs: 10_000, agent: "busy" });
+      const ended = rootGrant(now, { ttlMs: 10_000, lifetimeMs: 10_000, agent: "ended" });
+      const revoked = rootGrant(now, { ttlMs: 10_000 });
+      for (const g of [quiet, busy, ended, revoked]) await store.createGrant(g.grant, g.record);
+      await store.refresh(busy.ref, now + 5_000, nextToken(busy.grant.tree).input);
+      await store.revokeGrant(revoked.grant.id, now);
+      expect(await store.countLiveGrants(now + 1)).toBe(4);
+      const claimed = await store.claimExpired(now + 10_000, 100);
+      expect(claimed.map((c) => [c.subject.agent, c.reason]).sort()).toEqual([
+        ["ended", "grant"],
+        ["quiet", "token"],
+      ]);
+      expect(claimed.find((c) => c.subject.agent === "quiet")?.subject).toMatchObject({
+        grantId: quiet.grant.id,
+        tokenId: quiet.record.tokenId,
+        rootGrantId: quiet.grant.id,
+      });
+      expect(await store.claimExpired(now + 10_000, 100)).toEqual([]);
+      expect((await store.claimExpired(now + 15_000, 100)).map((c) => c.subject.agent)).toEqual(["busy"]);
+    });
+
+    it("reads the audit trail: newest first pages, filters, and a cursor for what comes next", async () => {
+      await using store = await open();
+      await store.appendAudit([
+        event("issued", "a", "g1"),
+        event("used", "a", "g1"),
+        event("denied", "b", "g2"),
+        event("used", "b", "g2"),
+      ]);
+      const latest = await store.readAudit({ limit: 2 });
+      expect(latest.records.map((r) => [r.event.type, r.event.agent])).toEqual([
+        ["denied", "b"],
+        ["used", "b"],
+      ]);
+      expect((await store.readAudit({ limit: 10, agent: "a" })).records.map((r) => r.event.type)).toEqual([
+        "issued",
+        "used",
+      ]);
+      expect((await store.readAudit({ limit: 10, type: "used" })).records.map((r) => r.event.agent)).toEqual([
+        "a",
+        "b",
+      ]);
+      expect((await store.readAudit({ limit: 10, grantId: "g2" })).records).toHaveLength(2);
+      await store.appendAudit([event("revoked", "c")]);
+      const newer = await store.readAudit({ limit: 10, after: latest.next! });
+      expect(newer.records.map((r) => r.event.type)).toEqual(["revoked"]);
+      expect((await store.readAudit({ limit: 10, after: newer.next! })).records).toEqual([]);
+      const first = (await store.readAudit({ limit: 10 })).records[0]!;
+      expect((await store.readAudit({ limit: 2, after: first.id })).records.map((r) => r.event.type)).toEqual(
+        ["used", "denied"],
+      );
     });
 
     it("appends audit events", async () => {

@@ -1,14 +1,24 @@
-import { type AuditEvent, grantTree } from "@perishable/protocol";
+import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
+import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
+import { auditMatches } from "../audit-filter.js";
 import {
+  type AuditQuery,
+  type AuditRead,
+  type AuditRecord,
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
   type Denied,
+  type ExpiredGrant,
+  type GrantFilter,
+  type GrantLineage,
   type GrantRecord,
+  type GrantState,
   type InspectResult,
   RECORD_GRACE_MS,
   type RefreshInput,
   type RefreshResult,
+  type RevokeTokenResult,
   type Store,
   type Subject,
   type TokenDenial,
@@ -26,6 +36,9 @@ interface StoredGrant {
   readonly record: GrantRecord;
   revokedAt: number | null;
   used: number;
+  latestTokenId: string;
+  latestExpiresAt: number;
+  readonly tokenIds: Set<string>;
   readonly expireAt: number;
 }
 
@@ -54,8 +67,12 @@ export class MemoryStore implements Store {
   readonly #tokenIds = new Map<string, string>();
   readonly #grants = new Map<string, StoredGrant>();
   readonly #trees = new Map<string, Map<string, string>>();
+  readonly #tombs = new Map<string, number>();
   readonly #counters = new Map<string, Counter>();
-  readonly #audit: AuditEvent[] = [];
+  readonly #expiries = new Map<string, number>();
+  #rules: RevocationRule[] = [];
+  readonly #audit: AuditRecord[] = [];
+  #auditSeq = 0;
   readonly #auditMaxLen: number;
   readonly #sweeper: NodeJS.Timeout;
 
@@ -74,19 +91,24 @@ export class MemoryStore implements Store {
     if (parent) {
       const chain = this.#chain(parent, now);
       if (!chain.ok) return chain;
-      if (chain.token.record.grantId !== grant.parentId)
+      if (chain.token.record.grantId !== grant.parentId) {
         return deny("token_invalid", subjectOf(chain.token, chain.grant), "parent mismatch");
+      }
     }
     this.#grants.set(grant.id, {
       record: grant,
       revokedAt: null,
       used: 0,
+      latestTokenId: token.tokenId,
+      latestExpiresAt: token.expiresAt,
+      tokenIds: new Set([token.tokenId]),
       expireAt: grant.notAfter + RECORD_GRACE_MS,
     });
     this.#storeToken(grant.tree, token);
     const tree = this.#trees.get(grant.tree) ?? new Map<string, string>();
     this.#trees.set(grant.tree, tree);
     tree.set(grant.id, grant.parentId ?? "");
+    this.#expiries.set(grant.id, Math.max(this.#expiries.get(grant.id) ?? 0, token.expiresAt));
     return { ok: true };
   }
 
@@ -173,38 +195,169 @@ export class MemoryStore implements Store {
       expiresAt: Math.min(now + ttl, grant.notAfter),
     };
     this.#storeToken(grant.tree, token);
+    chain.grant.tokenIds.add(token.tokenId);
+    chain.grant.latestTokenId = token.tokenId;
+    chain.grant.latestExpiresAt = token.expiresAt;
+    this.#expiries.set(grant.id, Math.max(this.#expiries.get(grant.id) ?? 0, token.expiresAt));
     return { ok: true, token, grant };
   }
 
   async revokeGrant(grantId: string, now: number): Promise<number> {
-    const treeId = grantTree(grantId);
-    const tree = treeId ? this.#trees.get(treeId) : undefined;
-    const children = new Map<string, string[]>();
-    for (const [id, parent] of tree ?? []) {
-      if (parent) children.set(parent, [...(children.get(parent) ?? []), id]);
-    }
     let count = 0;
-    const queue = [grantId];
-    for (let i = 0; i < queue.length; i++) {
-      const id = queue[i]!;
+    for (const id of this.#subtree(grantId)) {
       const stored = this.#grant(id, now);
       if (stored && stored.revokedAt === null && stored.record.notAfter > now) {
         stored.revokedAt = now;
         count += 1;
       }
-      queue.push(...(children.get(id) ?? []));
     }
     return count;
   }
 
+  async revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult> {
+    const tree = tokenIdTree(tokenId);
+    const hash = this.#tokenIds.get(tokenId);
+    const token = tree && hash ? this.#tokens.get(`${tree}/${hash}`) : undefined;
+    if (!token || token.expireAt <= now || token.record.expiresAt <= now) return { status: "none" };
+    const status = token.revoked ? "already" : "revoked";
+    token.revoked = true;
+    return { status, subject: subjectOf(token, this.#grant(token.record.grantId, now)) };
+  }
+
+  async getGrant(grantId: string, now: number): Promise<GrantState | undefined> {
+    const stored = this.#grant(grantId, now);
+    return stored ? stateOf(stored) : undefined;
+  }
+
+  async getLineage(grantId: string, now: number): Promise<GrantLineage | undefined> {
+    const self = this.#grant(grantId, now);
+    if (!self) return undefined;
+    const states = (ids: readonly string[]) =>
+      ids
+        .map((id) => this.#grant(id, now))
+        .filter((g): g is StoredGrant => g !== undefined)
+        .map(stateOf);
+    return {
+      grant: stateOf(self),
+      ancestors: states(self.record.ancestors),
+      subtree: states(this.#subtree(grantId).slice(1)),
+    };
+  }
+
+  async listGrants(
+    filter: GrantFilter,
+    cursor: string | null,
+    limit: number,
+    now: number,
+  ): Promise<{ grants: GrantState[]; next: string | null }> {
+    const all = [...this.#grants.values()].filter(
+      (g) =>
+        g.expireAt > now &&
+        g.revokedAt === null &&
+        g.record.notAfter > now &&
+        (filter.agent === undefined || g.record.agent === filter.agent) &&
+        (filter.scope === undefined || g.record.scopes.includes(filter.scope)) &&
+        (filter.rootGrantId === undefined || g.record.rootId === filter.rootGrantId),
+    );
+    const start = cursor ? Number(cursor) : 0;
+    const page = all.slice(start, start + limit).map(stateOf);
+    return { grants: page, next: start + limit < all.length ? String(start + limit) : null };
+  }
+
+  async putRule(rule: RevocationRule): Promise<void> {
+    this.#rules = [...this.#rules.filter((r) => r.id !== rule.id), rule];
+  }
+
+  rules(): readonly RevocationRule[] {
+    return this.#rules;
+  }
+
+  async purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
+    const selected = [...this.#grants.values()].filter(
+      (g) =>
+        g.expireAt > now &&
+        ruleSelects(rule, {
+          agent: g.record.agent,
+          scopes: g.record.scopes,
+          rootId: g.record.rootId,
+          createdAt: g.record.createdAt,
+        }),
+    );
+    let grants = 0;
+    let tokens = 0;
+    const ids = new Set(selected.flatMap((g) => this.#subtree(g.record.id)));
+    for (const id of ids) {
+      const stored = this.#grants.get(id);
+      if (!stored) continue;
+      if (stored.revokedAt === null && stored.record.notAfter > now) grants += 1;
+      for (const tokenId of stored.tokenIds) {
+        const hash = this.#tokenIds.get(tokenId);
+        if (hash && this.#tokens.delete(`${stored.record.tree}/${hash}`)) tokens += 1;
+        this.#tokenIds.delete(tokenId);
+      }
+      this.#grants.delete(id);
+      this.#trees.get(stored.record.tree)?.delete(id);
+      const tombUntil = stored.record.notAfter + RECORD_GRACE_MS;
+      this.#tombs.set(stored.record.tree, Math.max(this.#tombs.get(stored.record.tree) ?? 0, tombUntil));
+    }
+    return { grants, tokens };
+  }
+
+  async claimExpired(now: number, limit: number): Promise<ExpiredGrant[]> {
+    const claimed: ExpiredGrant[] = [];
+    for (const [grantId, expiresAt] of this.#expiries) {
+      if (claimed.length >= limit) break;
+      if (expiresAt > now) continue;
+      this.#expiries.delete(grantId);
+      const stored = this.#grants.get(grantId);
+      if (!stored || stored.revokedAt !== null) continue;
+      claimed.push({
+        reason: stored.latestExpiresAt >= stored.record.notAfter ? "grant" : "token",
+        subject: {
+          grantId,
+          tokenId: stored.latestTokenId,
+          rootGrantId: stored.record.rootId,
+          parentGrantId: stored.record.parentId,
+          agent: stored.record.agent,
+          issuedAt: null,
+        },
+      });
+    }
+    return claimed;
+  }
+
+  async countLiveGrants(now: number): Promise<number> {
+    let count = 0;
+    for (const expiresAt of this.#expiries.values()) if (expiresAt > now) count += 1;
+    return count;
+  }
+
   async appendAudit(events: readonly AuditEvent[]): Promise<void> {
-    this.#audit.push(...events);
+    for (const event of events) this.#audit.push({ id: String(++this.#auditSeq), event });
     if (this.#audit.length > this.#auditMaxLen) this.#audit.splice(0, this.#audit.length - this.#auditMaxLen);
+  }
+
+  async readAudit(query: AuditQuery): Promise<AuditRead> {
+    const matching = (r: AuditRecord) => auditMatches(r.event, query);
+    if (query.after !== undefined || query.since !== undefined) {
+      const after = query.after === undefined ? 0 : Number(query.after);
+      const records: AuditRecord[] = [];
+      let next: string | null = query.after ?? null;
+      for (const record of this.#audit) {
+        if (Number(record.id) <= after) continue;
+        next = record.id;
+        if (matching(record)) records.push(record);
+        if (records.length >= query.limit) break;
+      }
+      return { records, next };
+    }
+    const records = this.#audit.filter(matching).slice(-query.limit);
+    return { records, next: this.#audit.at(-1)?.id ?? null };
   }
 
   /** The audit trail held in memory, oldest first. */
   auditEvents(): readonly AuditEvent[] {
-    return this.#audit;
+    return this.#audit.map((r) => r.event);
   }
 
   async ping(): Promise<void> {}
@@ -228,7 +381,9 @@ export class MemoryStore implements Store {
       }
     }
     for (const [tree, links] of this.#trees) if (links.size === 0) this.#trees.delete(tree);
+    for (const [tree, until] of this.#tombs) if (until <= now) this.#tombs.delete(tree);
     for (const [key, counter] of this.#counters) if (counter.expireAt <= now) this.#counters.delete(key);
+    this.#rules = this.#rules.filter((r) => r.expiresAt > now);
   }
 
   #storeToken(tree: string, token: TokenRecord): void {
@@ -250,19 +405,58 @@ export class MemoryStore implements Store {
     return counter && counter.expireAt > now ? counter.count : 0;
   }
 
+  /** The grant and every grant below it, parents before children. */
+  #subtree(grantId: string): string[] {
+    const treeId = grantTree(grantId);
+    const tree = treeId ? this.#trees.get(treeId) : undefined;
+    const children = new Map<string, string[]>();
+    for (const [id, parent] of tree ?? []) {
+      if (parent) children.set(parent, [...(children.get(parent) ?? []), id]);
+    }
+    const out = [grantId];
+    for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
+    return out;
+  }
+
+  #ruleHit(grant: GrantRecord, now: number): string | undefined {
+    for (const rule of this.#rules) {
+      if (rule.expiresAt <= now) continue;
+      if (
+        ruleSelects(rule, {
+          agent: grant.agent,
+          scopes: grant.scopes,
+          rootId: grant.rootId,
+          createdAt: grant.createdAt,
+        })
+      ) {
+        return rule.id;
+      }
+    }
+    return undefined;
+  }
+
   /** The same checks, in the same order, as `chain()` in the Lua scripts. */
   #chain(ref: TokenRef, now: number): Chain {
+    const tomb = (this.#tombs.get(ref.tree) ?? 0) > now;
     const token = this.#tokens.get(`${ref.tree}/${ref.hash}`);
-    if (!token || token.expireAt <= now) return deny("token_invalid", EMPTY_SUBJECT, null);
+    if (!token || token.expireAt <= now) {
+      return tomb
+        ? deny("token_revoked", EMPTY_SUBJECT, "purged")
+        : deny("token_invalid", EMPTY_SUBJECT, null);
+    }
     const grant = this.#grant(token.record.grantId, now);
     const subject = subjectOf(token, grant);
     if (token.revoked) return deny("token_revoked", subject, `token ${token.record.tokenId}`);
-    if (!grant) return deny("token_invalid", subject, null);
+    if (!grant) return tomb ? deny("token_revoked", subject, "purged") : deny("token_invalid", subject, null);
     if (grant.revokedAt !== null) return deny("token_revoked", subject, `grant ${grant.record.id}`);
+    const hit = this.#ruleHit(grant.record, now);
+    if (hit) return deny("token_revoked", subject, `rule ${hit}`);
     const ancestors: StoredGrant[] = [];
     for (const id of grant.record.ancestors) {
       const ancestor = this.#grant(id, now);
       if (!ancestor || ancestor.revokedAt !== null) return deny("token_revoked", subject, `ancestor ${id}`);
+      const ancestorHit = this.#ruleHit(ancestor.record, now);
+      if (ancestorHit) return deny("token_revoked", subject, `rule ${ancestorHit} (ancestor ${id})`);
       ancestors.push(ancestor);
     }
     if (grant.record.notAfter <= now) return deny("token_expired", subject, "grant notAfter");
@@ -279,6 +473,14 @@ const EMPTY_SUBJECT: Subject = {
   agent: null,
   issuedAt: null,
 };
+
+const stateOf = (stored: StoredGrant): GrantState => ({
+  grant: stored.record,
+  revokedAt: stored.revokedAt,
+  used: stored.used,
+  latestTokenId: stored.latestTokenId,
+  latestExpiresAt: stored.latestExpiresAt,
+});
 
 const subjectOf = (token: StoredToken, grant: StoredGrant | undefined): Subject => ({
   grantId: token.record.grantId,

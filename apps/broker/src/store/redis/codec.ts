@@ -1,4 +1,4 @@
-import type { Denied, GrantRecord, Subject } from "../types.js";
+import type { Denied, GrantRecord, GrantState, Subject } from "../types.js";
 
 /** Grant record ⇄ Redis hash fields. Scope and ancestor lists are comma-joined (names cannot hold commas). */
 export const grantFields = (grant: GrantRecord): string[] => {
@@ -73,3 +73,16 @@ export const decodeDenial = <C extends string>(reply: readonly string[]): Denied
     ...(retry ? { retryAfterMs: Number(retry) } : {}),
   };
 };
+
+/** A grant hash as admins see it: the record plus revocation mark, uses, newest token. */
+export const grantStateFromFields = (
+  id: string,
+  tree: string,
+  f: ReadonlyMap<string, string>,
+): GrantState => ({
+  grant: grantFromFields(id, tree, f),
+  revokedAt: f.has("rev") ? Number(f.get("rev")) : null,
+  used: Number(f.get("used") ?? 0),
+  latestTokenId: f.get("lt") ?? null,
+  latestExpiresAt: f.has("le") ? Number(f.get("le")) : null,
+});

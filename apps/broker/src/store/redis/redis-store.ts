@@ -1,24 +1,34 @@
-import { type AuditEvent, grantTree } from "@perishable/protocol";
+import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
 import { Redis, type RedisOptions, ReplyError } from "ioredis";
+import { encodeRule, type RevocationRule, ruleSelects } from "../../policy/revocation.js";
+import { auditMatches } from "../audit-filter.js";
 import { RedisKeys } from "../keys.js";
 import {
+  type AuditQuery,
+  type AuditRead,
+  type AuditRecord,
   type AuthorizeDenial,
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
+  type ExpiredGrant,
+  type GrantFilter,
+  type GrantLineage,
   type GrantRecord,
+  type GrantState,
   type InspectResult,
   RECORD_GRACE_MS,
   type RefreshInput,
   type RefreshResult,
+  type RevokeTokenResult,
   type Store,
   StoreUnavailableError,
   type TokenDenial,
   type TokenRecord,
   type TokenRef,
 } from "../types.js";
-import { decodeDenial, grantFields, grantFromFields, pairsToMap } from "./codec.js";
-import { AUTHORIZE, CREATE, INSPECT, REFRESH, REVOKE_GRANT } from "./scripts.js";
+import { decodeDenial, grantFields, grantFromFields, grantStateFromFields, pairsToMap } from "./codec.js";
+import { AUTHORIZE, CREATE, INSPECT, PURGE, REFRESH, REVOKE_GRANT, REVOKE_TOKEN } from "./scripts.js";
 
 type Reply = string[];
 
@@ -28,6 +38,8 @@ interface ScriptCommands {
   prsRefresh(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<Reply>;
   prsInspect(key: string, ...args: (string | number)[]): Promise<Reply>;
   prsRevokeGrant(key: string, ...args: (string | number)[]): Promise<number>;
+  prsRevokeToken(key: string, ...args: (string | number)[]): Promise<Reply>;
+  prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number]>;
 }
 
 type ScriptedRedis = Redis & ScriptCommands;
@@ -40,16 +52,26 @@ export interface RedisStoreOptions {
   readonly commandTimeoutMs?: number;
   /** How long `connect()` waits for Redis before giving up. */
   readonly connectTimeoutMs?: number;
+  /** How often rules are reloaded even without a pub/sub message (safety net). */
+  readonly rulesReloadMs?: number;
 }
 
 /** Errors Redis answers with while it cannot serve (failover, loading, cluster trouble). */
 const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
+/** Grants read per SCAN step of a walk or a listing. */
+const SCAN_COUNT = 2_000;
 
 export class RedisStore implements Store {
   readonly #redis: ScriptedRedis;
+  readonly #subscriber: Redis;
   readonly #keys: RedisKeys;
   readonly #auditMaxLen: number;
   readonly #connectTimeoutMs: number;
+  readonly #rulesReloadMs: number;
+  #rules: RevocationRule[] = [];
+  /** The rules as script arguments: `n, rule…`, rebuilt whenever the rules change. */
+  #ruleArgs: string[] = ["0"];
+  #reloadTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisStoreOptions) {
     const redisOptions: RedisOptions = {
@@ -64,20 +86,39 @@ export class RedisStore implements Store {
       enableAutoPipelining: true,
     };
     this.#redis = new Redis(options.url, redisOptions) as ScriptedRedis;
+    // Rules arrive on their own connection (a subscribed connection can do nothing else).
+    this.#subscriber = new Redis(options.url, {
+      ...redisOptions,
+      enableAutoPipelining: false,
+      enableOfflineQueue: true,
+      commandTimeout: undefined,
+    });
     // ioredis emits 'error' on every failed reconnect; the store reports availability through
     // ping() and StoreUnavailableError instead, so these are expected and not thrown.
     this.#redis.on("error", () => {});
+    this.#subscriber.on("error", () => {});
     this.#keys = new RedisKeys(options.prefix);
     this.#auditMaxLen = options.auditMaxLen;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
-    this.#redis.defineCommand("prsAuthorize", { numberOfKeys: 1, lua: AUTHORIZE });
-    this.#redis.defineCommand("prsCreate", { lua: CREATE });
-    this.#redis.defineCommand("prsRefresh", { numberOfKeys: 3, lua: REFRESH });
-    this.#redis.defineCommand("prsInspect", { numberOfKeys: 1, lua: INSPECT });
-    this.#redis.defineCommand("prsRevokeGrant", { numberOfKeys: 1, lua: REVOKE_GRANT });
+    this.#rulesReloadMs = options.rulesReloadMs ?? 5_000;
+    const scripts = {
+      prsAuthorize: [1, AUTHORIZE],
+      prsCreate: [undefined, CREATE],
+      prsRefresh: [3, REFRESH],
+      prsInspect: [1, INSPECT],
+      prsRevokeGrant: [1, REVOKE_GRANT],
+      prsRevokeToken: [1, REVOKE_TOKEN],
+      prsPurge: [1, PURGE],
+    } as const;
+    for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
+      this.#redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
+    }
   }
 
-  /** Connects and waits until Redis answers; rejects with StoreUnavailableError after the timeout. */
+  /**
+   * Connects, loads the revocation rules and subscribes to their changes; rejects with
+   * StoreUnavailableError after the timeout. Nothing is served before the rules are loaded.
+   */
   async connect(): Promise<void> {
     const timer = new Promise<never>((_, reject) => {
       const t = setTimeout(
@@ -89,11 +130,19 @@ export class RedisStore implements Store {
     try {
       await Promise.race([this.#redis.connect(), timer]);
       await Promise.race([this.#redis.ping(), timer]);
+      await Promise.race([this.#subscriber.connect(), timer]);
+      this.#subscriber.on("message", () => void this.reloadRules().catch(() => {}));
+      // After a reconnect the channel may have missed messages: reload then too.
+      this.#subscriber.on("ready", () => void this.reloadRules().catch(() => {}));
+      await Promise.race([this.#subscriber.subscribe(this.#keys.rules()), timer]);
+      await Promise.race([this.reloadRules(), timer]);
     } catch (error) {
       throw error instanceof StoreUnavailableError
         ? error
         : new StoreUnavailableError("cannot connect to Redis", { cause: error });
     }
+    this.#reloadTimer = setInterval(() => void this.reloadRules().catch(() => {}), this.#rulesReloadMs);
+    this.#reloadTimer.unref();
   }
 
   async createGrant(
@@ -108,11 +157,11 @@ export class RedisStore implements Store {
       k.token(grant.tree, token.hash),
       k.tokenId(grant.tree, token.tokenId),
       k.tree(grant.tree),
+      k.tokenSet(grant.tree, grant.id),
     ];
     if (parent) keys.push(k.token(parent.tree, parent.hash));
     const args = [
-      k.base(grant.tree),
-      now,
+      ...this.#prefixArgs(grant.tree, now),
       grant.id,
       token.tokenId,
       token.hash,
@@ -123,12 +172,18 @@ export class RedisStore implements Store {
       grant.parentId ?? "",
       ...grantFields(grant),
     ];
-    const reply = await this.#call(() => this.#redis.prsCreate(keys.length, ...keys, ...args));
+    const [reply] = await this.#call(() =>
+      Promise.all([
+        this.#redis.prsCreate(keys.length, ...keys, ...args),
+        // Separate key (not in the tree's slot): issued in the same tick, so auto-pipelined.
+        this.#redis.zadd(k.expiries(), "GT", token.expiresAt, grant.id),
+      ]),
+    );
     return reply[0] === "ok" ? { ok: true } : decodeDenial<TokenDenial>(reply);
   }
 
   async authorize(ref: TokenRef, now: number, candidates: readonly Candidate[]): Promise<AuthorizeResult> {
-    const args: (string | number)[] = [this.#keys.base(ref.tree), now, candidates.length];
+    const args: (string | number)[] = [...this.#prefixArgs(ref.tree, now), candidates.length];
     for (const c of candidates) args.push(c.scope, c.pass ? "1" : "0", c.limit, c.windowMs);
     const reply = await this.#call(() =>
       this.#redis.prsAuthorize(this.#keys.token(ref.tree, ref.hash), ...args),
@@ -150,7 +205,7 @@ export class RedisStore implements Store {
 
   async inspect(ref: TokenRef, now: number): Promise<InspectResult> {
     const reply = await this.#call(() =>
-      this.#redis.prsInspect(this.#keys.token(ref.tree, ref.hash), this.#keys.base(ref.tree), now),
+      this.#redis.prsInspect(this.#keys.token(ref.tree, ref.hash), ...this.#prefixArgs(ref.tree, now)),
     );
     if (reply[0] !== "ok") return decodeDenial<TokenDenial>(reply);
     const fields = pairsToMap(reply, 5);
@@ -165,8 +220,7 @@ export class RedisStore implements Store {
         k.token(ref.tree, ref.hash),
         k.token(ref.tree, next.hash),
         k.tokenId(ref.tree, next.tokenId),
-        k.base(ref.tree),
-        now,
+        ...this.#prefixArgs(ref.tree, now),
         next.tokenId,
         next.hash,
         next.ttl ?? 0,
@@ -175,7 +229,9 @@ export class RedisStore implements Store {
     );
     if (reply[0] !== "ok") return decodeDenial<TokenDenial | "ttl_exceeded">(reply);
     const grant = grantFromFields(reply[2]!, ref.tree, pairsToMap(reply, 5));
-    return { ok: true, token: tokenFromReply(reply, next.hash), grant };
+    const token = tokenFromReply(reply, next.hash);
+    await this.#call(() => this.#redis.zadd(k.expiries(), "GT", token.expiresAt, grant.id));
+    return { ok: true, token, grant };
   }
 
   async revokeGrant(grantId: string, now: number): Promise<number> {
@@ -184,6 +240,203 @@ export class RedisStore implements Store {
     return this.#call(() =>
       this.#redis.prsRevokeGrant(this.#keys.tree(tree), this.#keys.base(tree), grantId, now),
     );
+  }
+
+  async revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult> {
+    const tree = tokenIdTree(tokenId);
+    if (!tree) return { status: "none" };
+    const reply = await this.#call(() =>
+      this.#redis.prsRevokeToken(this.#keys.tokenId(tree, tokenId), this.#keys.base(tree), now),
+    );
+    if (reply[0] === "none") return { status: "none" };
+    return {
+      status: reply[0] as "revoked" | "already",
+      subject: {
+        grantId: reply[1]!,
+        tokenId: reply[2]!,
+        rootGrantId: reply[3] || null,
+        parentGrantId: reply[4] || null,
+        agent: reply[5] || null,
+        issuedAt: Number(reply[6]),
+      },
+    };
+  }
+
+  async getGrant(grantId: string, now: number): Promise<GrantState | undefined> {
+    const tree = grantTree(grantId);
+    if (!tree) return undefined;
+    const [state] = await this.#grantStates(tree, [grantId], now);
+    return state;
+  }
+
+  async getLineage(grantId: string, now: number): Promise<GrantLineage | undefined> {
+    const tree = grantTree(grantId);
+    if (!tree) return undefined;
+    const [self] = await this.#grantStates(tree, [grantId], now);
+    if (!self) return undefined;
+    const links = await this.#call(() => this.#redis.hgetall(this.#keys.tree(tree)));
+    const ids = subtreeOf(links, grantId).slice(1);
+    const states = await this.#grantStates(tree, [...self.grant.ancestors, ...ids], now);
+    const byId = new Map(states.map((s) => [s.grant.id, s]));
+    return {
+      grant: self,
+      ancestors: self.grant.ancestors
+        .map((id) => byId.get(id))
+        .filter((s): s is GrantState => s !== undefined),
+      subtree: ids.map((id) => byId.get(id)).filter((s): s is GrantState => s !== undefined),
+    };
+  }
+
+  async listGrants(
+    filter: GrantFilter,
+    cursor: string | null,
+    limit: number,
+    now: number,
+  ): Promise<{ grants: GrantState[]; next: string | null }> {
+    const grants: GrantState[] = [];
+    if (filter.rootGrantId) {
+      const tree = grantTree(filter.rootGrantId);
+      if (!tree) return { grants, next: null };
+      const links = await this.#call(() => this.#redis.hgetall(this.#keys.tree(tree)));
+      const states = await this.#grantStates(tree, subtreeOf(links, filter.rootGrantId), now);
+      return {
+        grants: states.filter((s) => isLive(s, now) && matchesFilter(s.grant, filter)).slice(0, limit),
+        next: null,
+      };
+    }
+    let scan = cursor ?? "0";
+    do {
+      const [next, keys] = await this.#call(() =>
+        this.#redis.scan(scan, "MATCH", this.#keys.grantPattern(), "COUNT", SCAN_COUNT),
+      );
+      scan = next;
+      const pipeline = this.#redis.pipeline();
+      for (const key of keys) pipeline.hgetall(key);
+      const results = (await this.#call(() => pipeline.exec())) ?? [];
+      results.forEach(([error, fields], i) => {
+        if (error || !fields) return;
+        const state = stateFromKey(keys[i]!, fields as Record<string, string>);
+        if (state && isLive(state, now) && matchesFilter(state.grant, filter)) grants.push(state);
+      });
+    } while (scan !== "0" && grants.length < limit);
+    return { grants, next: scan === "0" ? null : scan };
+  }
+
+  async putRule(rule: RevocationRule): Promise<void> {
+    const key = this.#keys.rules();
+    await this.#call(async () => {
+      await this.#redis.hset(key, rule.id, JSON.stringify(rule));
+      await this.#redis.publish(key, rule.id);
+    });
+    this.#setRules([...this.#rules.filter((r) => r.id !== rule.id), rule]);
+  }
+
+  rules(): readonly RevocationRule[] {
+    return this.#rules;
+  }
+
+  /** Reads every rule from Redis (at start, on every change message, and periodically); drops expired ones. */
+  async reloadRules(now = Date.now()): Promise<void> {
+    const key = this.#keys.rules();
+    const stored = await this.#call(() => this.#redis.hgetall(key));
+    const rules: RevocationRule[] = [];
+    const expired: string[] = [];
+    for (const [id, json] of Object.entries(stored)) {
+      const rule = JSON.parse(json) as RevocationRule;
+      if (rule.expiresAt <= now) expired.push(id);
+      else rules.push(rule);
+    }
+    if (expired.length > 0) await this.#call(() => this.#redis.hdel(key, ...expired));
+    this.#setRules(rules);
+  }
+
+  async purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
+    let grants = 0;
+    let tokens = 0;
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.#call(() =>
+        this.#redis.scan(cursor, "MATCH", this.#keys.grantPattern(), "COUNT", SCAN_COUNT),
+      );
+      cursor = next;
+      if (keys.length === 0) continue;
+      const read = this.#redis.pipeline();
+      for (const key of keys) read.hmget(key, "agent", "scopes", "root", "ca", "na");
+      const fields = (await this.#call(() => read.exec())) ?? [];
+      const selected = new Map<string, { ids: string[]; tombUntil: number }>();
+      fields.forEach(([error, value], i) => {
+        const [agent, scopes, root, ca, na] = (value ?? []) as (string | null)[];
+        if (error || !root || !ca || !na) return;
+        const id = keys[i]!.slice(keys[i]!.lastIndexOf(":") + 1);
+        const subject = {
+          agent: agent ?? "",
+          scopes: scopes ? scopes.split(",") : [],
+          rootId: root,
+          createdAt: Number(ca),
+        };
+        if (!ruleSelects(rule, subject)) return;
+        const tree = grantTree(id)!;
+        const batch = selected.get(tree) ?? { ids: [], tombUntil: 0 };
+        batch.ids.push(id);
+        batch.tombUntil = Math.max(batch.tombUntil, Number(na) + RECORD_GRACE_MS);
+        selected.set(tree, batch);
+      });
+      const results = await this.#call(() =>
+        Promise.all(
+          [...selected].map(([tree, batch]) =>
+            this.#redis.prsPurge(
+              this.#keys.tree(tree),
+              this.#keys.base(tree),
+              now,
+              batch.tombUntil,
+              ...batch.ids,
+            ),
+          ),
+        ),
+      );
+      for (const [g, t] of results) {
+        grants += Number(g);
+        tokens += Number(t);
+      }
+    } while (cursor !== "0");
+    return { grants, tokens };
+  }
+
+  async claimExpired(now: number, limit: number): Promise<ExpiredGrant[]> {
+    const key = this.#keys.expiries();
+    const due = await this.#call(() => this.#redis.zrangebyscore(key, "-inf", now, "LIMIT", 0, limit));
+    const claimed: ExpiredGrant[] = [];
+    for (const grantId of due) {
+      // ZREM is the claim: across every broker node, exactly one gets 1 back.
+      if ((await this.#call(() => this.#redis.zrem(key, grantId))) !== 1) continue;
+      const tree = grantTree(grantId);
+      if (!tree) continue;
+      const [na, rev, agent, root, par, lt, le] = await this.#call(() =>
+        this.#redis.hmget(this.#keys.grant(tree, grantId), "na", "rev", "agent", "root", "par", "lt", "le"),
+      );
+      if (!na || rev) continue; // purged or revoked: that was its end, already audited
+      if (le && Number(le) > now) {
+        // Refreshed after the claim was due (the score lags the record): put it back.
+        await this.#call(() => this.#redis.zadd(key, "GT", Number(le), grantId));
+        continue;
+      }
+      claimed.push({
+        reason: Number(le ?? 0) >= Number(na) ? "grant" : "token",
+        subject: {
+          grantId,
+          tokenId: lt ?? null,
+          rootGrantId: root ?? null,
+          parentGrantId: par || null,
+          agent: agent ?? null,
+          issuedAt: null,
+        },
+      });
+    }
+    return claimed;
+  }
+
+  async countLiveGrants(now: number): Promise<number> {
+    return this.#call(() => this.#redis.zcount(this.#keys.expiries(), `(${now}`, "+inf"));
   }
 
   async appendAudit(events: readonly AuditEvent[]): Promise<void> {
@@ -197,22 +450,92 @@ export class RedisStore implements Store {
     if (failed?.[0]) throw toStoreError(failed[0]);
   }
 
+  async readAudit(query: AuditQuery): Promise<AuditRead> {
+    const key = this.#keys.audit();
+    const records: AuditRecord[] = [];
+    // Filters are applied here; a page stops after scanning this many entries even if it is not full.
+    const budget = Math.max(1_000, query.limit * 20);
+    let scanned = 0;
+    const chunk = Math.min(1_000, Math.max(100, query.limit * 2));
+    if (query.after !== undefined || query.since !== undefined) {
+      let cursor: string | null = query.after ?? null;
+      let start = query.after !== undefined ? `(${query.after}` : `${query.since}-0`;
+      while (records.length < query.limit && scanned < budget) {
+        const entries = await this.#call(() => this.#redis.xrange(key, start, "+", "COUNT", chunk));
+        if (entries.length === 0) break;
+        for (const [id, fields] of entries) {
+          scanned += 1;
+          cursor = id;
+          const event = parseEvent(fields);
+          if (event && auditMatches(event, query)) records.push({ id, event });
+          if (records.length >= query.limit) break;
+        }
+        start = `(${cursor}`;
+      }
+      return { records, next: cursor };
+    }
+    // The most recent matching events, returned oldest first; `next` is the newest id seen,
+    // so that polling with it as `after` continues from now.
+    let end = "+";
+    let newest: string | null = null;
+    while (records.length < query.limit && scanned < budget) {
+      const entries = await this.#call(() => this.#redis.xrevrange(key, end, "-", "COUNT", chunk));
+      if (entries.length === 0) break;
+      newest ??= entries[0]![0];
+      scanned += entries.length;
+      for (const [id, fields] of entries) {
+        const event = parseEvent(fields);
+        if (event && auditMatches(event, query)) records.push({ id, event });
+        if (records.length >= query.limit) break;
+      }
+      end = `(${entries.at(-1)![0]}`;
+    }
+    records.reverse();
+    return { records, next: newest };
+  }
+
   async ping(): Promise<void> {
     await this.#call(() => this.#redis.ping());
   }
 
   async close(): Promise<void> {
-    if (this.#redis.status === "end") return;
-    try {
-      await this.#redis.quit();
-    } catch {
-      this.#redis.disconnect();
+    if (this.#reloadTimer) clearInterval(this.#reloadTimer);
+    for (const client of [this.#subscriber, this.#redis]) {
+      if (client.status === "end") continue;
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect();
+      }
     }
   }
 
   /** For tests and tools that need to look at what is stored. */
   get client(): Redis {
     return this.#redis;
+  }
+
+  #prefixArgs(tree: string, now: number): (string | number)[] {
+    return [this.#keys.base(tree), now, ...this.#ruleArgs];
+  }
+
+  #setRules(rules: RevocationRule[]): void {
+    this.#rules = rules.sort((a, b) => a.createdAt - b.createdAt);
+    this.#ruleArgs = [String(rules.length), ...rules.map(encodeRule)];
+  }
+
+  async #grantStates(tree: string, ids: readonly string[], now: number): Promise<GrantState[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.#redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.#keys.grant(tree, id));
+    const results = (await this.#call(() => pipeline.exec())) ?? [];
+    const states: GrantState[] = [];
+    results.forEach(([error, fields], i) => {
+      const record = fields as Record<string, string> | null;
+      if (error || !record || !record.na || Number(record.na) + RECORD_GRACE_MS <= now) return;
+      states.push(grantStateFromFields(ids[i]!, tree, new Map(Object.entries(record))));
+    });
+    return states;
   }
 
   async #call<T>(fn: () => Promise<T>): Promise<T> {
@@ -232,6 +555,40 @@ const tokenFromReply = (reply: Reply, hash: string): TokenRecord => ({
   issuedAt: Number(reply[3]),
   expiresAt: Number(reply[4]),
 });
+
+const stateFromKey = (key: string, fields: Record<string, string>): GrantState | undefined => {
+  const id = key.slice(key.lastIndexOf(":") + 1);
+  const tree = grantTree(id);
+  if (!tree || !fields.na) return undefined;
+  return grantStateFromFields(id, tree, new Map(Object.entries(fields)));
+};
+
+const parseEvent = (fields: string[]): AuditEvent | undefined => {
+  try {
+    return JSON.parse(fields[1] ?? "") as AuditEvent;
+  } catch {
+    return undefined;
+  }
+};
+
+/** The grant and every grant below it, parents before children, from the tree hash (id → parent). */
+export const subtreeOf = (links: Record<string, string>, rootId: string): string[] => {
+  const children = new Map<string, string[]>();
+  for (const [id, parent] of Object.entries(links)) {
+    if (parent) children.set(parent, [...(children.get(parent) ?? []), id]);
+  }
+  const out = [rootId];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
+  return out;
+};
+
+export const isLive = (state: GrantState, now: number): boolean =>
+  state.revokedAt === null && state.grant.notAfter > now;
+
+export const matchesFilter = (grant: GrantRecord, filter: GrantFilter): boolean =>
+  (filter.agent === undefined || grant.agent === filter.agent) &&
+  (filter.scope === undefined || grant.scopes.includes(filter.scope)) &&
+  (filter.rootGrantId === undefined || grant.rootId === filter.rootGrantId);
 
 /**
  * Anything that stops Redis from answering is StoreUnavailableError (→ 503, fail closed). A

@@ -3,14 +3,19 @@
  *
  * Every script touches only keys of one lineage tree: the declared KEYS and keys built from
  * ARGV[1], the tree's base (`<prefix>:{<tree>}:`), so each runs in one Cluster slot. The key
- * suffixes used here (`g:`, `rl:`) are the ones `keys.ts` documents.
+ * suffixes used here (`g:`, `t:`, `ti:`, `gt:`, `rl:`, `tree`, `tomb`) are the ones `keys.ts`
+ * documents.
+ *
+ * Scripts that act on a presented token share one argument prefix:
+ *   ARGV[1] base, ARGV[2] now (ms), ARGV[3] n, ARGV[4 .. 3+n] revocation rules
+ * and read their own arguments from ARGV[4+n] on. A rule is six tab-separated fields
+ * (id, agent, scope, rootGrantId, createdAfter, createdBefore; empty = any).
  *
  * Results are flat arrays of strings. A denial is
  *   { code, grantId, tokenId, rootGrantId, parentGrantId, agent, issuedAt, rule, retryAfterMs }
- * with "" for what is unknown; see `decode.ts`.
+ * with "" for what is unknown; see `codec.ts`.
  */
 
-/** Shared by every script that acts on a presented token: token → grant → every ancestor. */
 const CHAIN = `
 local function fail(code, t, g, rule, extra)
   t = t or {}
@@ -18,21 +23,59 @@ local function fail(code, t, g, rule, extra)
   return {code, t[1] or '', t[2] or '', g[4] or '', g[5] or '', g[6] or '', t[3] or '', rule or '', extra or ''}
 end
 
--- Grant fields read by chain(): index 1..11 of g.
--- na rev anc root par agent scopes mu used ttl mt
--- Returns t, g and the ancestors as {id, mu, used} (root first) for the maxUses checks.
-local function chain(base, tkey, now)
+local base, now = ARGV[1], tonumber(ARGV[2])
+local nrules = tonumber(ARGV[3])
+local o = 4 + nrules
+local rules = {}
+for i = 1, nrules do
+  local r, j = {}, 1
+  for field in string.gmatch(ARGV[3 + i] .. '\\t', '([^\\t]*)\\t') do r[j] = field j = j + 1 end
+  rules[i] = r
+end
+
+-- The first rule that selects a grant with these fields, or nil.
+local function ruled(agent, scopes, root, ca)
+  if nrules == 0 then return nil end
+  ca = tonumber(ca) or 0
+  for _, r in ipairs(rules) do
+    if (r[2] == '' or r[2] == agent)
+      and (r[4] == '' or r[4] == root)
+      and (r[5] == '' or ca > tonumber(r[5]))
+      and (r[6] == '' or ca <= tonumber(r[6]))
+      and (r[3] == '' or string.find(',' .. (scopes or '') .. ',', ',' .. r[3] .. ',', 1, true)) then
+      return r[1]
+    end
+  end
+  return nil
+end
+
+-- token → grant → every ancestor: revoked (by mark, by rule, by purge), expired?
+-- Returns t, g (fields below) and the ancestors as {id, mu, used}, root first; or nil and a denial.
+--   t: g i a e r            (grantId tokenId issuedAt expiresAt revoked)
+--   g: na rev anc root par agent scopes mu used ttl mt ca
+local function chain(tkey)
   local t = redis.call('HMGET', tkey, 'g', 'i', 'a', 'e', 'r')
-  if not t[1] then return nil, fail('token_invalid') end
-  local g = redis.call('HMGET', base .. 'g:' .. t[1], 'na', 'rev', 'anc', 'root', 'par', 'agent', 'scopes', 'mu', 'used', 'ttl', 'mt')
+  if not t[1] then
+    -- A purged tree leaves a tombstone: its tokens are refused as revoked, not as unknown.
+    if redis.call('EXISTS', base .. 'tomb') == 1 then return nil, fail('token_revoked', nil, nil, 'purged') end
+    return nil, fail('token_invalid')
+  end
+  local g = redis.call('HMGET', base .. 'g:' .. t[1], 'na', 'rev', 'anc', 'root', 'par', 'agent', 'scopes', 'mu', 'used', 'ttl', 'mt', 'ca')
   if t[5] then return nil, fail('token_revoked', t, g, 'token ' .. t[2]) end
-  if not g[1] then return nil, fail('token_invalid', t, g) end
+  if not g[1] then
+    if redis.call('EXISTS', base .. 'tomb') == 1 then return nil, fail('token_revoked', t, g, 'purged') end
+    return nil, fail('token_invalid', t, g)
+  end
   if g[2] then return nil, fail('token_revoked', t, g, 'grant ' .. t[1]) end
+  local hit = ruled(g[6], g[7], g[4], g[12])
+  if hit then return nil, fail('token_revoked', t, g, 'rule ' .. hit) end
   local ancestors = {}
-  if g[3] and g[3] ~= '' then
+  if g[3] ~= '' then
     for aid in string.gmatch(g[3], '[^,]+') do
-      local a = redis.call('HMGET', base .. 'g:' .. aid, 'na', 'rev', 'mu', 'used')
+      local a = redis.call('HMGET', base .. 'g:' .. aid, 'na', 'rev', 'mu', 'used', 'agent', 'scopes', 'ca')
       if (not a[1]) or a[2] then return nil, fail('token_revoked', t, g, 'ancestor ' .. aid) end
+      hit = ruled(a[5], a[6], g[4], a[7])
+      if hit then return nil, fail('token_revoked', t, g, 'rule ' .. hit .. ' (ancestor ' .. aid .. ')') end
       ancestors[#ancestors + 1] = {aid, tonumber(a[3]), tonumber(a[4]) or 0}
     end
   end
@@ -43,20 +86,20 @@ end
 `;
 
 /**
- * KEYS[1] token key. ARGV: base, now, n, then n × (scope, pass 1|0, limit, windowMs).
+ * KEYS[1] token key. ARGV from o: n, then n × (scope, pass 1|0, limit, windowMs).
  * → {'ok', grantId, tokenId, root, parent, agent, issuedAt, scope} or a denial.
  */
 export const AUTHORIZE = `${CHAIN}
-local base, now, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t, g, ancestors = chain(base, KEYS[1], now)
+local t, g, ancestors = chain(KEYS[1])
 if not t then return g end
+local n = tonumber(ARGV[o])
 local held = {}
 for s in string.gmatch(g[7], '[^,]+') do held[s] = true end
 local chosen, failed = nil, nil
 for i = 0, n - 1 do
-  local name = ARGV[4 + i * 4]
+  local name = ARGV[o + 1 + i * 4]
   if held[name] then
-    if ARGV[5 + i * 4] == '1' then chosen = i break end
+    if ARGV[o + 2 + i * 4] == '1' then chosen = i break end
     if not failed then failed = name end
   end
 end
@@ -64,8 +107,8 @@ if not chosen then
   if failed then return fail('constraint_denied', t, g, failed) end
   return fail('scope_denied', t, g)
 end
-local o = 4 + chosen * 4
-local scope, limit, window = ARGV[o], tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3])
+local c = o + 1 + chosen * 4
+local scope, limit, window = ARGV[c], tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3])
 -- maxUses of the grant and of every ancestor that has one: a use by a child is a use of each.
 local spend = {}
 local mu = tonumber(g[8])
@@ -90,11 +133,11 @@ if limit > 0 then
   for i, id in ipairs(ids) do
     local k = base .. 'rl:' .. id .. ':' .. scope .. ':'
     local v = redis.call('MGET', k .. cur, k .. (cur - 1))
-    local c, p = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-    local est = p * (window - into) / window + c
+    local cnt, prev = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+    local est = prev * (window - into) / window + cnt
     if est + 1 > limit then
       local wait
-      if c + 1 > limit or p == 0 then wait = window - into else wait = math.ceil((est + 1 - limit) * window / p) end
+      if cnt + 1 > limit or prev == 0 then wait = window - into else wait = math.ceil((est + 1 - limit) * window / prev) end
       local rule = scope
       if i > 1 then rule = scope .. ' (ancestor ' .. id .. ')' end
       return fail('rate_limited', t, g, rule, tostring(wait))
@@ -110,51 +153,56 @@ return {'ok', t[1], t[2], g[4], g[5], g[6], t[3], scope}
 `;
 
 /**
- * KEYS: grant, token, tokenId, tree[, parent token]. ARGV: base, now, grantId, tokenId, hash,
- * issuedAt, expiresAt, grantExpireAt, tokenExpireAt, parentId ('' for a root), then field/value
- * pairs of the grant record. → {'ok'} or a denial about the parent token.
+ * KEYS: grant, token, tokenId, tree, grant's token set[, parent token]. ARGV from o: grantId,
+ * tokenId, hash, issuedAt, expiresAt, grantExpireAt, tokenExpireAt, parentId ('' for a root),
+ * then field/value pairs of the grant record. → {'ok'} or a denial about the parent token.
  */
 export const CREATE = `${CHAIN}
-if KEYS[5] then
-  local t, g = chain(ARGV[1], KEYS[5], tonumber(ARGV[2]))
+if KEYS[6] then
+  local t, g = chain(KEYS[6])
   if not t then return g end
-  if t[1] ~= ARGV[10] then return fail('token_invalid', t, g, 'parent mismatch') end
+  if t[1] ~= ARGV[o + 7] then return fail('token_invalid', t, g, 'parent mismatch') end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 11))
-redis.call('PEXPIREAT', KEYS[1], ARGV[8])
-redis.call('HSET', KEYS[2], 'g', ARGV[3], 'i', ARGV[4], 'a', ARGV[6], 'e', ARGV[7])
-redis.call('PEXPIREAT', KEYS[2], ARGV[9])
-redis.call('SET', KEYS[3], ARGV[5], 'PXAT', ARGV[9])
-redis.call('HSET', KEYS[4], ARGV[3], ARGV[10])
-if ARGV[10] == '' then redis.call('PEXPIREAT', KEYS[4], ARGV[8]) end
+local gid, tid = ARGV[o], ARGV[o + 1]
+redis.call('HSET', KEYS[1], 'lt', tid, 'le', ARGV[o + 4], unpack(ARGV, o + 8))
+redis.call('PEXPIREAT', KEYS[1], ARGV[o + 5])
+redis.call('HSET', KEYS[2], 'g', gid, 'i', tid, 'a', ARGV[o + 3], 'e', ARGV[o + 4])
+redis.call('PEXPIREAT', KEYS[2], ARGV[o + 6])
+redis.call('SET', KEYS[3], ARGV[o + 2], 'PXAT', ARGV[o + 6])
+redis.call('HSET', KEYS[4], gid, ARGV[o + 7])
+if ARGV[o + 7] == '' then redis.call('PEXPIREAT', KEYS[4], ARGV[o + 5]) end
+redis.call('SADD', KEYS[5], tid)
+redis.call('PEXPIREAT', KEYS[5], ARGV[o + 5])
 return {'ok'}
 `;
 
 /**
- * KEYS: presented token, new token, new tokenId. ARGV: base, now, tokenId, hash, ttl (0 = the
+ * KEYS: presented token, new token, new tokenId. ARGV from o: tokenId, hash, ttl (0 = the
  * grant's default), grace. → {'ok', tokenId, grantId, issuedAt, expiresAt, ...grant fields} or a denial.
  */
 export const REFRESH = `${CHAIN}
-local base, now = ARGV[1], tonumber(ARGV[2])
-local t, g = chain(base, KEYS[1], now)
+local t, g = chain(KEYS[1])
 if not t then return g end
-local ttl = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[o + 2])
 if ttl == 0 then ttl = tonumber(g[10]) end
 if ttl > tonumber(g[11]) then return fail('ttl_exceeded', t, g, 'max_ttl') end
 local e = math.min(now + ttl, tonumber(g[1]))
-redis.call('HSET', KEYS[2], 'g', t[1], 'i', ARGV[3], 'a', ARGV[2], 'e', e)
-redis.call('PEXPIREAT', KEYS[2], e + tonumber(ARGV[6]))
-redis.call('SET', KEYS[3], ARGV[4], 'PXAT', e + tonumber(ARGV[6]))
-local out = {'ok', ARGV[3], t[1], ARGV[2], tostring(e)}
-local fields = redis.call('HGETALL', base .. 'g:' .. t[1])
+local grace = tonumber(ARGV[o + 3])
+local gkey = base .. 'g:' .. t[1]
+redis.call('HSET', KEYS[2], 'g', t[1], 'i', ARGV[o], 'a', ARGV[2], 'e', e)
+redis.call('PEXPIREAT', KEYS[2], e + grace)
+redis.call('SET', KEYS[3], ARGV[o + 1], 'PXAT', e + grace)
+redis.call('SADD', base .. 'gt:' .. t[1], ARGV[o])
+redis.call('HSET', gkey, 'lt', ARGV[o], 'le', e)
+local out = {'ok', ARGV[o], t[1], ARGV[2], tostring(e)}
+local fields = redis.call('HGETALL', gkey)
 for i = 1, #fields do out[#out + 1] = fields[i] end
 return out
 `;
 
-/** KEYS[1] token key. ARGV: base, now. → {'ok', tokenId, grantId, issuedAt, expiresAt, ...grant fields}. */
+/** KEYS[1] token key. → {'ok', tokenId, grantId, issuedAt, expiresAt, ...grant fields} or a denial. */
 export const INSPECT = `${CHAIN}
-local base, now = ARGV[1], tonumber(ARGV[2])
-local t, g = chain(base, KEYS[1], now)
+local t, g = chain(KEYS[1])
 if not t then return g end
 local out = {'ok', t[2], t[1], t[3], t[4]}
 local fields = redis.call('HGETALL', base .. 'g:' .. t[1])
@@ -162,30 +210,91 @@ for i = 1, #fields do out[#out + 1] = fields[i] end
 return out
 `;
 
-/** KEYS[1] tree key. ARGV: base, grantId, now. Marks the grant and its live subtree revoked → count. */
-export const REVOKE_GRANT = `
-local base, now = ARGV[1], tonumber(ARGV[3])
-local links = redis.call('HGETALL', KEYS[1])
-local children = {}
-for i = 1, #links, 2 do
-  local parent = links[i + 1]
-  if parent ~= '' then
-    local list = children[parent]
-    if not list then list = {} children[parent] = list end
-    list[#list + 1] = links[i]
+/** Builds a grant id → children map from the tree hash, and walks the subtree of the given ids. */
+const SUBTREE = `
+local function subtree(treeKey, roots)
+  local links = redis.call('HGETALL', treeKey)
+  local children = {}
+  for i = 1, #links, 2 do
+    local parent = links[i + 1]
+    if parent ~= '' then
+      local list = children[parent]
+      if not list then list = {} children[parent] = list end
+      list[#list + 1] = links[i]
+    end
   end
+  local queue, seen, i = {}, {}, 1
+  for _, id in ipairs(roots) do
+    if not seen[id] then seen[id] = true queue[#queue + 1] = id end
+  end
+  while i <= #queue do
+    for _, c in ipairs(children[queue[i]] or {}) do
+      if not seen[c] then seen[c] = true queue[#queue + 1] = c end
+    end
+    i = i + 1
+  end
+  return queue
 end
-local queue, i, count = {ARGV[2]}, 1, 0
-while i <= #queue do
-  local id = queue[i]
-  i = i + 1
+`;
+
+/** KEYS[1] tree key. ARGV: base, grantId, now. Marks the grant and its live subtree revoked → count. */
+export const REVOKE_GRANT = `${SUBTREE}
+local base, now = ARGV[1], tonumber(ARGV[3])
+local count = 0
+for _, id in ipairs(subtree(KEYS[1], {ARGV[2]})) do
   local key = base .. 'g:' .. id
   local g = redis.call('HMGET', key, 'na', 'rev')
   if g[1] and not g[2] and tonumber(g[1]) > now then
     redis.call('HSET', key, 'rev', ARGV[3])
     count = count + 1
   end
-  for _, c in ipairs(children[id] or {}) do queue[#queue + 1] = c end
 end
 return count
+`;
+
+/**
+ * KEYS[1] tokenId key. ARGV: base, now. Marks one token revoked.
+ * → {'none'} | {'already' | 'revoked', grantId, tokenId, root, parent, agent, issuedAt}
+ */
+export const REVOKE_TOKEN = `
+local base, now = ARGV[1], tonumber(ARGV[2])
+local hash = redis.call('GET', KEYS[1])
+if not hash then return {'none'} end
+local tkey = base .. 't:' .. hash
+local t = redis.call('HMGET', tkey, 'g', 'i', 'a', 'e', 'r')
+if not t[1] or tonumber(t[4]) <= now then return {'none'} end
+local g = redis.call('HMGET', base .. 'g:' .. t[1], 'root', 'par', 'agent')
+local status = 'revoked'
+if t[5] then status = 'already' else redis.call('HSET', tkey, 'r', ARGV[2]) end
+return {status, t[1], t[2], g[1] or '', g[2] or '', g[3] or '', t[3]}
+`;
+
+/**
+ * The bulk walk's delete step, for one tree. KEYS[1] tree key. ARGV: base, now, tombExpireAt,
+ * then grant ids. Deletes the grants, their subtrees and every token of them, and leaves a
+ * tombstone so their tokens are refused as revoked. → {grants revoked (live ones), tokens deleted}
+ */
+export const PURGE = `${SUBTREE}
+local base, now = ARGV[1], tonumber(ARGV[2])
+local ids = {}
+for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+local grants, tokens = 0, 0
+for _, id in ipairs(subtree(KEYS[1], ids)) do
+  local gkey = base .. 'g:' .. id
+  local g = redis.call('HMGET', gkey, 'na', 'rev')
+  if g[1] and not g[2] and tonumber(g[1]) > now then grants = grants + 1 end
+  local set = base .. 'gt:' .. id
+  for _, tid in ipairs(redis.call('SMEMBERS', set)) do
+    local tikey = base .. 'ti:' .. tid
+    local hash = redis.call('GET', tikey)
+    if hash then tokens = tokens + redis.call('UNLINK', base .. 't:' .. hash) end
+    redis.call('UNLINK', tikey)
+  end
+  redis.call('UNLINK', set, gkey)
+  redis.call('HDEL', KEYS[1], id)
+end
+local tomb = base .. 'tomb'
+local left = redis.call('PTTL', tomb)
+if left < 0 or now + left < tonumber(ARGV[3]) then redis.call('SET', tomb, '1', 'PXAT', ARGV[3]) end
+return {grants, tokens}
 `;
