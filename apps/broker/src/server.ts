@@ -2,16 +2,19 @@ import { randomBytes } from "node:crypto";
 import type { Writable } from "node:stream";
 import { REQUEST_ID_HEADER } from "@perishable/protocol";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
-import { AuditLog } from "./audit/audit-log.js";
+import { AuditLog, auditEvent } from "./audit/audit-log.js";
+import { ExpiryWatcher } from "./audit/expiry-watcher.js";
 import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
 import { Secret } from "./config/secret.js";
 import type { BrokerConfig } from "./config/types.js";
 import { BrokerError } from "./errors.js";
+import { registerAdminRoutes } from "./http/admin-routes.js";
 import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
 import { registerProxyRoutes } from "./http/proxy-routes.js";
 import { sendError } from "./http/reply.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
+import { Metrics } from "./metrics/metrics.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import type { Store } from "./store/types.js";
 import type { TokenContext } from "./tokens/context.js";
@@ -28,6 +31,8 @@ export interface BuildServerOptions {
 export interface BrokerServer {
   readonly app: FastifyInstance;
   readonly audit: AuditLog;
+  readonly metrics: Metrics;
+  readonly expiry: ExpiryWatcher;
   /** Stops accepting, lets in-flight requests (streams included) finish, then closes what it opened. */
   close(): Promise<void>;
 }
@@ -75,31 +80,57 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     maxBuffer: config.audit.buffer,
     onError: (message, error) => app.log.warn({ err: summary(error) }, message),
   });
+  const metrics = new Metrics({
+    auditBacklog: () => audit.stats.pending,
+    auditDropped: () => audit.stats.dropped,
+    liveGrants: () => store.countLiveGrants(now()),
+  });
+  const expiry = new ExpiryWatcher({ store, audit, now });
   const pools = new UpstreamPools(config.upstreams.values());
   const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
-  const ctx: TokenContext = { config, store, hasher, audit, now };
+  const ctx: TokenContext = { config, store, hasher, audit, metrics, now };
 
   installErrorHandling(app);
   await app.register(async (api) => {
     api.addHook("onRequest", async (request, reply) => {
       reply.header(REQUEST_ID_HEADER, request.id);
     });
-    registerOpsRoutes(api, store);
+    // A refused request on the API is a security event: count it and audit it, then answer.
+    api.addHook("onError", async (request, _reply, error) => {
+      if (!(error instanceof BrokerError)) return;
+      metrics.denial(error.code);
+      audit.emit(
+        auditEvent("denied", null, request.id, now(), {
+          code: error.code,
+          rule: error.message,
+          method: request.method,
+          path: request.routeOptions.url ?? "",
+        }),
+      );
+    });
+    registerOpsRoutes(api, store, metrics);
     registerTokenRoutes(api, {
       ctx,
       issuers: new KeyMatcher(config.issuers.map((issuer) => [issuer.key, issuer] as const)),
     });
+    registerAdminRoutes(api, {
+      ctx: { config, store, audit, metrics, now },
+      admins: new KeyMatcher(config.admins.map((admin) => [admin.key, admin] as const)),
+    });
   });
   await app.register(async (proxy) =>
-    registerProxyRoutes(proxy, { config, store, hasher, audit, pools, now }),
+    registerProxyRoutes(proxy, { config, store, hasher, audit, pools, metrics, now }),
   );
   await app.ready();
 
   return {
     app,
     audit,
+    metrics,
+    expiry,
     close: async () => {
       await app.close();
+      await expiry.stop();
       await pools.close();
       await audit.close();
     },

@@ -44,6 +44,8 @@ export const AuditEvent = z.object({
   usage: z.record(z.string(), z.number()).optional(),
   code: z.string().optional(),
   rule: z.string().optional(),
+  /** expired: `grant` (it reached notAfter) or `token` (its holder stopped refreshing). */
+  reason: z.string().optional(),
   /** revoked */
   by: z.string().optional(),
   selector: z.record(z.string(), z.unknown()).optional(),

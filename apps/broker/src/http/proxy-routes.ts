@@ -6,6 +6,7 @@ import type { TokenHasher } from "../auth/secrets.js";
 import { HTTP_METHODS } from "../config/schema.js";
 import type { BrokerConfig, ScopeConfig } from "../config/types.js";
 import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
+import type { Metrics } from "../metrics/metrics.js";
 import { checkBodyConstraints } from "../policy/constraints.js";
 import { checkProxyPath } from "../policy/path.js";
 import { matchScopes } from "../policy/scopes.js";
@@ -22,6 +23,7 @@ export interface ProxyDeps {
   readonly hasher: TokenHasher;
   readonly audit: AuditLog;
   readonly pools: UpstreamPools;
+  readonly metrics: Metrics;
   readonly now: () => number;
 }
 
@@ -34,7 +36,7 @@ const PREFIX = "/proxy/";
  * → forward. Anything denied never reaches the upstream, and every denial is audited.
  */
 export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void => {
-  const { config, store, hasher, audit, pools } = deps;
+  const { config, store, hasher, audit, pools, metrics } = deps;
   const authValues = new Map([...config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
   const plainCandidates = new Map<ScopeConfig, Candidate>(
     [...config.scopes.values()].map((s) => [s, candidateOf(s, true)]),
@@ -54,6 +56,7 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
     const rest = slash === -1 ? "" : pathPart.slice(slash);
     const method = request.method;
     const denied = (code: BrokerError, subject: Subject | null, rule: string | null) => {
+      metrics.denial(code.code);
       audit.emit(
         auditEvent("denied", subject, request.id, deps.now(), {
           code: code.code,
@@ -150,6 +153,13 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
       requestId: request.id,
       onDone: (outcome: ForwardOutcome) => {
         const at = deps.now();
+        const totalMs = performance.now() - start;
+        const credentialAge =
+          subject.issuedAt === null ? undefined : Math.max(0, (at - subject.issuedAt) / 1000);
+        metrics.request(upstreamName, outcome.status);
+        metrics.upstream(upstreamName, outcome.upstreamMs / 1000);
+        metrics.overhead.observe(Math.max(0, totalMs - outcome.upstreamMs) / 1000);
+        if (credentialAge !== undefined) metrics.credentialAge.observe(credentialAge);
         audit.emit(
           auditEvent("used", subject, request.id, at, {
             upstream: upstreamName,
@@ -158,9 +168,10 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
             scope: result.scope,
             status: outcome.status,
             upstreamMs: round(outcome.upstreamMs),
-            totalMs: round(performance.now() - start),
-            credentialAge:
-              subject.issuedAt === null ? undefined : Math.max(0, (at - subject.issuedAt) / 1000),
+            totalMs: round(totalMs),
+            credentialAge,
+            ...(outcome.usage?.model ? { model: outcome.usage.model } : {}),
+            ...(outcome.usage?.usage ? { usage: outcome.usage.usage } : {}),
             ...(outcome.error ? { code: outcome.error } : {}),
           }),
         );

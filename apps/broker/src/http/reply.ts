@@ -10,8 +10,8 @@ export const sendError = (request: FastifyRequest, reply: FastifyReply, error: B
   return reply.send(errorEnvelope(error.code, error.message, request.id));
 };
 
-/** Reads a request body through a zod schema; a mismatch is a 400 naming the first problem's path. */
-export const parseBody = <T>(schema: z.ZodType<T>, body: unknown): T => {
+/** Reads a request body, query or params through a zod schema; a mismatch is a 400 naming the first problem's path. */
+export const parseInput = <T>(schema: z.ZodType<T>, body: unknown): T => {
   const result = schema.safeParse(body ?? {});
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;

@@ -1,6 +1,5 @@
 import { IssueTokenRequest, RefreshTokenRequest } from "@perishable/protocol";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { auditEvent } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
 import type { KeyMatcher } from "../auth/secrets.js";
 import type { IssuerConfig } from "../config/types.js";
@@ -10,7 +9,7 @@ import { delegateToken } from "../tokens/delegate.js";
 import { issueRootToken } from "../tokens/issue.js";
 import { refreshToken } from "../tokens/refresh.js";
 import { describeSelf, revokeSelf } from "../tokens/self.js";
-import { parseBody } from "./reply.js";
+import { parseInput } from "./reply.js";
 
 export interface TokenRouteDeps {
   readonly ctx: TokenContext;
@@ -19,24 +18,11 @@ export interface TokenRouteDeps {
 
 /** `/v1/tokens…`: thin routes; the decisions live in `tokens/`. */
 export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers }: TokenRouteDeps): void => {
-  // A refused credential on these routes is a security event: record it, then answer.
-  app.addHook("onError", async (request, _reply, error) => {
-    if (!(error instanceof BrokerError)) return;
-    ctx.audit.emit(
-      auditEvent("denied", null, request.id, ctx.now(), {
-        code: error.code,
-        rule: error.message,
-        method: request.method,
-        path: request.routeOptions.url ?? "",
-      }),
-    );
-  });
-
   app.post("/v1/tokens", async (request, reply) => {
     const presented = presentedCredential(request.headers);
     const problem = credentialProblem(presented);
     if (problem) throw problem;
-    const body = parseBody(IssueTokenRequest, request.body);
+    const body = parseInput(IssueTokenRequest, request.body);
     if (presented.kind === "token") {
       return reply.code(201).send(await delegateToken(ctx, presented, body, request.id));
     }
@@ -48,7 +34,7 @@ export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers }: Toke
 
   app.post("/v1/tokens/refresh", async (request, reply) => {
     const token = requireToken(request);
-    const body = parseBody(RefreshTokenRequest, request.body);
+    const body = parseInput(RefreshTokenRequest, request.body);
     return reply.code(201).send(await refreshToken(ctx, token, body, request.id));
   });
 

@@ -3,6 +3,7 @@ import type { Readable } from "node:stream";
 import { ERROR_CATALOG, type ErrorCode, errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
 import type { Dispatcher, Pool } from "undici";
 import { forwardResponseHeaders } from "./headers.js";
+import { type Usage, UsageSniffer } from "./usage.js";
 
 export interface ForwardOutcome {
   /** The status the client saw: the upstream's, ours on failure, 499 when the client left. */
@@ -10,6 +11,8 @@ export interface ForwardOutcome {
   /** From dispatch to the end of the upstream response (ms). */
   readonly upstreamMs: number;
   readonly error?: "upstream_timeout" | "upstream_error" | "client_closed";
+  /** Model and token usage, when the response said. */
+  readonly usage?: Usage | undefined;
 }
 
 export interface ForwardRequest {
@@ -50,6 +53,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #status = 0;
   #finished = false;
   #clientGone = false;
+  #sniffer: UsageSniffer | undefined;
 
   constructor(request: ForwardRequest) {
     this.#r = request;
@@ -71,6 +75,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     this.#status = statusCode;
+    this.#sniffer = UsageSniffer.for(headers["content-type"], headers["content-encoding"]);
     try {
       this.#r.res.writeHead(
         statusCode,
@@ -83,6 +88,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const { res } = this.#r;
+    this.#sniffer?.feed(chunk);
     if (!res.write(chunk)) {
       controller.pause();
       res.once("drain", () => controller.resume());
@@ -91,7 +97,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#r.res.end();
-    this.#finish({ status: this.#status, upstreamMs: performance.now() - this.#start });
+    this.#finish({
+      status: this.#status,
+      upstreamMs: performance.now() - this.#start,
+      usage: this.#sniffer?.result(),
+    });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {

@@ -17,6 +17,8 @@ const DROP_REQUEST = new Set([
   "upgrade",
   "host",
   "expect",
+  // Upstream answers come uncompressed so the broker can read model and usage from them.
+  "accept-encoding",
   "authorization",
   "x-api-key",
   "api-key",

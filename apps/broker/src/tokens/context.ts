@@ -4,6 +4,7 @@ import type { TokenHasher } from "../auth/secrets.js";
 import { newToken, newTokenId } from "../auth/secrets.js";
 import type { BrokerConfig } from "../config/types.js";
 import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
+import type { Metrics } from "../metrics/metrics.js";
 import type { Denied, GrantRecord, Store, Subject, TokenRecord } from "../store/types.js";
 
 /** What every token use case needs; built once by the server. */
@@ -12,6 +13,7 @@ export interface TokenContext {
   readonly store: Store;
   readonly hasher: TokenHasher;
   readonly audit: AuditLog;
+  readonly metrics: Metrics;
   readonly now: () => number;
 }
 

@@ -78,6 +78,7 @@ export const delegateToken = async (
 
   const created = await ctx.store.createGrant(grant, record, parentRef, now);
   if (!created.ok) throw denialError(created);
+  ctx.metrics.tokens.inc({ kind: "delegated" });
   ctx.audit.emit(
     auditEvent("delegated", subjectOf(grant, record), requestId, now, {
       issuer: parent.issuer,

@@ -57,6 +57,7 @@ export const issueRootToken = async (
   const { token, record } = mintToken(ctx, grant, now, ttl);
 
   await ctx.store.createGrant(grant, record, undefined, now);
+  ctx.metrics.tokens.inc({ kind: "issued" });
   ctx.audit.emit(
     auditEvent("issued", subjectOf(grant, record), requestId, now, {
       issuer: issuer.name,

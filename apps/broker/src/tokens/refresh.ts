@@ -33,6 +33,7 @@ export const refreshToken = async (
     throw denialError(result);
   }
   const { grant, token: record } = result;
+  ctx.metrics.tokens.inc({ kind: "refreshed" });
   ctx.audit.emit(
     auditEvent("refreshed", subjectOf(grant, record), requestId, now, {
       expiresAt: new Date(record.expiresAt).toISOString(),

@@ -1,0 +1,101 @@
+import { randomBytes } from "node:crypto";
+import type { RevocationResult, RevocationSelector } from "@perishable/protocol";
+import { auditEvent } from "../audit/audit-log.js";
+import { BrokerError } from "../errors.js";
+import type { RevocationRule } from "../policy/revocation.js";
+import { RECORD_GRACE_MS } from "../store/types.js";
+import type { Actor, AdminContext } from "./context.js";
+
+/**
+ * Grants created this long after a bulk walk ends are not selected by its rule. The margin covers
+ * clock differences between broker nodes: it errs toward revoking.
+ */
+export const CUTOFF_MARGIN_MS = 1_000;
+
+/** `DELETE /v1/grants/:id`: the grant and its whole subtree. */
+export const revokeGrantById = async (
+  ctx: AdminContext,
+  actor: Actor,
+  grantId: string,
+  requestId: string,
+): Promise<RevocationResult> => {
+  const now = ctx.now();
+  const state = await ctx.store.getGrant(grantId, now);
+  if (!state) throw new BrokerError("not_found", `no grant ${grantId}`);
+  const revoked = await ctx.store.revokeGrant(grantId, now);
+  const g = state.grant;
+  ctx.metrics.revocations.inc({ kind: "grant" }, revoked);
+  ctx.audit.emit(
+    auditEvent(
+      "revoked",
+      {
+        grantId: g.id,
+        tokenId: null,
+        rootGrantId: g.rootId,
+        parentGrantId: g.parentId,
+        agent: g.agent,
+        issuedAt: null,
+      },
+      requestId,
+      now,
+      { by: `admin ${actor.name}`, count: revoked },
+    ),
+  );
+  return { revoked };
+};
+
+/** `DELETE /v1/tokens/:tokenId`: one token; its grant and the grant's other tokens stay. */
+export const revokeTokenById = async (
+  ctx: AdminContext,
+  actor: Actor,
+  tokenId: string,
+  requestId: string,
+): Promise<RevocationResult> => {
+  const now = ctx.now();
+  const result = await ctx.store.revokeToken(tokenId, now);
+  if (result.status === "none") throw new BrokerError("not_found", `no live token ${tokenId}`);
+  const revoked = result.status === "revoked" ? 1 : 0;
+  ctx.metrics.revocations.inc({ kind: "token" }, revoked);
+  ctx.audit.emit(
+    auditEvent("revoked", result.subject, requestId, now, { by: `admin ${actor.name}`, count: revoked }),
+  );
+  return { revoked: 0, tokens: revoked };
+};
+
+/**
+ * `POST /v1/revocations`. First a rule, stored and pushed to every node, that denies whatever the
+ * selector matches from this moment (tokens issued during the walk included); then the walk that
+ * deletes the matching grants, subtrees and tokens; then the rule's cutoff is closed a moment after
+ * the walk, and it lives on until nothing it selected can still be alive (max_lifetime).
+ */
+export const bulkRevoke = async (
+  ctx: AdminContext,
+  actor: Actor,
+  selector: RevocationSelector,
+  requestId: string,
+): Promise<RevocationResult> => {
+  const started = ctx.now();
+  const lifetime = ctx.config.limits.maxLifetime + RECORD_GRACE_MS;
+  const open: RevocationRule = {
+    id: `rv_${randomBytes(12).toString("base64url")}`,
+    selector,
+    by: actor.name,
+    createdAt: started,
+    cutoff: null,
+    expiresAt: started + 2 * lifetime,
+  };
+  await ctx.store.putRule(open);
+  const { grants, tokens } = await ctx.store.purge(open, started);
+  const cutoff = ctx.now() + CUTOFF_MARGIN_MS;
+  await ctx.store.putRule({ ...open, cutoff, expiresAt: cutoff + lifetime });
+  ctx.metrics.revocations.inc({ kind: "bulk" }, grants);
+  ctx.audit.emit(
+    auditEvent("revoked", null, requestId, started, {
+      by: `admin ${actor.name}`,
+      selector: { ...selector },
+      count: grants,
+      rule: open.id,
+    }),
+  );
+  return { revoked: grants, tokens, ruleId: open.id };
+};

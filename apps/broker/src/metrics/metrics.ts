@@ -1,0 +1,123 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export interface MetricsSources {
+  /** Audit events held in memory, not yet written. */
+  readonly auditBacklog: () => number;
+  readonly auditDropped: () => number;
+  /** Grants with a live token (from the store; approximate). */
+  readonly liveGrants: () => Promise<number>;
+}
+
+/**
+ * The broker's Prometheus metrics (prom-client). Hot-path series are reached through cached
+ * children so a request costs a map lookup and an add, not a label hash.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: "perishable_proxy_requests_total",
+    help: "Proxied requests that reached an upstream, by upstream and status",
+    labelNames: ["upstream", "status"] as const,
+    registers: [this.registry],
+  });
+  readonly denials = new Counter({
+    name: "perishable_denials_total",
+    help: "Requests refused by the broker, by error code",
+    labelNames: ["code"] as const,
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: "perishable_tokens_total",
+    help: "Tokens handed out, by kind: issued (root grant), delegated (child grant), refreshed",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly revocations = new Counter({
+    name: "perishable_revocations_total",
+    help: "Grants (or tokens) revoked, by kind: grant, token, bulk, self",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly credentialAge = new Histogram({
+    name: "perishable_credential_age_seconds",
+    help: "Age of the token at the moment it was used",
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400],
+    registers: [this.registry],
+  });
+  readonly overhead = new Histogram({
+    name: "perishable_broker_overhead_seconds",
+    help: "Time a proxied request spent in the broker: total minus upstream",
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: "perishable_upstream_latency_seconds",
+    help: "Time from dispatch to the end of the upstream's response",
+    labelNames: ["upstream"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  readonly #requestChildren = new Map<string, Counter.Internal>();
+  readonly #denialChildren = new Map<string, Counter.Internal>();
+  readonly #latencyChildren = new Map<string, Histogram.Internal<"upstream">>();
+
+  constructor(sources: MetricsSources) {
+    collectDefaultMetrics({ register: this.registry, prefix: "perishable_" });
+    new Gauge({
+      name: "perishable_audit_backlog",
+      help: "Audit events waiting to be written",
+      registers: [this.registry],
+      collect() {
+        this.set(sources.auditBacklog());
+      },
+    });
+    new Gauge({
+      name: "perishable_audit_dropped",
+      help: "Audit events dropped because the buffer was full (store down too long)",
+      registers: [this.registry],
+      collect() {
+        this.set(sources.auditDropped());
+      },
+    });
+    new Gauge({
+      name: "perishable_live_grants",
+      help: "Grants holding a live token",
+      registers: [this.registry],
+      async collect() {
+        try {
+          this.set(await sources.liveGrants());
+        } catch {
+          // store unavailable: keep the last value rather than fail the scrape
+        }
+      },
+    });
+  }
+
+  request(upstream: string, status: number): void {
+    const key = `${upstream}\0${status}`;
+    let child = this.#requestChildren.get(key);
+    if (!child) {
+      child = this.requests.labels(upstream, String(status));
+      this.#requestChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  denial(code: string): void {
+    let child = this.#denialChildren.get(code);
+    if (!child) {
+      child = this.denials.labels(code);
+      this.#denialChildren.set(code, child);
+    }
+    child.inc();
+  }
+
+  upstream(upstream: string, seconds: number): void {
+    let child = this.#latencyChildren.get(upstream);
+    if (!child) {
+      child = this.upstreamLatency.labels(upstream);
+      this.#latencyChildren.set(upstream, child);
+    }
+    child.observe(seconds);
+  }
+}
