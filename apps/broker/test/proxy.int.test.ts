@@ -277,3 +277,37 @@ describe("maxUses", () => {
     expect(self).toMatchObject({ usesLeft: 0, grant: { maxUses: 2 } });
   });
 });
+
+describe("the used event", () => {
+  it("records the model and token usage of JSON and streamed answers", async () => {
+    const { token, grantId } = await t.issue({ scopes: ["llm:complete", "claude:messages"] });
+    await openai(token).chat.completions.create({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    const stream = await openai(token).chat.completions.create({
+      model: "gpt-4.1-mini",
+      messages: [],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    for await (const _ of stream) {
+      // drain
+    }
+    await anthropic(token)
+      .messages.stream({
+        model: "claude-sonnet-4-5",
+        max_tokens: 10,
+        messages: [{ role: "user", content: "hi" }],
+      })
+      .finalMessage();
+    const page = (await (await t.admin(`/v1/audit?grantId=${grantId}&type=used`)).json()) as {
+      events: { model?: string; usage?: Record<string, number> }[];
+    };
+    expect(page.events.map((e) => [e.model, e.usage])).toEqual([
+      ["gpt-4o-mini", { prompt_tokens: 9, completion_tokens: 6, total_tokens: 15 }],
+      ["gpt-4.1-mini", { prompt_tokens: 9, completion_tokens: 6, total_tokens: 15 }],
+      ["claude-sonnet-4-5", { input_tokens: 9, output_tokens: 6 }],
+    ]);
+  });
+});

@@ -24,6 +24,8 @@ export const SECRETS = {
 export interface TestBrokerOptions {
   /** Use this Redis (an isolated prefix of it); the memory store when omitted. */
   readonly redisUrl?: string;
+  /** Share the Redis prefix and the mock upstream of another test broker (two nodes, one cluster). */
+  readonly peerOf?: TestBroker;
   readonly mock?: MockUpstreamOptions;
   /** Changes to the raw config document before validation. */
   readonly configure?: (doc: ConfigInput) => void;
@@ -31,11 +33,15 @@ export interface TestBrokerOptions {
 
 export interface TestBroker extends AsyncDisposable {
   readonly url: string;
+  /** The config document it runs with (before validation). */
+  readonly configDocument: ConfigInput;
   readonly mock: MockUpstream;
   readonly broker: RunningBroker;
   readonly redis: IsolatedRedis | undefined;
   /** Every line the broker logged. */
   readonly logs: () => string;
+  /** The admin API with the admin key. */
+  admin(path: string, init?: RequestInit): Promise<Response>;
   /** `POST /v1/tokens` with the orchestrator's issuer key (or another credential). */
   issue(body: Record<string, unknown>, credential?: string): Promise<TokenResponse>;
   /** fetch against the broker with a bearer credential. */
@@ -109,9 +115,14 @@ export const testConfigDocument = (mockUrl: string): ConfigInput => ({
 
 /** A broker on port 0 in front of a fresh mock upstream, on Redis or memory, with its logs captured. */
 export const startTestBroker = async (options: TestBrokerOptions = {}): Promise<TestBroker> => {
-  const mock = await startMockUpstream(options.mock);
-  const redis = options.redisUrl ? await isolatedRedis(options.redisUrl, "broker") : undefined;
-  const doc = testConfigDocument(mock.url);
+  const peer = options.peerOf;
+  const mock = peer ? peer.mock : await startMockUpstream(options.mock);
+  const redis = peer
+    ? undefined
+    : options.redisUrl
+      ? await isolatedRedis(options.redisUrl, "broker")
+      : undefined;
+  const doc = peer ? structuredClone(peer.configDocument) : testConfigDocument(mock.url);
   if (redis) doc.store = { redis: options.redisUrl, prefix: redis.prefix };
   options.configure?.(doc);
   const config = validateConfig(doc, { source: "test config", env: {} });
@@ -134,11 +145,13 @@ export const startTestBroker = async (options: TestBrokerOptions = {}): Promise<
     });
   return {
     url: broker.url,
+    configDocument: doc,
     mock,
     broker,
     redis,
     logs: () => logged,
     call,
+    admin: (path, init) => call(path, SECRETS.admin, init),
     issue: async (body, credential = SECRETS.issuer) => {
       const response = await call("/v1/tokens", credential, { method: "POST", body: JSON.stringify(body) });
       const json = (await response.json()) as TokenResponse & { error?: unknown };
@@ -148,7 +161,7 @@ export const startTestBroker = async (options: TestBrokerOptions = {}): Promise<
     },
     [Symbol.asyncDispose]: async () => {
       await broker.close(1_000);
-      await mock.close();
+      if (!peer) await mock.close();
       await redis?.[Symbol.asyncDispose]();
     },
   };
