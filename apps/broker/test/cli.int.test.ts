@@ -152,3 +152,117 @@ describe("perishable start and config check", () => {
     expect(key.stdout).toMatch(/^sec_[A-Za-z0-9_-]{43}\n$/);
   });
 });
+
+describe("operator commands against a running broker", () => {
+  it("issue, list, draw, tail and revoke, with tables, --json and reliable exit codes", async () => {
+    const { startTestBroker, SECRETS } = await import("./support/broker.js");
+    await using t = await startTestBroker();
+    const env = {
+      PERISHABLE_URL: t.url,
+      PERISHABLE_ADMIN_KEY: SECRETS.admin,
+      PERISHABLE_ISSUER_KEY: SECRETS.issuer,
+    };
+
+    const issued = await run(
+      [
+        "token",
+        "issue",
+        "--scope",
+        "models:read",
+        "llm:embed",
+        "--ttl",
+        "60",
+        "--agent",
+        "cli-agent",
+        "--json",
+      ],
+      env,
+    );
+    expect(issued.code).toBe(0);
+    const root = JSON.parse(issued.stdout) as TokenResponse;
+    expect(root).toMatchObject({ agent: "cli-agent", scopes: ["models:read", "llm:embed"] });
+    const human = await run(["token", "issue", "--scope", "models:read"], env);
+    expect(human.stdout).toMatch(/^FIELD\s+VALUE\ntoken\s+prs_/);
+
+    const child = (await (
+      await t.call("/v1/tokens", root.token, {
+        method: "POST",
+        body: JSON.stringify({ scopes: ["models:read"], agent: "cli-child" }),
+      })
+    ).json()) as TokenResponse;
+    await t.call("/proxy/openai/v1/models", child.token);
+
+    const ls = await run(["grants", "ls", "--agent", "cli-agent"], env);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout.split("\n")[0]).toMatch(
+      /^GRANT\s+AGENT\s+SCOPES\s+DEPTH\s+STATUS\s+TOKEN EXPIRES\s+ENDS$/,
+    );
+    expect(ls.stdout).toContain(`${root.grantId}  cli-agent  models:read,llm:embed  0      live`);
+    const lsJson = JSON.parse(
+      (await run(["grants", "ls", "--root", root.grantId, "--json"], env)).stdout,
+    ) as { grants: unknown[] };
+    expect(lsJson.grants).toHaveLength(2);
+
+    const tree = await run(["grants", "tree", child.grantId], env);
+    expect(tree.code).toBe(0);
+    const lines = tree.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(new RegExp(`^${root.grantId}  cli-agent  \\[models:read, llm:embed\\]  live`));
+    expect(lines[1]).toMatch(new RegExp(`^└── ${child.grantId}  cli-child  \\[models:read\\]  live.*◀$`));
+
+    const tail = await run(["audit", "tail", "--grant", child.grantId], env);
+    expect(tail.code).toBe(0);
+    expect(tail.stdout).toMatch(/delegated\s+cli-child/);
+    expect(tail.stdout).toMatch(/used\s+cli-child\s+gr_\S+\s+GET openai\/v1\/models → 200/);
+
+    const revoked = await run(["revoke", "--grant", root.grantId], env);
+    expect(revoked).toMatchObject({ code: 0, stdout: "revoked 2 grants\n" });
+    const bulk = JSON.parse((await run(["revoke", "--agent", "nobody", "--json"], env)).stdout) as {
+      revoked: number;
+    };
+    expect(bulk.revoked).toBe(0);
+
+    // Exit codes: 4 not found, 2 usage, 1 refused, 3 unreachable.
+    expect((await run(["revoke", "--grant", "gr_0123456789abcdefghjkmnpqrs"], env)).code).toBe(4);
+    expect((await run(["revoke", "--all"], env)).code).toBe(2);
+    expect((await run(["revoke", "--grant", root.grantId, "--agent", "x"], env)).code).toBe(2);
+    expect((await run(["grants", "ls"], { PERISHABLE_URL: t.url })).stderr).toContain(
+      "set PERISHABLE_ADMIN_KEY",
+    );
+    const refused = await run(["grants", "ls"], {
+      ...env,
+      PERISHABLE_ADMIN_KEY: "pak_wrong-key-0123456789abcdef",
+    });
+    expect(refused).toMatchObject({
+      code: 1,
+      stderr: "perishable: unauthenticated: this route needs an admin key\n",
+    });
+    const port = await freePort();
+    expect((await run(["grants", "ls", "--url", `http://127.0.0.1:${port}`], env)).code).toBe(3);
+    // No secret on any output.
+    expect(ls.stdout + tree.stdout + tail.stdout).not.toContain(root.token);
+  });
+
+  it("follows the audit trail with audit tail -f", async () => {
+    const { startTestBroker, SECRETS } = await import("./support/broker.js");
+    await using t = await startTestBroker();
+    const env = { PERISHABLE_URL: t.url, PERISHABLE_ADMIN_KEY: SECRETS.admin };
+    const child = spawn(
+      process.execPath,
+      [bin, "audit", "tail", "-f", "--interval", "100", "--type", "issued"],
+      {
+        env: { ...BASE_ENV, ...env },
+      },
+    );
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const { grantId } = await t.issue({ scopes: ["models:read"], agent: "followed" });
+      await expect.poll(() => stdout, { timeout: 5000 }).toContain(grantId);
+      expect(stdout).toMatch(/issued\s+followed/);
+    } finally {
+      child.kill("SIGINT");
+      await exitOf(child);
+    }
+  });
+});

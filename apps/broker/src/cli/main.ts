@@ -5,11 +5,10 @@ import { ConfigError, loadConfigFile } from "../config/load.js";
 import type { BrokerConfig } from "../config/types.js";
 import { describeStore } from "../store/open.js";
 import { StoreUnavailableError } from "../store/types.js";
+import { CliError, EXIT } from "./client.js";
 import { runDev } from "./dev.js";
+import { registerOps } from "./ops.js";
 import { runUntilSignal } from "./signals.js";
-
-/** Exit codes scripts can rely on. */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
 const port = (value: string): number => {
   const n = Number(value);
@@ -56,6 +55,8 @@ export const buildCli = (env: NodeJS.ProcessEnv = process.env): Command => {
       process.stdout.write(`${file}: ok\n${summarize(config)}\n`);
     });
 
+  registerOps(program, { env, out: (text) => process.stdout.write(`${text}\n`) });
+
   program
     .command("keygen")
     .description("print a new random key (for an issuer, an admin or the broker secret)")
@@ -88,20 +89,24 @@ export const main = async (
     return EXIT.ok;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (error instanceof CliError) {
+      process.stderr.write(`perishable: ${error.message}\n`);
+      return error.exitCode;
+    }
     if (error instanceof ConfigError) {
       process.stderr.write(`perishable: invalid config\n${error.message}\n`);
       return EXIT.usage;
     }
     if (error instanceof StoreUnavailableError) {
       process.stderr.write(`perishable: cannot start: ${error.message}\n`);
-      return EXIT.failure;
+      return EXIT.failed;
     }
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "EADDRINUSE" || code === "EACCES") {
       process.stderr.write(`perishable: cannot listen: ${(error as Error).message}\n`);
-      return EXIT.failure;
+      return EXIT.failed;
     }
     process.stderr.write(`perishable: ${(error as Error).message ?? String(error)}\n`);
-    return EXIT.failure;
+    return EXIT.failed;
   }
 };

@@ -1,0 +1,78 @@
+import { ErrorEnvelopeSchema } from "@perishable/protocol";
+
+/** Exit codes scripts can rely on. */
+export const EXIT = {
+  ok: 0,
+  /** The broker refused (its code is printed) or the command failed. */
+  failed: 1,
+  /** Bad flags, a missing key in the environment, an invalid config. */
+  usage: 2,
+  /** The broker could not be reached. */
+  unreachable: 3,
+  /** The grant or token does not exist. */
+  notFound: 4,
+} as const;
+
+/** A CLI failure with the exit code it maps to. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+export interface ApiClient {
+  get<T>(path: string): Promise<T>;
+  send<T>(method: "POST" | "DELETE", path: string, body?: unknown): Promise<T>;
+}
+
+/** Reads a key from the environment (never from a flag: flags end up in shell history and `ps`). */
+export const keyFromEnv = (env: NodeJS.ProcessEnv, name: string): string => {
+  const value = env[name]?.trim();
+  if (!value) throw new CliError(`set ${name} in the environment`, EXIT.usage);
+  return value;
+};
+
+/** The broker's HTTP API with one credential; every error becomes a CliError with its exit code. */
+export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_000): ApiClient => {
+  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, baseUrl), {
+        method,
+        headers: {
+          authorization: `Bearer ${credential}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      throw new CliError(
+        `cannot reach the broker at ${baseUrl} (${(error as Error).message})`,
+        EXIT.unreachable,
+      );
+    }
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new CliError(`the broker answered ${response.status} with a body that is not JSON`, EXIT.failed);
+    }
+    if (!response.ok) {
+      const envelope = ErrorEnvelopeSchema.safeParse(json);
+      if (!envelope.success) throw new CliError(`the broker answered ${response.status}`, EXIT.failed);
+      const { code, message } = envelope.data.error;
+      throw new CliError(`${code}: ${message}`, code === "not_found" ? EXIT.notFound : EXIT.failed);
+    }
+    return json as T;
+  };
+  return {
+    get: (path) => call("GET", path),
+    send: (method, path, body) => call(method, path, body),
+  };
+};

@@ -1,0 +1,235 @@
+import type {
+  AuditPage,
+  GrantDetail,
+  GrantList,
+  RevocationResult,
+  TokenResponse,
+} from "@perishable/protocol";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { apiClient, CliError, EXIT, keyFromEnv } from "./client.js";
+import { auditLine, drawTree, GRANT_HEADER, grantRow, relative, table } from "./format.js";
+
+export interface OpsIo {
+  readonly env: NodeJS.ProcessEnv;
+  readonly out: (text: string) => void;
+}
+
+const positiveInt = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("a positive whole number");
+  return n;
+};
+const isoTime = (value: string): string => {
+  if (Number.isNaN(Date.parse(value)))
+    throw new InvalidArgumentError("an ISO-8601 time, e.g. 2026-11-22T10:00:00Z");
+  return new Date(value).toISOString();
+};
+
+const urlOption = (env: NodeJS.ProcessEnv) =>
+  new Option("--url <url>", "the broker (default: $PERISHABLE_URL or http://127.0.0.1:8420)").default(
+    env.PERISHABLE_URL ?? "http://127.0.0.1:8420",
+  );
+const jsonOption = new Option("--json", "print JSON for scripts instead of a table");
+
+/** The operator's commands: they talk to a running broker with keys from the environment. */
+export const registerOps = (program: Command, io: OpsIo): void => {
+  const { env, out } = io;
+  const admin = (url: string) => apiClient(url, keyFromEnv(env, "PERISHABLE_ADMIN_KEY"));
+  const print = (json: boolean, value: unknown, human: () => string) =>
+    out(json ? JSON.stringify(value, null, 2) : human());
+
+  program
+    .command("token")
+    .description("tokens")
+    .command("issue")
+    .description("issue a root grant and its first token (issuer key from $PERISHABLE_ISSUER_KEY)")
+    .requiredOption("-s, --scope <scope...>", "scopes to grant")
+    .option("--ttl <seconds>", "token lifetime", positiveInt)
+    .option("--lifetime <seconds>", "grant lifetime (notAfter)", positiveInt)
+    .option("--agent <name>", "agent name")
+    .option("--task <task>", "task label")
+    .option("--max-uses <n>", "proxied calls allowed", positiveInt)
+    .addOption(urlOption(env))
+    .addOption(jsonOption)
+    .action(
+      async (o: {
+        scope: string[];
+        ttl?: number;
+        lifetime?: number;
+        agent?: string;
+        task?: string;
+        maxUses?: number;
+        url: string;
+        json?: boolean;
+      }) => {
+        const issued = await apiClient(o.url, keyFromEnv(env, "PERISHABLE_ISSUER_KEY")).send<TokenResponse>(
+          "POST",
+          "/v1/tokens",
+          {
+            scopes: o.scope,
+            ...(o.ttl ? { ttl: o.ttl } : {}),
+            ...(o.lifetime ? { lifetime: o.lifetime } : {}),
+            ...(o.agent ? { agent: o.agent } : {}),
+            ...(o.task ? { task: o.task } : {}),
+            ...(o.maxUses ? { maxUses: o.maxUses } : {}),
+          },
+        );
+        print(!!o.json, issued, () =>
+          table(
+            ["FIELD", "VALUE"],
+            [
+              ["token", issued.token],
+              ["token id", issued.tokenId],
+              ["grant", issued.grantId],
+              ["agent", issued.agent],
+              ["scopes", issued.scopes.join(", ")],
+              ["expires", `${issued.expiresAt} (${relative(issued.expiresAt)})`],
+              ["not after", `${issued.notAfter} (${relative(issued.notAfter)})`],
+            ],
+          ),
+        );
+      },
+    );
+
+  program
+    .command("revoke")
+    .description("revoke a grant and its subtree, one token, or every grant a selector matches (admin)")
+    .option("--grant <grantId>", "a grant and its whole subtree")
+    .option("--token <tokenId>", "one token")
+    .option("--agent <name>", "selector: grants of this agent")
+    .option("--scope <scope>", "selector: grants holding this scope")
+    .option("--root <grantId>", "selector: a whole lineage tree")
+    .option("--issued-after <time>", "selector: grants created after this time", isoTime)
+    .option("--issued-before <time>", "selector: grants created before this time", isoTime)
+    .option("--all", "selector: every grant (needs --yes)")
+    .option("--yes", "confirm --all")
+    .addOption(urlOption(env))
+    .addOption(jsonOption)
+    .action(async (o: Record<string, string | boolean | undefined> & { url: string }) => {
+      const selector = {
+        ...(o.agent ? { agent: o.agent } : {}),
+        ...(o.scope ? { scope: o.scope } : {}),
+        ...(o.root ? { rootGrantId: o.root } : {}),
+        ...(o.issuedAfter ? { issuedAfter: o.issuedAfter } : {}),
+        ...(o.issuedBefore ? { issuedBefore: o.issuedBefore } : {}),
+        ...(o.all ? { all: true } : {}),
+      };
+      const kinds = [o.grant, o.token, Object.keys(selector).length > 0 ? true : undefined].filter(
+        Boolean,
+      ).length;
+      if (kinds !== 1)
+        throw new CliError("name exactly one of --grant, --token, or selector flags", EXIT.usage);
+      if (o.all && !o.yes) throw new CliError("--all revokes every grant: add --yes to confirm", EXIT.usage);
+      const api = admin(o.url);
+      const result = o.grant
+        ? await api.send<RevocationResult>("DELETE", `/v1/grants/${encodeURIComponent(String(o.grant))}`)
+        : o.token
+          ? await api.send<RevocationResult>("DELETE", `/v1/tokens/${encodeURIComponent(String(o.token))}`)
+          : await api.send<RevocationResult>("POST", "/v1/revocations", selector);
+      print(!!o.json, result, () =>
+        o.token
+          ? `revoked ${result.tokens ?? 0} token`
+          : `revoked ${result.revoked} grant${result.revoked === 1 ? "" : "s"}${result.tokens === undefined ? "" : ` and ${result.tokens} token${result.tokens === 1 ? "" : "s"}`}${result.ruleId ? ` (rule ${result.ruleId})` : ""}`,
+      );
+    });
+
+  const grants = program.command("grants").description("live grants (admin)");
+  grants
+    .command("ls")
+    .description("list live grants")
+    .option("--agent <name>")
+    .option("--scope <scope>")
+    .option("--root <grantId>")
+    .option("--limit <n>", "at most this many", positiveInt, 1000)
+    .addOption(urlOption(env))
+    .addOption(jsonOption)
+    .action(
+      async (o: {
+        agent?: string;
+        scope?: string;
+        root?: string;
+        limit: number;
+        url: string;
+        json?: boolean;
+      }) => {
+        const query = new URLSearchParams({ limit: String(o.limit) });
+        if (o.agent) query.set("agent", o.agent);
+        if (o.scope) query.set("scope", o.scope);
+        if (o.root) query.set("root", o.root);
+        const list = await admin(o.url).get<GrantList>(`/v1/grants?${query}`);
+        print(!!o.json, list, () =>
+          list.grants.length === 0
+            ? "no live grants"
+            : table(
+                GRANT_HEADER,
+                list.grants.map((g) => grantRow(g)),
+              ),
+        );
+      },
+    );
+  grants
+    .command("tree <grantId>")
+    .description("draw a grant's lineage tree, from its root")
+    .addOption(urlOption(env))
+    .addOption(jsonOption)
+    .action(async (grantId: string, o: { url: string; json?: boolean }) => {
+      const api = admin(o.url);
+      const asked = await api.get<GrantDetail>(`/v1/grants/${encodeURIComponent(grantId)}`);
+      const rootId = asked.ancestors[0]?.grantId ?? asked.grant.grantId;
+      const root =
+        rootId === asked.grant.grantId ? asked : await api.get<GrantDetail>(`/v1/grants/${rootId}`);
+      print(!!o.json, root, () => drawTree(root.grant, root.subtree, grantId));
+    });
+
+  program
+    .command("audit")
+    .description("the audit trail (admin)")
+    .command("tail")
+    .description("the latest audit events; -f keeps following")
+    .option("-f, --follow", "keep printing new events until interrupted")
+    .option("--type <type>")
+    .option("--agent <name>")
+    .option("--grant <grantId>")
+    .option("--root <grantId>")
+    .option("-n, --limit <n>", "how many of the latest to show", positiveInt, 20)
+    .option("--interval <ms>", "polling interval with -f", positiveInt, 1000)
+    .addOption(urlOption(env))
+    .addOption(jsonOption)
+    .action(
+      async (o: {
+        follow?: boolean;
+        type?: string;
+        agent?: string;
+        grant?: string;
+        root?: string;
+        limit: number;
+        interval: number;
+        url: string;
+        json?: boolean;
+      }) => {
+        const api = admin(o.url);
+        const filters = new URLSearchParams();
+        if (o.type) filters.set("type", o.type);
+        if (o.agent) filters.set("agent", o.agent);
+        if (o.grant) filters.set("grantId", o.grant);
+        if (o.root) filters.set("root", o.root);
+        const show = (page: AuditPage) => {
+          for (const event of page.events) out(o.json ? JSON.stringify(event) : auditLine(event));
+        };
+        const page = await api.get<AuditPage>(
+          `/v1/audit?${new URLSearchParams([...filters, ["limit", String(o.limit)]])}`,
+        );
+        show(page);
+        // An empty trail has no cursor yet: then everything from its beginning is new.
+        let after = page.next ?? "0";
+        while (o.follow) {
+          await new Promise((resolve) => setTimeout(resolve, o.interval));
+          const next = await api.get<AuditPage>(
+            `/v1/audit?${new URLSearchParams([...filters, ["limit", "1000"], ["after", after]])}`,
+          );
+          show(next);
+          after = next.next ?? after;
+        }
+      },
+    );
+};
