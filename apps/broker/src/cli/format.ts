@@ -68,7 +68,7 @@ export const drawTree = (
     lines.push(`${prefix}${connector}${describeGrant(g, now)}${g.grantId === mark ? "  ◀" : ""}`);
     const kids = children.get(g.grantId) ?? [];
     const childPrefix = prefix + (connector === "" ? "" : connector === "└── " ? "    " : "│   ");
-    kids.forEach((kid, i) => walk(kid, childPrefix, i === kids.length - 1 ? "└── " : "├── "));
+    for (const [i, kid] of kids.entries()) walk(kid, childPrefix, i === kids.length - 1 ? "└── " : "├── ");
   };
   walk(root, "", "");
   return lines.join("\n");
