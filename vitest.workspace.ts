@@ -38,4 +38,9 @@ export default [
       hookTimeout: 30_000,
     },
   }),
+  defineProject({
+    resolve: source,
+    ssr,
+    test: { name: "examples", root: "examples", include: ["test/**/*.test.ts"], testTimeout: 30_000 },
+  }),
 ];

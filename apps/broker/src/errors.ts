@@ -1,4 +1,5 @@
 import { ERROR_CATALOG, type ErrorCode } from "@perishable/protocol";
+import type { Subject } from "./store/types.js";
 
 /**
  * A failure with a wire code: what use cases throw and the HTTP layer turns into the error
@@ -9,13 +10,21 @@ export class BrokerError extends Error {
   readonly status: number;
   /** Extra response headers, such as Retry-After. */
   readonly headers: Readonly<Record<string, string>>;
+  /** Whose request was refused, when known: the audit trail's `denied` event names it. */
+  readonly subject: Subject | undefined;
 
-  constructor(code: ErrorCode, message: string, headers: Readonly<Record<string, string>> = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    headers: Readonly<Record<string, string>> = {},
+    subject: Subject | undefined = undefined,
+  ) {
     super(message);
     this.name = "BrokerError";
     this.code = code;
     this.status = ERROR_CATALOG[code].status;
     this.headers = headers;
+    this.subject = subject;
   }
 }
 

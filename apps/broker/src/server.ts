@@ -100,7 +100,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       if (!(error instanceof BrokerError)) return;
       metrics.denial(error.code);
       audit.emit(
-        auditEvent("denied", null, request.id, now(), {
+        auditEvent("denied", error.subject ?? null, request.id, now(), {
           code: error.code,
           rule: error.message,
           method: request.method,

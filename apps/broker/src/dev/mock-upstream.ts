@@ -87,9 +87,14 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
         : sendJson(res, 200, message(json));
     }
     if (req.method === "POST" && path?.endsWith("/embeddings")) {
+      const vector = [0.1, 0.2, 0.3];
+      const embedding =
+        json.encoding_format === "base64"
+          ? Buffer.from(new Float32Array(vector).buffer).toString("base64")
+          : vector;
       return sendJson(res, 200, {
         object: "list",
-        data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }],
+        data: [{ object: "embedding", index: 0, embedding }],
         model: json.model ?? "text-embedding-3-small",
         usage: { prompt_tokens: 3, total_tokens: 3 },
       });

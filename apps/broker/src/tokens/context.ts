@@ -40,9 +40,14 @@ export const tokenResponse = (token: string, record: TokenRecord, grant: GrantRe
   notAfter: iso(grant.notAfter),
 });
 
-/** A store denial about a presented token, as the error the caller gets. */
+/** A store denial about a presented token, as the error the caller gets (with who was refused). */
 export const denialError = (denied: Denied<keyof typeof DENIAL_MESSAGES>): BrokerError =>
-  new BrokerError(denied.code, DENIAL_MESSAGES[denied.code]);
+  new BrokerError(
+    denied.code,
+    DENIAL_MESSAGES[denied.code],
+    {},
+    denied.subject.grantId ? denied.subject : undefined,
+  );
 
 /** The audit subject of a token of a grant. */
 export const subjectOf = (grant: GrantRecord, token: TokenRecord): Subject => ({

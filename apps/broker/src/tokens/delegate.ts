@@ -30,26 +30,25 @@ export const delegateToken = async (
   const inspected = await ctx.store.inspect(parentRef, now);
   if (!inspected.ok) throw denialError(inspected);
   const parent = inspected.grant;
+  const refuse = (code: "delegation_denied" | "ttl_exceeded", message: string) =>
+    new BrokerError(code, message, {}, subjectOf(parent, inspected.token));
 
   const scopes = uniqueScopes(ctx, body.scopes);
   const held = new Set(parent.scopes);
   const beyond = scopes.filter((s) => !held.has(s));
   if (beyond.length > 0) {
-    throw new BrokerError("delegation_denied", `the parent grant does not hold ${beyond.join(", ")}`);
+    throw refuse("delegation_denied", `the parent grant does not hold ${beyond.join(", ")}`);
   }
   if (parent.depth + 1 > ctx.config.limits.maxDepth) {
-    throw new BrokerError("delegation_denied", `the lineage is at max_depth (${ctx.config.limits.maxDepth})`);
+    throw refuse("delegation_denied", `the lineage is at max_depth (${ctx.config.limits.maxDepth})`);
   }
   const ttl = body.ttl === undefined ? parent.ttl : body.ttl * 1000;
   if (ttl > parent.maxTtl) {
-    throw new BrokerError(
-      "ttl_exceeded",
-      `ttl ${body.ttl} is above the parent's max_ttl of ${parent.maxTtl / 1000}`,
-    );
+    throw refuse("ttl_exceeded", `ttl ${body.ttl} is above the parent's max_ttl of ${parent.maxTtl / 1000}`);
   }
   const remaining = parent.notAfter - now;
   if (body.lifetime !== undefined && body.lifetime * 1000 > remaining) {
-    throw new BrokerError(
+    throw refuse(
       "ttl_exceeded",
       `lifetime ${body.lifetime} is beyond the parent grant's end (${Math.floor(remaining / 1000)} s left)`,
     );
