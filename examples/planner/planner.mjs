@@ -67,12 +67,16 @@ export const runPlanner = async ({ broker, issuerKey, adminKey }) => {
 
 const runChild = (script, args, env) =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { env: { PATH: process.env.PATH ?? "", ...env } });
+    const child = spawn(process.execPath, [script, ...args], {
+      env: { PATH: process.env.PATH ?? "", ...env },
+    });
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
-    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`${script} exited ${code}: ${err}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${script} exited ${code}: ${err}`)),
+    );
   });
 
 /** The broker's own CLI, with the admin key in its environment (never on its command line). */

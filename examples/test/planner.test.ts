@@ -21,7 +21,8 @@ describe("examples/planner", () => {
     expect(out).toContain("researcher │ next call → token_revoked");
     expect(out).toMatch(/^├── gr_\S+ {2}researcher {2}\[llm:complete\] {2}revoked$/m);
     expect(out).toMatch(/^└── gr_\S+ {2}summarizer {2}\[llm:embed\] {2}revoked$/m);
-    for (const type of ["issued", "delegated", "used", "denied", "revoked"]) expect(out).toMatch(new RegExp(`\\s${type}\\s`));
+    for (const type of ["issued", "delegated", "used", "denied", "revoked"])
+      expect(out).toMatch(new RegExp(`\\s${type}\\s`));
     expect(out).not.toMatch(/prs_[0-9a-z]{10}_/);
   });
 });
