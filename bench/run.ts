@@ -1,0 +1,33 @@
+import { consoleTable, machine, type SectionReport, writeSection } from "./lib/report.js";
+import { revocationBench } from "./sections/revocation.js";
+import { sdkBench } from "./sections/sdk.js";
+
+/**
+ * `pnpm bench [section…]`: runs the named sections (all by default), prints each table and
+ * rewrites its block in docs/benchmarks.md with the machine's facts.
+ */
+const SECTIONS: Record<string, () => Promise<SectionReport>> = {
+  sdk: sdkBench,
+  revocation: () => revocationBench(Number(process.env.BENCH_REVOKE_TOKENS ?? 100_000)),
+};
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((name) => !(name in SECTIONS));
+if (unknown.length > 0) {
+  process.stderr.write(
+    `unknown section ${unknown.join(", ")}; sections: ${Object.keys(SECTIONS).join(", ")}\n`,
+  );
+  process.exit(2);
+}
+const facts = machine();
+process.stdout.write(`${facts}\n`);
+for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) {
+  const started = performance.now();
+  process.stdout.write(`\n== ${name}\n`);
+  const report = await SECTIONS[name]!();
+  process.stdout.write(
+    `${report.title}\n${consoleTable(report.header, report.rows)}\n(${((performance.now() - started) / 1000).toFixed(1)} s)\n`,
+  );
+  writeSection(report, facts);
+}
+process.exit(0);
