@@ -26,7 +26,12 @@ export const revocationBench = async (n: number): Promise<SectionReport> => {
       doc.log = { level: "error" };
     },
   });
-  const b = await startDevBroker({ ...configure, configure: (doc) => void (doc.log = { level: "error" }) });
+  const b = await startDevBroker({
+    ...configure,
+    configure: (doc) => {
+      doc.log = { level: "error" };
+    },
+  });
   const toA = client(a.url);
   const toB = client(b.url);
   try {

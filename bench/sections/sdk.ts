@@ -33,7 +33,11 @@ export const sdkBench = async (): Promise<SectionReport> => {
     ]);
   }
 
-  const dev = await startDevBroker({ configure: (doc) => void (doc.log = { level: "error" }) });
+  const dev = await startDevBroker({
+    configure: (doc) => {
+      doc.log = { level: "error" };
+    },
+  });
   try {
     const session = await connect({
       broker: dev.url,
