@@ -4,6 +4,7 @@ import { REQUEST_ID_HEADER } from "@perishable/protocol";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { AuditLog, auditEvent } from "./audit/audit-log.js";
 import { ExpiryWatcher } from "./audit/expiry-watcher.js";
+import { OidcVerifier } from "./auth/oidc.js";
 import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
 import { Secret } from "./config/secret.js";
 import type { BrokerConfig } from "./config/types.js";
@@ -111,7 +112,10 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     registerOpsRoutes(api, store, metrics);
     registerTokenRoutes(api, {
       ctx,
-      issuers: new KeyMatcher(config.issuers.map((issuer) => [issuer.key, issuer] as const)),
+      issuers: new KeyMatcher(
+        config.issuers.flatMap((issuer) => (issuer.kind === "key" ? [[issuer.key, issuer] as const] : [])),
+      ),
+      oidc: new OidcVerifier(config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : []))),
     });
     registerAdminRoutes(api, {
       ctx: { config, store, audit, metrics, now },

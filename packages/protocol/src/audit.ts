@@ -27,6 +27,8 @@ export const AuditEvent = z.object({
   agent: z.string().nullable(),
   /** issued / refreshed / delegated */
   issuer: z.string().optional(),
+  /** issued with a workload identity: its OIDC issuer and subject. */
+  identity: z.object({ issuer: z.string(), subject: z.string() }).optional(),
   scopes: z.array(z.string()).optional(),
   expiresAt: z.string().optional(),
   childGrantId: z.string().optional(),

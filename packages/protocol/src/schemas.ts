@@ -54,6 +54,8 @@ export const GrantView = z.object({
   notAfter: IsoTime,
   maxUses: z.int().positive().nullable(),
   metadata: z.record(z.string(), z.string()),
+  /** The workload identity (OIDC issuer and subject) the lineage's root was granted to, if any. */
+  identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
 });
 export type GrantView = z.infer<typeof GrantView>;
 

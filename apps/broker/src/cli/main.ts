@@ -74,7 +74,7 @@ const summarize = (config: BrokerConfig): string =>
     `  store      ${describeStore(config)}`,
     `  upstreams  ${[...config.upstreams.values()].map((u) => `${u.name} (${u.origin}${u.basePath})`).join(", ")}`,
     `  scopes     ${[...config.scopes.keys()].join(", ")}`,
-    `  issuers    ${config.issuers.map((i) => `${i.name} [${[...i.scopes].join(", ")}]`).join(", ") || "none"}`,
+    `  issuers    ${config.issuers.map((i) => `${i.name} (${i.kind === "oidc" ? `OIDC ${i.issuer}` : "key"}) [${[...i.scopes].join(", ")}]`).join(", ") || "none"}`,
     `  admins     ${config.admins.map((a) => a.name).join(", ") || "none"}`,
     `  limits     default_ttl ${config.limits.defaultTtl / 1000}s, max_ttl ${config.limits.maxTtl / 1000}s, max_lifetime ${config.limits.maxLifetime / 1000}s, max_depth ${config.limits.maxDepth}`,
   ].join("\n");

@@ -121,6 +121,79 @@ admins:
     ]);
   });
 
+  it("validates OIDC issuers: asymmetric algorithms only, https (or loopback), rules within the issuer's ceiling", () => {
+    const problems = problemsOf(
+      minimal(`
+issuers:
+  - name: ci
+    oidc: { issuer: "http://idp.example", audience: perishable, algorithms: [HS256, none] }
+    scopes: [llm:complete]
+  - name: k8s
+    oidc: { issuer: "https://kubernetes.default.svc", audience: [] , color: red }
+    scopes: [llm:complete]
+  - name: gh
+    oidc: { issuer: "https://token.actions.githubusercontent.com", audience: perishable }
+    scopes: [llm:complete]
+    max_ttl: 300
+    rules:
+      - { claims: { repository: "acme/*" }, scopes: [llm:complete, llm:embed], max_ttl: 600 }
+      - { claims: {} }
+`),
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        { path: "issuers[0].oidc.issuer", message: "must be https (http only on 127.0.0.1 / localhost)" },
+        {
+          path: "issuers[0].oidc.algorithms[0]",
+          message: "an asymmetric JWS algorithm (HMAC and none are refused)",
+        },
+        {
+          path: "issuers[0].oidc.algorithms[1]",
+          message: "an asymmetric JWS algorithm (HMAC and none are refused)",
+        },
+        { path: "issuers[1].oidc", message: "unknown key: color" },
+        { path: "issuers[2].rules[1].claims", message: "at least one claim" },
+      ]),
+    );
+    const good = parseConfig(
+      minimal(`
+issuers:
+  - name: gh
+    oidc: { issuer: "https://token.actions.githubusercontent.com", audience: perishable }
+    scopes: [llm:complete]
+    max_ttl: 300
+    rules:
+      - { claims: { repository: "acme/*", ref: [refs/heads/main, "refs/tags/v*"] }, max_ttl: 120 }
+`),
+    );
+    const issuer = good.issuers[0];
+    expect(issuer).toMatchObject({
+      kind: "oidc",
+      agentClaim: "sub",
+      clockSkewSeconds: 30,
+      jwksUri: undefined,
+      maxTtl: 300_000,
+    });
+    expect(issuer?.kind === "oidc" && issuer.algorithms).not.toContain("HS256");
+    expect(issuer?.kind === "oidc" && issuer.rules[0]).toMatchObject({
+      maxTtl: 120_000,
+      scopes: new Set(["llm:complete"]),
+    });
+    expect(
+      problemsOf(
+        minimal(`
+issuers:
+  - name: gh
+    oidc: { issuer: "https://idp.example", audience: a }
+    scopes: [llm:complete]
+    rules: [{ claims: { sub: x }, scopes: [llm:embed] }]
+`),
+      ),
+    ).toEqual([
+      { path: "issuers[0].rules[0].scopes[0]", message: "llm:embed is not among the issuer's scopes" },
+    ]);
+  });
+
   it("requires a broker secret with Redis", () => {
     expect(problemsOf(minimal("store: { redis: redis://127.0.0.1:6379 }"))).toEqual([
       expect.objectContaining({ path: "secret" }),
@@ -141,7 +214,8 @@ admins:
 `).replace('"Bearer x"', () => '"Bearer ${OPENAI} and $${LITERAL}"'),
     );
     const config = loadConfigFile(file, { env: { OPENAI: "sk-1", ADMIN: "pak_admin-0123456789abcdef" } });
-    expect(config.issuers[0]?.key.reveal()).toBe("pik_from-a-file-0123456789abcdef");
+    const issuer = config.issuers[0];
+    expect(issuer?.kind === "key" && issuer.key.reveal()).toBe("pik_from-a-file-0123456789abcdef");
     expect(config.upstreams.get("openai")?.auth?.value.reveal()).toBe("Bearer sk-1 and ${LITERAL}");
 
     let caught: unknown;

@@ -6,7 +6,7 @@ import { hasConstraints } from "../policy/constraints.js";
 import { compileEndpointPattern, compileGlob } from "../policy/pattern.js";
 import { parseRateLimit } from "../policy/rate.js";
 import { type InterpolationProblem, interpolate } from "./interpolate.js";
-import { ConfigFile } from "./schema.js";
+import { ASYMMETRIC_ALGORITHMS, ConfigFile, KeyIssuer, OidcIssuer } from "./schema.js";
 import { Secret } from "./secret.js";
 import type { BrokerConfig, IssuerConfig, ScopeConfig, UpstreamConfig } from "./types.js";
 
@@ -87,8 +87,21 @@ export const validateConfig = (raw: unknown, options: LoadOptions = {}): BrokerC
   // A value emptied by a failed interpolation fails the schema too: report only the cause.
   const failed = new Set(interpolationProblems.map((p) => p.path));
   const problems: ConfigProblem[] = [...interpolationProblems];
-  if (!parsed.success)
-    problems.push(...parsed.error.issues.map(issueToProblem).filter((p) => !failed.has(p.path)));
+  if (!parsed.success) {
+    problems.push(
+      ...parsed.error.issues.map((issue) => issueToProblem(issue)).filter((p) => !failed.has(p.path)),
+    );
+    // Issuers are checked on their own once the file parses; report theirs now too, so one run shows everything.
+    const rawIssuers = (interpolated as { issuers?: unknown }).issuers;
+    if (Array.isArray(rawIssuers)) {
+      rawIssuers.forEach((raw, i) => {
+        if (raw === null || typeof raw !== "object") return;
+        const result = ("oidc" in raw ? OidcIssuer : KeyIssuer).safeParse(raw);
+        if (!result.success)
+          problems.push(...result.error.issues.map((issue) => issueToProblem(issue, `issuers[${i}]`)));
+      });
+    }
+  }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(source, problems);
   const config = resolveConfig(parsed.data, options.baseDir ?? process.cwd(), problems);
   if (!config || problems.length > 0) throw new ConfigError(source, problems);
@@ -103,8 +116,10 @@ const formatPath = (path: readonly PropertyKey[]): string =>
     "",
   );
 
-const issueToProblem = (issue: z.core.$ZodIssue): ConfigProblem => {
-  const path = formatPath(issue.path);
+const issueToProblem = (issue: z.core.$ZodIssue, under = ""): ConfigProblem => {
+  const inner = formatPath(issue.path);
+  const path =
+    under && inner ? (inner.startsWith("[") ? `${under}${inner}` : `${under}.${inner}`) : under || inner;
   if (issue.code === "unrecognized_keys") {
     return { path, message: `unknown key${issue.keys.length > 1 ? "s" : ""}: ${issue.keys.join(", ")}` };
   }
@@ -206,12 +221,20 @@ const resolveConfig = (
       problems.push({ path, message: `the same key is already used by ${other}; every key must be unique` });
     keys.set(key, owner);
   };
-  const issuers: IssuerConfig[] = file.issuers.map((issuer, i) => {
+  const issuers: IssuerConfig[] = [];
+  const oidcIssuers = new Set<string>();
+  file.issuers.forEach((raw, i) => {
     const path = `issuers[${i}]`;
+    const isOidc = "oidc" in raw;
+    const parsed = (isOidc ? OidcIssuer : KeyIssuer).safeParse(raw);
+    if (!parsed.success) {
+      problems.push(...parsed.error.issues.map((issue) => issueToProblem(issue, path)));
+      return;
+    }
+    const issuer = parsed.data;
     if (names.has(issuer.name))
       problems.push({ path: `${path}.name`, message: `duplicate name ${issuer.name}` });
     names.add(issuer.name);
-    claimKey(issuer.key, `issuer ${issuer.name}`, `${path}.key`);
     issuer.scopes.forEach((scope, j) => {
       if (!scopes.has(scope))
         problems.push({ path: `${path}.scopes[${j}]`, message: `no scope named ${scope}` });
@@ -235,15 +258,67 @@ const resolveConfig = (
         path: `${path}.default_ttl`,
         message: `${defaultTtl} is above the issuer's max_ttl (${maxTtl})`,
       });
-    return Object.freeze({
-      kind: "key" as const,
+    const common = {
       name: issuer.name,
-      key: new Secret(issuer.key),
       scopes: new Set(issuer.scopes),
       defaultTtl: defaultTtl * 1000,
       maxTtl: maxTtl * 1000,
       maxLifetime: maxLifetime * 1000,
+    };
+    if (!("oidc" in issuer)) {
+      claimKey(issuer.key, `issuer ${issuer.name}`, `${path}.key`);
+      issuers.push(Object.freeze({ kind: "key" as const, key: new Secret(issuer.key), ...common }));
+      return;
+    }
+    const o = issuer.oidc;
+    if (oidcIssuers.has(o.issuer))
+      problems.push({ path: `${path}.oidc.issuer`, message: "another OIDC issuer has the same issuer URL" });
+    oidcIssuers.add(o.issuer);
+    const rules = (issuer.rules ?? []).map((rule, r) => {
+      const rulePath = `${path}.rules[${r}]`;
+      (rule.scopes ?? []).forEach((scope, j) => {
+        if (!issuer.scopes.includes(scope)) {
+          problems.push({
+            path: `${rulePath}.scopes[${j}]`,
+            message: `${scope} is not among the issuer's scopes`,
+          });
+        }
+      });
+      if ((rule.max_ttl ?? 0) > maxTtl)
+        problems.push({ path: `${rulePath}.max_ttl`, message: `above the issuer's max_ttl (${maxTtl})` });
+      if ((rule.max_lifetime ?? 0) > maxLifetime) {
+        problems.push({
+          path: `${rulePath}.max_lifetime`,
+          message: `above the issuer's max_lifetime (${maxLifetime})`,
+        });
+      }
+      return Object.freeze({
+        claims: Object.entries(rule.claims).map(
+          ([claim, pattern]) =>
+            [claim, (Array.isArray(pattern) ? pattern : [pattern]).map(compileGlob)] as const,
+        ),
+        description: `rules[${r}] ${JSON.stringify(rule.claims)}`,
+        scopes: new Set(rule.scopes ?? issuer.scopes),
+        maxTtl: (rule.max_ttl ?? maxTtl) * 1000,
+        maxLifetime: (rule.max_lifetime ?? maxLifetime) * 1000,
+      });
     });
+    issuers.push(
+      Object.freeze({
+        kind: "oidc" as const,
+        ...common,
+        issuer: o.issuer,
+        audience: o.audience,
+        jwksUri: o.jwks_uri,
+        algorithms: o.algorithms ?? [...ASYMMETRIC_ALGORITHMS],
+        clockSkewSeconds: o.clock_skew,
+        maxTokenAgeSeconds: o.max_token_age,
+        jwksCooldownMs: o.jwks_cooldown * 1000,
+        jwksCacheMs: o.jwks_cache * 1000,
+        agentClaim: issuer.agent_claim,
+        rules,
+      }),
+    );
   });
   const admins = file.admins.map((admin, i) => {
     const path = `admins[${i}]`;

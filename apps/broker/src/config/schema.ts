@@ -48,13 +48,80 @@ const Scope = z.strictObject({
   max_tokens: z.int().positive().optional(),
 });
 
-const KeyIssuer = z.strictObject({
-  name: Name,
-  key: KeyString,
+const IssuerLimits = {
   scopes: z.array(z.string()).min(1, "at least one scope"),
   default_ttl: Seconds.optional(),
   max_ttl: Seconds.optional(),
   max_lifetime: Seconds.optional(),
+};
+
+export const KeyIssuer = z.strictObject({ name: Name, key: KeyString, ...IssuerLimits });
+
+/** Signature algorithms an OIDC issuer may use: asymmetric only, so a public key can never act as an HMAC secret. */
+export const ASYMMETRIC_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "Ed25519",
+] as const;
+
+/** https, or http on the loopback interface only (a local identity provider, tests). */
+const IdpUrl = z.url({ protocol: /^https?$/, error: "an http(s) URL" }).refine((value) => {
+  const url = new URL(value);
+  return url.protocol === "https:" || ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+}, "must be https (http only on 127.0.0.1 / localhost)");
+
+const ClaimPattern = z.union([z.string(), z.array(z.string()).min(1)]);
+
+export const OidcIssuer = z.strictObject({
+  name: Name,
+  oidc: z.strictObject({
+    issuer: IdpUrl,
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    /** Without it, the JWKS address is read from the issuer's /.well-known/openid-configuration. */
+    jwks_uri: IdpUrl.optional(),
+    algorithms: z
+      .array(
+        z.enum(ASYMMETRIC_ALGORITHMS, { error: "an asymmetric JWS algorithm (HMAC and none are refused)" }),
+      )
+      .min(1)
+      .optional(),
+    clock_skew: z.int().min(0).max(300).default(30),
+    /** Refuse identity tokens issued longer ago than this (seconds; needs `iat`). */
+    max_token_age: Seconds.optional(),
+    /** After a fetch, an unknown key id triggers another JWKS fetch only after this many seconds. */
+    jwks_cooldown: z.int().min(0).max(3600).default(30),
+    /** Keys are fetched again after this many seconds. */
+    jwks_cache: z.int().min(1).max(86_400).default(600),
+  }),
+  /** The claim whose value names the agent (the grant's `agent`). */
+  agent_claim: z.string().min(1).default("sub"),
+  ...IssuerLimits,
+  /**
+   * Who may get what. Without rules, every valid token of this issuer may ask for the issuer's
+   * scopes. With rules, the first rule whose claims all match (globs; a list means any of them)
+   * and that covers every requested scope decides, with its own limits.
+   */
+  rules: z
+    .array(
+      z.strictObject({
+        claims: z
+          .record(z.string().min(1), ClaimPattern)
+          .refine((c) => Object.keys(c).length > 0, "at least one claim"),
+        scopes: z.array(z.string()).min(1).optional(),
+        max_ttl: Seconds.optional(),
+        max_lifetime: Seconds.optional(),
+      }),
+    )
+    .min(1)
+    .optional(),
 });
 
 const Admin = z.strictObject({ name: Name, key: KeyString });
@@ -96,7 +163,14 @@ export const ConfigFile = z.strictObject({
     .prefault({}),
   upstreams: z.record(Name, Upstream).refine((u) => Object.keys(u).length > 0, "at least one upstream"),
   scopes: z.record(z.string().regex(SCOPE_NAME_RE, "a scope name: letters, digits and . _ : / -"), Scope),
-  issuers: z.array(KeyIssuer).default([]),
+  /** Each entry is a KeyIssuer (`key:`) or an OidcIssuer (`oidc:`); checked one by one in load.ts. */
+  issuers: z
+    .array(
+      z.record(z.string(), z.unknown(), {
+        error: "an issuer: a mapping with name and key, or name and oidc",
+      }),
+    )
+    .default([]),
   admins: z.array(Admin).default([]),
   audit: z
     .strictObject({

@@ -55,16 +55,48 @@ export interface ScopeConfig {
   readonly hasConstraints: boolean;
 }
 
-export interface IssuerConfig {
-  readonly kind: "key";
+/** What every issuer (key or OIDC) may grant, in milliseconds. */
+export interface IssuerLimits {
   readonly name: string;
-  readonly key: Secret;
   /** The most this issuer may grant. */
   readonly scopes: ReadonlySet<string>;
   readonly defaultTtl: number;
   readonly maxTtl: number;
   readonly maxLifetime: number;
 }
+
+export interface KeyIssuerConfig extends IssuerLimits {
+  readonly kind: "key";
+  readonly key: Secret;
+}
+
+/** One claims rule of an OIDC issuer: when every claim matches, it may grant these scopes with these limits. */
+export interface ClaimRule {
+  /** Claim name → the globs one of which its value must match. */
+  readonly claims: ReadonlyArray<readonly [string, readonly RegExp[]]>;
+  readonly description: string;
+  readonly scopes: ReadonlySet<string>;
+  readonly maxTtl: number;
+  readonly maxLifetime: number;
+}
+
+export interface OidcIssuerConfig extends IssuerLimits {
+  readonly kind: "oidc";
+  /** The `iss` its tokens carry. */
+  readonly issuer: string;
+  readonly audience: string | readonly string[];
+  readonly jwksUri: string | undefined;
+  readonly algorithms: readonly string[];
+  readonly clockSkewSeconds: number;
+  readonly maxTokenAgeSeconds: number | undefined;
+  readonly jwksCooldownMs: number;
+  readonly jwksCacheMs: number;
+  readonly agentClaim: string;
+  /** Empty: any valid token may ask for the issuer's scopes. */
+  readonly rules: readonly ClaimRule[];
+}
+
+export type IssuerConfig = KeyIssuerConfig | OidcIssuerConfig;
 
 export interface AdminConfig {
   readonly name: string;

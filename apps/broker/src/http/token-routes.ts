@@ -1,23 +1,25 @@
 import { IssueTokenRequest, RefreshTokenRequest } from "@perishable/protocol";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
+import { looksLikeJwt, matchRule, type OidcVerifier } from "../auth/oidc.js";
 import type { KeyMatcher } from "../auth/secrets.js";
-import type { IssuerConfig } from "../config/types.js";
+import type { KeyIssuerConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
 import type { PresentedToken, TokenContext } from "../tokens/context.js";
 import { delegateToken } from "../tokens/delegate.js";
-import { issueRootToken } from "../tokens/issue.js";
+import { issueRootToken, type RootAuthority } from "../tokens/issue.js";
 import { refreshToken } from "../tokens/refresh.js";
 import { describeSelf, revokeSelf } from "../tokens/self.js";
 import { parseInput } from "./reply.js";
 
 export interface TokenRouteDeps {
   readonly ctx: TokenContext;
-  readonly issuers: KeyMatcher<IssuerConfig>;
+  readonly issuers: KeyMatcher<KeyIssuerConfig>;
+  readonly oidc: OidcVerifier;
 }
 
 /** `/v1/tokens…`: thin routes; the decisions live in `tokens/`. */
-export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers }: TokenRouteDeps): void => {
+export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers, oidc }: TokenRouteDeps): void => {
   app.post("/v1/tokens", async (request, reply) => {
     const presented = presentedCredential(request.headers);
     const problem = credentialProblem(presented);
@@ -26,10 +28,27 @@ export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers }: Toke
     if (presented.kind === "token") {
       return reply.code(201).send(await delegateToken(ctx, presented, body, request.id));
     }
+    if (presented.kind === "key" && looksLikeJwt(presented.key) && oidc.configured) {
+      return reply
+        .code(201)
+        .send(
+          await issueRootToken(
+            ctx,
+            await workloadAuthority(oidc, presented.key, body.scopes, ctx.now()),
+            body,
+            request.id,
+          ),
+        );
+    }
     const issuer = presented.kind === "key" ? issuers.match(presented.key) : undefined;
     if (!issuer)
-      throw new BrokerError("unauthenticated", "the credential is not a known issuer key or token");
-    return reply.code(201).send(await issueRootToken(ctx, issuer, body, request.id));
+      throw new BrokerError(
+        "unauthenticated",
+        "the credential is not a known issuer key, identity token or token",
+      );
+    return reply
+      .code(201)
+      .send(await issueRootToken(ctx, { limits: issuer, identity: null }, body, request.id));
   });
 
   app.post("/v1/tokens/refresh", async (request, reply) => {
@@ -41,6 +60,42 @@ export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers }: Toke
   app.get("/v1/tokens/self", async (request) => describeSelf(ctx, requireToken(request)));
 
   app.delete("/v1/tokens/self", async (request) => revokeSelf(ctx, requireToken(request), request.id));
+};
+
+/** A verified workload identity as the authority for a root grant: its issuer's limits, or its matching rule's. */
+const workloadAuthority = async (
+  oidc: OidcVerifier,
+  jwt: string,
+  requested: readonly string[],
+  now: number,
+): Promise<RootAuthority> => {
+  const verified = await oidc.verify(jwt, now);
+  if ("refused" in verified) {
+    throw new BrokerError(
+      verified.unreachable ? "upstream_error" : "unauthenticated",
+      `the identity token was refused${verified.issuerName ? ` (issuer ${verified.issuerName})` : ""}: ${verified.reason}`,
+    );
+  }
+  const { issuer, identity, agent, claims } = verified;
+  if (issuer.rules.length === 0) return { limits: issuer, agent, identity };
+  const rule = matchRule(issuer.rules, claims, requested);
+  if (!rule) {
+    throw new BrokerError(
+      "scope_denied",
+      `no rule of issuer ${issuer.name} grants ${requested.join(", ")} to this identity`,
+    );
+  }
+  return {
+    limits: {
+      name: issuer.name,
+      scopes: rule.scopes,
+      maxTtl: rule.maxTtl,
+      maxLifetime: rule.maxLifetime,
+      defaultTtl: Math.min(issuer.defaultTtl, rule.maxTtl),
+    },
+    agent,
+    identity,
+  };
 };
 
 const requireToken = (request: FastifyRequest): PresentedToken => {

@@ -27,6 +27,8 @@ export interface GrantRecord {
   readonly maxTtl: number;
   readonly maxUses: number | null;
   readonly metadata: Readonly<Record<string, string>>;
+  /** The workload identity the root was granted to (children inherit it), or null for an issuer key. */
+  readonly identity: { readonly issuer: string; readonly subject: string } | null;
 }
 
 export interface TokenRecord {

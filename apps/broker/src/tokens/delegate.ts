@@ -72,6 +72,7 @@ export const delegateToken = async (
     maxTtl: parent.maxTtl,
     maxUses: body.maxUses ?? null,
     metadata: body.metadata ?? {},
+    identity: parent.identity,
   };
   const { token, record } = mintToken(ctx, grant, now, ttl);
 

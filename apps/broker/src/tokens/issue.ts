@@ -1,68 +1,84 @@
 import { grantTree, type IssueTokenRequest, type TokenResponse } from "@perishable/protocol";
 import { auditEvent } from "../audit/audit-log.js";
 import { newRootGrantId } from "../auth/secrets.js";
-import type { IssuerConfig } from "../config/types.js";
+import type { IssuerLimits } from "../config/types.js";
 import { BrokerError } from "../errors.js";
 import type { GrantRecord } from "../store/types.js";
 import { mintToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
 
-/** `POST /v1/tokens` with an issuer credential: a new root grant and its first token. */
+/** Who may create this root grant, and how much it may hold. */
+export interface RootAuthority {
+  /** The issuer's (or the matched claims rule's) ceiling and limits. */
+  readonly limits: IssuerLimits;
+  /** A workload identity names the agent itself; a body `agent` that differs is refused. */
+  readonly agent?: string;
+  readonly identity: { readonly issuer: string; readonly subject: string } | null;
+}
+
+/** `POST /v1/tokens` with an issuer key or a workload identity: a new root grant and its first token. */
 export const issueRootToken = async (
   ctx: TokenContext,
-  issuer: IssuerConfig,
+  authority: RootAuthority,
   body: IssueTokenRequest,
   requestId: string,
 ): Promise<TokenResponse> => {
+  const { limits } = authority;
   const scopes = uniqueScopes(ctx, body.scopes);
-  const beyond = scopes.filter((s) => !issuer.scopes.has(s));
+  const beyond = scopes.filter((s) => !limits.scopes.has(s));
   if (beyond.length > 0) {
-    throw new BrokerError("scope_denied", `issuer ${issuer.name} may not grant ${beyond.join(", ")}`);
+    throw new BrokerError("scope_denied", `issuer ${limits.name} may not grant ${beyond.join(", ")}`);
   }
-  const ttl = body.ttl === undefined ? issuer.defaultTtl : body.ttl * 1000;
-  if (ttl > issuer.maxTtl) {
+  if (authority.agent !== undefined && body.agent !== undefined && body.agent !== authority.agent) {
     throw new BrokerError(
-      "ttl_exceeded",
-      `ttl ${body.ttl} is above the issuer's max_ttl of ${issuer.maxTtl / 1000}`,
+      "forbidden",
+      `the agent is named by the identity token (${limits.name}), not by the request`,
     );
   }
-  const lifetime = body.lifetime === undefined ? issuer.maxLifetime : body.lifetime * 1000;
-  if (lifetime > issuer.maxLifetime) {
+  const ttl = body.ttl === undefined ? Math.min(limits.defaultTtl, limits.maxTtl) : body.ttl * 1000;
+  if (ttl > limits.maxTtl) {
     throw new BrokerError(
       "ttl_exceeded",
-      `lifetime ${body.lifetime} is above the issuer's max_lifetime of ${issuer.maxLifetime / 1000}`,
+      `ttl ${body.ttl} is above the issuer's max_ttl of ${limits.maxTtl / 1000}`,
+    );
+  }
+  const lifetime = body.lifetime === undefined ? limits.maxLifetime : body.lifetime * 1000;
+  if (lifetime > limits.maxLifetime) {
+    throw new BrokerError(
+      "ttl_exceeded",
+      `lifetime ${body.lifetime} is above the issuer's max_lifetime of ${limits.maxLifetime / 1000}`,
     );
   }
 
   const now = ctx.now();
   const id = newRootGrantId();
-  const tree = grantTree(id)!;
   const grant: GrantRecord = {
     id,
-    tree,
+    tree: grantTree(id)!,
     rootId: id,
     parentId: null,
     ancestors: [],
-    agent: body.agent ?? issuer.name,
+    agent: authority.agent ?? body.agent ?? limits.name,
     task: body.task ?? null,
     scopes,
     depth: 0,
-    issuer: issuer.name,
+    issuer: limits.name,
     createdAt: now,
     notAfter: now + lifetime,
     ttl: Math.min(ttl, lifetime),
-    maxTtl: issuer.maxTtl,
+    maxTtl: limits.maxTtl,
     maxUses: body.maxUses ?? null,
     metadata: body.metadata ?? {},
+    identity: authority.identity,
   };
   const { token, record } = mintToken(ctx, grant, now, ttl);
-
   await ctx.store.createGrant(grant, record, undefined, now);
   ctx.metrics.tokens.inc({ kind: "issued" });
   ctx.audit.emit(
     auditEvent("issued", subjectOf(grant, record), requestId, now, {
-      issuer: issuer.name,
+      issuer: limits.name,
       scopes,
       expiresAt: new Date(record.expiresAt).toISOString(),
+      ...(authority.identity ? { identity: { ...authority.identity } } : {}),
     }),
   );
   return tokenResponse(token, record, grant);

@@ -16,6 +16,7 @@ export const grantView = (grant: GrantRecord): GrantView => ({
   notAfter: iso(grant.notAfter),
   maxUses: grant.maxUses,
   metadata: { ...grant.metadata },
+  identity: grant.identity ? { ...grant.identity } : null,
 });
 
 /** `GET /v1/tokens/self`: the presented token's grant, lineage (root first) and time left. */

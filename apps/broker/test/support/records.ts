@@ -19,6 +19,7 @@ export interface GrantSpec {
   readonly maxUses?: number | null;
   readonly maxTtlMs?: number;
   readonly agent?: string;
+  readonly identity?: { issuer: string; subject: string };
 }
 
 /** A root grant with its first token, as the issue use case would build it. */
@@ -69,6 +70,7 @@ const withToken = (
     maxTtl: spec.maxTtlMs ?? 600_000,
     maxUses: spec.maxUses ?? null,
     metadata: { purpose: "contract" },
+    identity: spec.identity ?? null,
   };
   const token = newToken(grant.tree);
   const record: TokenRecord = {

@@ -19,6 +19,7 @@ export const grantFields = (grant: GrantRecord): string[] => {
     "meta", JSON.stringify(grant.metadata),
   ];
   if (grant.maxUses !== null) fields.push("mu", String(grant.maxUses));
+  if (grant.identity) fields.push("idi", grant.identity.issuer, "ids", grant.identity.subject);
   return fields;
 };
 
@@ -51,6 +52,7 @@ export const grantFromFields = (id: string, tree: string, f: ReadonlyMap<string,
     maxTtl: Number(f.get("mt")),
     maxUses: mu === undefined ? null : Number(mu),
     metadata: JSON.parse(f.get("meta") ?? "{}") as Record<string, string>,
+    identity: f.has("idi") ? { issuer: f.get("idi")!, subject: f.get("ids") ?? "" } : null,
   };
 };
 
