@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import type { Socket } from "node:net";
 import type { Writable } from "node:stream";
-import { REQUEST_ID_HEADER } from "@perishable/protocol";
+import { errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { AuditLog, auditEvent } from "./audit/audit-log.js";
 import { ExpiryWatcher } from "./audit/expiry-watcher.js";
@@ -71,8 +73,27 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
           error.code === "FST_ERR_BAD_URL" ? "the URL is malformed" : "bad request",
         ),
       ),
-    keepAliveTimeout: 72_000,
-    requestTimeout: 300_000,
+    // Node checks header and request timeouts only every connectionsCheckingInterval (30 s by
+    // default): a slow client would hold a connection far past the configured limits.
+    serverFactory: (handler) =>
+      createServer(
+        {
+          headersTimeout: config.listen.headersTimeoutMs,
+          requestTimeout: config.listen.requestTimeoutMs,
+          keepAliveTimeout: 72_000,
+          connectionsCheckingInterval: 500,
+          noDelay: true,
+        },
+        handler,
+      ),
+  });
+
+  // CONNECT (authority-form) never reaches a route: answer it rather than drop the socket.
+  app.server.on("connect", (_request, socket: Socket) => {
+    const body = JSON.stringify(errorEnvelope("bad_request", "CONNECT is not supported", "none"));
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
 
   const audit = new AuditLog({

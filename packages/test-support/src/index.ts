@@ -10,3 +10,5 @@ export {
   type RedisServer,
   startRedisServer,
 } from "./redis.js";
+export { type RedisCluster, startRedisCluster } from "./redis-cluster.js";
+export { type RedisSentinel, startRedisSentinel } from "./redis-sentinel.js";

@@ -20,11 +20,23 @@ describe("presentedCredential", () => {
     [{ authorization: "Bearer prs_short" }, "bad-token"],
     [{ authorization: `Bearer prs_ABCDEFGHJK_${"a".repeat(43)}` }, "bad-token"],
   ])("%j is %s", (headers, kind) => {
-    expect(presentedCredential(headers).kind).toBe(kind);
+    const raw = Object.entries(headers).flatMap(([name, value]) =>
+      Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, value],
+    );
+    expect(presentedCredential(raw).kind).toBe(kind);
+  });
+
+  it.each([
+    [["Authorization", `Bearer ${token}`, "Authorization", `Bearer ${token}`]],
+    [["Authorization", `Bearer ${token}`, "authorization", "Bearer prs_other"]],
+    [["x-api-key", token, "X-Api-Key", token]],
+    [["Host", "a", "host", "b", "Authorization", `Bearer ${token}`]],
+  ])("refuses repeated credential or Host headers, which Node would have collapsed: %j", (raw) => {
+    expect(presentedCredential(raw).kind).toBe("conflict");
   });
 
   it("reads the tree from the token", () => {
-    expect(presentedCredential({ authorization: `Bearer ${token}` })).toEqual({
+    expect(presentedCredential(["Authorization", `Bearer ${token}`])).toEqual({
       kind: "token",
       token,
       tree: "0123456789",

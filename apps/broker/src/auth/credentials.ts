@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from "node:http";
 import { looksLikeToken, tokenTree } from "@perishable/protocol";
 import { BrokerError } from "../errors.js";
 
@@ -20,27 +19,41 @@ export type Presented =
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
-const single = (value: string | string[] | undefined): string | undefined | null => {
-  if (value === undefined) return undefined;
-  if (Array.isArray(value)) return null; // repeated header: refuse rather than pick one
-  return value;
-};
-
-/** Reads `Authorization: Bearer …`, `x-api-key` and `api-key`. */
-export const presentedCredential = (headers: IncomingHttpHeaders): Presented => {
+/**
+ * Reads `Authorization: Bearer …`, `x-api-key` and `api-key` from the raw header list. Node keeps
+ * only the first of repeated Authorization and Host headers in `req.headers`, so repetition is
+ * detected here, on the raw list: a repeated credential or Host header is a conflict, never "the
+ * first one wins" (a front proxy might have picked the other one).
+ */
+export const presentedCredential = (rawHeaders: readonly string[]): Presented => {
+  let auth: string | undefined;
+  const keys: string[] = [];
+  const seen = new Set<string>();
+  let hosts = 0;
+  let repeated = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length < 4 || name.length > 13) continue;
+    const lower = name.toLowerCase();
+    if (lower === "authorization") {
+      if (auth !== undefined) repeated = true;
+      auth = rawHeaders[i + 1]!;
+    } else if (lower === "x-api-key" || lower === "api-key") {
+      if (seen.has(lower)) repeated = true;
+      seen.add(lower);
+      keys.push(rawHeaders[i + 1]!.trim());
+    } else if (lower === "host") {
+      hosts += 1;
+    }
+  }
+  if (repeated || hosts > 1) return { kind: "conflict" };
   const values: string[] = [];
-  const auth = single(headers.authorization);
-  if (auth === null) return { kind: "conflict" };
   if (auth !== undefined) {
     const match = BEARER.exec(auth);
     if (!match) return { kind: "malformed" };
     values.push(match[1]!);
   }
-  for (const name of ["x-api-key", "api-key"] as const) {
-    const value = single(headers[name]);
-    if (value === null) return { kind: "conflict" };
-    if (value !== undefined) values.push(value.trim());
-  }
+  values.push(...keys);
   if (values.length === 0) return { kind: "none" };
   const first = values[0]!;
   if (values.some((v) => v !== first)) return { kind: "conflict" };
@@ -60,7 +73,10 @@ export const credentialProblem = (presented: Presented): BrokerError | undefined
         "missing credential: send Authorization: Bearer <credential>",
       );
     case "conflict":
-      return new BrokerError("bad_request", "conflicting credentials: send exactly one");
+      return new BrokerError(
+        "bad_request",
+        "conflicting or repeated credential or Host headers: send exactly one of each",
+      );
     case "malformed":
       return new BrokerError("unauthenticated", "the Authorization header must be Bearer <credential>");
     case "bad-token":

@@ -41,7 +41,8 @@ export const GRANT_HEADER = ["GRANT", "AGENT", "SCOPES", "DEPTH", "STATUS", "TOK
 
 const describeGrant = (g: AdminGrantView, now: number): string => {
   const state = g.status === "live" ? `live, token expires ${relative(g.tokenExpiresAt, now)}` : g.status;
-  const identity = g.depth === 0 && g.identity ? `  (identity ${g.identity.subject} from ${g.identity.issuer})` : "";
+  const identity =
+    g.depth === 0 && g.identity ? `  (identity ${g.identity.subject} from ${g.identity.issuer})` : "";
   return `${g.grantId}  ${g.agent}  [${g.scopes.join(", ")}]  ${state}${identity}`;
 };
 

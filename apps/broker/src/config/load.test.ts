@@ -55,7 +55,12 @@ describe("config", () => {
 
   it("applies defaults", () => {
     const config = parseConfig(minimal());
-    expect(config.listen).toEqual({ host: "127.0.0.1", port: 8420 });
+    expect(config.listen).toEqual({
+      host: "127.0.0.1",
+      port: 8420,
+      headersTimeoutMs: 20_000,
+      requestTimeoutMs: 300_000,
+    });
     expect(config.limits).toEqual({
       defaultTtl: 300_000,
       maxTtl: 3_600_000,

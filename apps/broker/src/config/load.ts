@@ -8,7 +8,7 @@ import { parseRateLimit } from "../policy/rate.js";
 import { type InterpolationProblem, interpolate } from "./interpolate.js";
 import { ASYMMETRIC_ALGORITHMS, ConfigFile, KeyIssuer, OidcIssuer } from "./schema.js";
 import { Secret } from "./secret.js";
-import type { BrokerConfig, IssuerConfig, ScopeConfig, UpstreamConfig } from "./types.js";
+import type { BrokerConfig, IssuerConfig, RedisTarget, ScopeConfig, UpstreamConfig } from "./types.js";
 
 export interface ConfigProblem {
   /** Dotted path into the file (`scopes.llm:complete.upstream`), or "" for the file itself. */
@@ -329,7 +329,23 @@ const resolveConfig = (
     return Object.freeze({ name: admin.name, key: new Secret(admin.key) });
   });
 
-  if (file.store.redis && !file.secret) {
+  const { redis, cluster, sentinel } = file.store;
+  if ([redis, cluster, sentinel].filter((v) => v !== undefined).length > 1) {
+    problems.push({ path: "store", message: "set one of redis, cluster, sentinel" });
+  }
+  const target: RedisTarget | undefined = redis
+    ? { kind: "single", url: new Secret(redis) }
+    : cluster
+      ? { kind: "cluster", urls: cluster.map((u) => new Secret(u)) }
+      : sentinel
+        ? {
+            kind: "sentinel",
+            nodes: sentinel.nodes.map((u) => new Secret(u)),
+            name: sentinel.name,
+            password: sentinel.password ? new Secret(sentinel.password) : undefined,
+          }
+        : undefined;
+  if (target && !file.secret) {
     problems.push({
       path: "secret",
       message:
@@ -339,10 +355,15 @@ const resolveConfig = (
   if (problems.length > 0) return undefined;
 
   return Object.freeze({
-    listen: Object.freeze({ ...file.listen }),
+    listen: Object.freeze({
+      host: file.listen.host,
+      port: file.listen.port,
+      headersTimeoutMs: Math.min(file.listen.headers_timeout, file.listen.request_timeout) * 1000,
+      requestTimeoutMs: file.listen.request_timeout * 1000,
+    }),
     secret: file.secret ? new Secret(file.secret) : undefined,
     store: Object.freeze({
-      redis: file.store.redis ? new Secret(file.store.redis) : undefined,
+      redis: target,
       prefix: file.store.prefix,
     }),
     limits: Object.freeze({

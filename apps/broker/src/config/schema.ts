@@ -17,6 +17,8 @@ const HeaderValue = z.string().refine((v) => !/[\r\n\0]/.test(v), "a header valu
 const KeyString = z.string().min(24, "at least 24 characters (generate one with `openssl rand -base64 32`)");
 export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 
+const RedisUrl = z.url({ protocol: /^rediss?$/, error: "a redis:// or rediss:// URL" });
+
 const Upstream = z.strictObject({
   base_url: z.url({ protocol: /^https?$/, error: "an http(s) URL" }),
   auth: z
@@ -131,13 +133,29 @@ export const ConfigFile = z.strictObject({
     .strictObject({
       host: z.string().min(1).default("127.0.0.1"),
       port: z.int().min(0).max(65535).default(8420),
+      /** A client must finish sending its headers within this many seconds (slow-loris protection). */
+      headers_timeout: z.int().min(1).max(600).default(20),
+      /** …and its whole request (headers and body) within this many. */
+      request_timeout: z.int().min(1).max(3600).default(300),
     })
     .prefault({}),
   /** Secret for the keyed hash tokens are stored under. Required with Redis (every node needs the same one). */
   secret: z.string().min(32, "at least 32 characters").optional(),
   store: z
     .strictObject({
-      redis: z.url({ protocol: /^rediss?$/, error: "a redis:// or rediss:// URL" }).optional(),
+      /** One Redis server. */
+      redis: RedisUrl.optional(),
+      /** Seed nodes of a Redis Cluster (any of its masters; the rest is discovered). */
+      cluster: z.array(RedisUrl).min(1, "at least one node").optional(),
+      /** Redis behind Sentinel: the sentinels and the monitored master's name. */
+      sentinel: z
+        .strictObject({
+          nodes: z.array(RedisUrl).min(1, "at least one sentinel"),
+          name: z.string().min(1),
+          /** Password of the Redis master and replicas (the sentinels' own go in their URLs). */
+          password: z.string().min(1).optional(),
+        })
+        .optional(),
       prefix: z
         .string()
         .regex(/^[A-Za-z0-9:_-]{1,32}$/, "letters, digits, : _ - (max 32)")

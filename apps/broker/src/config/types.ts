@@ -4,10 +4,16 @@ import type { Secret } from "./secret.js";
 
 /** The runtime config: parsed once, checked completely, frozen. Durations are milliseconds here. */
 export interface BrokerConfig {
-  readonly listen: { readonly host: string; readonly port: number };
+  readonly listen: {
+    readonly host: string;
+    readonly port: number;
+    readonly headersTimeoutMs: number;
+    readonly requestTimeoutMs: number;
+  };
   /** Keyed-hash secret for token storage; generated per process for the memory store if unset. */
   readonly secret: Secret | undefined;
-  readonly store: { readonly redis: Secret | undefined; readonly prefix: string };
+  /** Where grants live: nothing (the in-memory store), one Redis, a Cluster, or Sentinel. URLs may hold passwords. */
+  readonly store: { readonly redis: RedisTarget | undefined; readonly prefix: string };
   readonly limits: {
     readonly defaultTtl: number;
     readonly maxTtl: number;
@@ -28,6 +34,16 @@ export interface BrokerConfig {
   };
   readonly log: { readonly level: "fatal" | "error" | "warn" | "info" | "debug" | "silent" };
 }
+
+export type RedisTarget =
+  | { readonly kind: "single"; readonly url: Secret }
+  | { readonly kind: "cluster"; readonly urls: readonly Secret[] }
+  | {
+      readonly kind: "sentinel";
+      readonly nodes: readonly Secret[];
+      readonly name: string;
+      readonly password: Secret | undefined;
+    };
 
 export interface UpstreamConfig {
   readonly name: string;

@@ -76,6 +76,25 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
       req.socket.destroy();
       return undefined;
     }
+    if (path?.includes("/malformed")) {
+      // Not HTTP at all, then gone.
+      req.socket.end("HTTP/1.1 ???\r\nthis is not a header\r\n\r\n");
+      return undefined;
+    }
+    if (path?.includes("/truncated")) {
+      // Promises 1,000 bytes of SSE, sends a few events, then drops the connection.
+      res.writeHead(200, { "content-type": "text/event-stream", "content-length": "1000" });
+      res.write('data: {"choices":[{"delta":{"content":"partial"}}]}\n\n');
+      setTimeout(() => req.socket.destroy(), 50);
+      return undefined;
+    }
+    if (path?.includes("/leak-key")) {
+      // An upstream that echoes the credential it was sent in its error body.
+      const presented = req.headers.authorization ?? req.headers["x-api-key"] ?? "";
+      return sendJson(res, 401, {
+        error: { message: `Incorrect API key provided: ${presented}`, type: "invalid_request_error" },
+      });
+    }
     if (req.method === "POST" && path?.endsWith("/chat/completions")) {
       return json.stream === true
         ? streamChat(res, json, chunks, delay, options.streamGate)

@@ -28,7 +28,7 @@ const GrantsQuery = z.strictObject({
   root: GrantId.optional(),
   cursor: z
     .string()
-    .regex(/^[0-9]{1,20}$/, "a cursor from a previous page")
+    .regex(/^[0-9]{1,20}(:[0-9]{1,20})?$/, "a cursor from a previous page")
     .optional(),
   limit: z.coerce.number().int().min(1).max(10_000).default(1_000),
 });
@@ -49,7 +49,7 @@ const AuditQuery = z.strictObject({
 /** The admin API: listing, inspecting and revoking grants and tokens, reading the audit trail. */
 export const registerAdminRoutes = (app: FastifyInstance, { ctx, admins }: AdminRouteDeps): void => {
   const requireAdmin = (request: FastifyRequest): Actor => {
-    const presented = presentedCredential(request.headers);
+    const presented = presentedCredential(request.raw.rawHeaders);
     const admin = presented.kind === "key" ? admins.match(presented.key) : undefined;
     if (!admin) throw new BrokerError("unauthenticated", "this route needs an admin key");
     return { name: admin.name };

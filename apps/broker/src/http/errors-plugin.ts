@@ -73,6 +73,16 @@ export const clientErrorHandler = (error: Error & { code?: string }, socket: Soc
     socket.destroy();
     return;
   }
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    // A client too slow to send its request: answer if the socket still takes it, then close.
+    const body = JSON.stringify(errorEnvelope("bad_request", "the request took too long to arrive", "none"));
+    // A slow client may keep writing: close once the answer is out instead of waiting for it.
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      () => socket.destroy(),
+    );
+    return;
+  }
   const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
   const code: ErrorCode = tooLarge ? "payload_too_large" : "bad_request";
   const status = ERROR_CATALOG[code].status;
@@ -81,5 +91,6 @@ export const clientErrorHandler = (error: Error & { code?: string }, socket: Soc
   );
   socket.end(
     `HTTP/1.1 ${status} ${tooLarge ? "Payload Too Large" : "Bad Request"}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   );
 };

@@ -38,6 +38,14 @@ const PREFIX = "/proxy/";
 export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void => {
   const { config, store, hasher, audit, pools, metrics } = deps;
   const authValues = new Map([...config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
+  // What to scrub from upstream error bodies: the auth value, and the bare key after a scheme.
+  const secrets = new Map<string, Buffer[]>(
+    [...authValues].map(([name, value]) => {
+      const bare = value?.replace(/^(Bearer|Basic|Token)\s+/i, "");
+      const values = value && bare ? [...new Set([value, bare])] : [];
+      return [name, values.filter((v) => v.length >= 8).map((v) => Buffer.from(v))];
+    }),
+  );
   const plainCandidates = new Map<ScopeConfig, Candidate>(
     [...config.scopes.values()].map((s) => [s, candidateOf(s, true)]),
   );
@@ -69,7 +77,7 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
       return sendError(request, reply, code);
     };
 
-    const presented = presentedCredential(request.headers);
+    const presented = presentedCredential(request.raw.rawHeaders);
     const problem =
       credentialProblem(presented) ??
       (presented.kind === "key"
@@ -93,7 +101,25 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
     } else {
       const matched = matchScopes(config.scopesByUpstream.get(upstreamName) ?? [], method, path.path);
       if (matched.some((s) => s.hasConstraints)) {
-        const buffered = body ? await readBody(request.raw, config.proxy.maxBodyBytes) : Buffer.alloc(0);
+        const encoding = request.headers["content-encoding"];
+        if (encoding && encoding !== "identity") {
+          // What the upstream decodes is not what the broker could check: refuse rather than guess.
+          return denied(
+            new BrokerError(
+              "bad_request",
+              "a compressed body cannot be checked against this scope's constraints",
+            ),
+            null,
+            null,
+          );
+        }
+        let buffered: Buffer;
+        try {
+          buffered = body ? await readBody(request.raw, config.proxy.maxBodyBytes) : Buffer.alloc(0);
+        } catch (error) {
+          if (error instanceof BrokerError) return denied(error, null, null);
+          throw error;
+        }
         body = buffered;
         const parsed = parseJson(request, buffered);
         candidates = matched.map((scope) => {
@@ -151,6 +177,7 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
       req: request.raw,
       res: reply.raw,
       requestId: request.id,
+      secrets: secrets.get(upstreamName) ?? [],
       onDone: (outcome: ForwardOutcome) => {
         const at = deps.now();
         const totalMs = performance.now() - start;

@@ -21,7 +21,7 @@ export interface TokenRouteDeps {
 /** `/v1/tokens…`: thin routes; the decisions live in `tokens/`. */
 export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers, oidc }: TokenRouteDeps): void => {
   app.post("/v1/tokens", async (request, reply) => {
-    const presented = presentedCredential(request.headers);
+    const presented = presentedCredential(request.raw.rawHeaders);
     const problem = credentialProblem(presented);
     if (problem) throw problem;
     const body = parseInput(IssueTokenRequest, request.body);
@@ -99,7 +99,7 @@ const workloadAuthority = async (
 };
 
 const requireToken = (request: FastifyRequest): PresentedToken => {
-  const presented = presentedCredential(request.headers);
+  const presented = presentedCredential(request.raw.rawHeaders);
   const problem = credentialProblem(presented);
   if (problem) throw problem;
   if (presented.kind !== "token") throw new BrokerError("unauthenticated", "this route needs a prs_ token");

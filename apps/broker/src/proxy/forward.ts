@@ -26,8 +26,13 @@ export interface ForwardRequest {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly requestId: string;
+  /** The upstream's secrets: an error body that echoes one has it replaced before the client sees it. */
+  readonly secrets: readonly Buffer[];
   readonly onDone: (outcome: ForwardOutcome) => void;
 }
+
+/** Error bodies are held (up to this size) so a secret echoed in them can be scrubbed. */
+const MAX_HELD_ERROR_BODY = 1024 * 1024;
 
 const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
 
@@ -54,6 +59,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #finished = false;
   #clientGone = false;
   #sniffer: UsageSniffer | undefined;
+  /** An error answer held for scrubbing: its headers and body so far. */
+  #held: { headers: string[]; chunks: Buffer[]; size: number } | undefined;
 
   constructor(request: ForwardRequest) {
     this.#r = request;
@@ -76,6 +83,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   ): void {
     this.#status = statusCode;
     this.#sniffer = UsageSniffer.for(headers["content-type"], headers["content-encoding"]);
+    if (statusCode >= 400 && this.#r.secrets.length > 0 && !headers["content-encoding"]) {
+      // Errors are small and not streamed: hold the body, scrub it, then send it with its new length.
+      const out = forwardResponseHeaders(headers, REQUEST_ID_HEADER, this.#r.requestId);
+      this.#held = { headers: dropHeader(out, "content-length"), chunks: [], size: 0 };
+      return;
+    }
     try {
       this.#r.res.writeHead(
         statusCode,
@@ -89,6 +102,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const { res } = this.#r;
     this.#sniffer?.feed(chunk);
+    const held = this.#held;
+    if (held) {
+      held.chunks.push(chunk);
+      held.size += chunk.length;
+      if (held.size > MAX_HELD_ERROR_BODY)
+        controller.abort(new Error("upstream error body too large to scrub"));
+      return;
+    }
     if (!res.write(chunk)) {
       controller.pause();
       res.once("drain", () => controller.resume());
@@ -96,7 +117,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.#r.res.end();
+    const held = this.#held;
+    if (held) {
+      const body = scrub(Buffer.concat(held.chunks, held.size), this.#r.secrets);
+      this.#r.res.writeHead(this.#status, [...held.headers, "content-length", String(body.length)]);
+      this.#r.res.end(body);
+    } else {
+      this.#r.res.end();
+    }
     this.#finish({
       status: this.#status,
       upstreamMs: performance.now() - this.#start,
@@ -144,4 +172,30 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 const describe = (error: Error): string => {
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" && /^[A-Z0-9_]{2,40}$/.test(code) ? code : "connection error";
+};
+
+const dropHeader = (flat: string[], name: string): string[] => {
+  const out: string[] = [];
+  for (let i = 0; i < flat.length; i += 2)
+    if (flat[i]!.toLowerCase() !== name) out.push(flat[i]!, flat[i + 1]!);
+  return out;
+};
+
+const REDACTED = Buffer.from("[redacted by perishable]");
+
+/** Every occurrence of every secret replaced. */
+export const scrub = (body: Buffer, secrets: readonly Buffer[]): Buffer => {
+  let out = body;
+  for (const secret of secrets) {
+    if (secret.length === 0 || out.indexOf(secret) === -1) continue;
+    const parts: Buffer[] = [];
+    let from = 0;
+    for (let at = out.indexOf(secret); at !== -1; at = out.indexOf(secret, from)) {
+      parts.push(out.subarray(from, at), REDACTED);
+      from = at + secret.length;
+    }
+    parts.push(out.subarray(from));
+    out = Buffer.concat(parts);
+  }
+  return out;
 };

@@ -1,13 +1,13 @@
-import type { BrokerConfig } from "../config/types.js";
+import type { BrokerConfig, RedisTarget } from "../config/types.js";
 import { MemoryStore } from "./memory/memory-store.js";
-import { RedisStore } from "./redis/redis-store.js";
+import { type RedisConnection, RedisStore } from "./redis/redis-store.js";
 import type { Store } from "./types.js";
 
-/** The store the config asks for, connected: Redis when `store.redis` is set, else memory. */
+/** The store the config asks for, connected: Redis (one server, Cluster or Sentinel) when set, else memory. */
 export const openStore = async (config: BrokerConfig): Promise<Store> => {
   if (!config.store.redis) return new MemoryStore({ auditMaxLen: config.audit.streamMaxLen });
   const store = new RedisStore({
-    url: config.store.redis.reveal(),
+    connection: connectionOf(config.store.redis),
     prefix: config.store.prefix,
     auditMaxLen: config.audit.streamMaxLen,
   });
@@ -20,9 +20,35 @@ export const openStore = async (config: BrokerConfig): Promise<Store> => {
   return store;
 };
 
-/** How the store is described in logs: never the URL (it may hold a password). */
+export const connectionOf = (target: RedisTarget): RedisConnection => {
+  switch (target.kind) {
+    case "single":
+      return { kind: "single", url: target.url.reveal() };
+    case "cluster":
+      return { kind: "cluster", urls: target.urls.map((u) => u.reveal()) };
+    case "sentinel":
+      return {
+        kind: "sentinel",
+        sentinels: target.nodes.map((u) => u.reveal()),
+        name: target.name,
+        password: target.password?.reveal(),
+      };
+  }
+};
+
+/** How the store is described in logs: hosts and ports, never a URL (it may hold a password). */
 export const describeStore = (config: BrokerConfig): string => {
-  if (!config.store.redis) return "memory (one node; everything is lost on exit)";
-  const url = new URL(config.store.redis.reveal());
-  return `redis ${url.hostname}:${url.port || 6379} (prefix ${config.store.prefix})`;
+  const target = config.store.redis;
+  if (!target) return "memory (one node; everything is lost on exit)";
+  const hostOf = (url: string) => {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 6379}`;
+  };
+  const where =
+    target.kind === "single"
+      ? `redis ${hostOf(target.url.reveal())}`
+      : target.kind === "cluster"
+        ? `redis cluster ${target.urls.map((u) => hostOf(u.reveal())).join(", ")}`
+        : `redis sentinel ${target.name} via ${target.nodes.map((u) => hostOf(u.reveal())).join(", ")}`;
+  return `${where} (prefix ${config.store.prefix})`;
 };

@@ -24,6 +24,8 @@ export const SECRETS = {
 export interface TestBrokerOptions {
   /** Use this Redis (an isolated prefix of it); the memory store when omitted. */
   readonly redisUrl?: string;
+  /** Use a Redis Cluster (its node URLs), on an isolated prefix. */
+  readonly redisCluster?: readonly string[];
   /** Share the Redis prefix and the mock upstream of another test broker (two nodes, one cluster). */
   readonly peerOf?: TestBroker;
   readonly mock?: MockUpstreamOptions;
@@ -117,13 +119,11 @@ export const testConfigDocument = (mockUrl: string): ConfigInput => ({
 export const startTestBroker = async (options: TestBrokerOptions = {}): Promise<TestBroker> => {
   const peer = options.peerOf;
   const mock = peer ? peer.mock : await startMockUpstream(options.mock);
-  const redis = peer
-    ? undefined
-    : options.redisUrl
-      ? await isolatedRedis(options.redisUrl, "broker")
-      : undefined;
+  const target = options.redisCluster ?? options.redisUrl;
+  const redis = peer || !target ? undefined : await isolatedRedis(target, "broker");
   const doc = peer ? structuredClone(peer.configDocument) : testConfigDocument(mock.url);
-  if (redis) doc.store = { redis: options.redisUrl, prefix: redis.prefix };
+  if (redis && options.redisCluster) doc.store = { cluster: [...options.redisCluster], prefix: redis.prefix };
+  else if (redis) doc.store = { redis: options.redisUrl, prefix: redis.prefix };
   options.configure?.(doc);
   const config = validateConfig(doc, { source: "test config", env: {} });
   let logged = "";

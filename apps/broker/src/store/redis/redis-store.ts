@@ -1,5 +1,5 @@
 import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
-import { Redis, type RedisOptions, ReplyError } from "ioredis";
+import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } from "ioredis";
 import { encodeRule, type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { auditMatches } from "../audit-filter.js";
 import { RedisKeys } from "../keys.js";
@@ -42,10 +42,24 @@ interface ScriptCommands {
   prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number]>;
 }
 
-type ScriptedRedis = Redis & ScriptCommands;
+type Client = Redis | Cluster;
+type ScriptedRedis = Client & ScriptCommands;
+
+/** Where Redis is: one server, a Cluster (seed nodes), or a master behind Sentinel. */
+export type RedisConnection =
+  | { readonly kind: "single"; readonly url: string }
+  | { readonly kind: "cluster"; readonly urls: readonly string[] }
+  | {
+      readonly kind: "sentinel";
+      readonly sentinels: readonly string[];
+      readonly name: string;
+      readonly password?: string | undefined;
+    };
 
 export interface RedisStoreOptions {
-  readonly url: string;
+  /** One server, as a URL (shorthand for `connection: { kind: "single", url }`). */
+  readonly url?: string;
+  readonly connection?: RedisConnection;
   readonly prefix: string;
   readonly auditMaxLen: number;
   /** Per-command timeout: a hung Redis fails closed instead of hanging requests. */
@@ -63,7 +77,7 @@ const SCAN_COUNT = 2_000;
 
 export class RedisStore implements Store {
   readonly #redis: ScriptedRedis;
-  readonly #subscriber: Redis;
+  readonly #subscriber: Client;
   readonly #keys: RedisKeys;
   readonly #auditMaxLen: number;
   readonly #connectTimeoutMs: number;
@@ -85,9 +99,13 @@ export class RedisStore implements Store {
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
       enableAutoPipelining: true,
     };
-    this.#redis = new Redis(options.url, redisOptions) as ScriptedRedis;
+    const connection: RedisConnection = options.connection ?? {
+      kind: "single",
+      url: options.url ?? "redis://127.0.0.1:6379",
+    };
+    this.#redis = createClient(connection, redisOptions) as ScriptedRedis;
     // Rules arrive on their own connection (a subscribed connection can do nothing else).
-    this.#subscriber = new Redis(options.url, {
+    this.#subscriber = createClient(connection, {
       ...redisOptions,
       enableAutoPipelining: false,
       enableOfflineQueue: true,
@@ -304,22 +322,23 @@ export class RedisStore implements Store {
         next: null,
       };
     }
-    let scan = cursor ?? "0";
-    do {
+    // The cursor is "<master index>:<SCAN cursor>": a Cluster is walked one master after the other.
+    const masters = this.#masters();
+    let [node, scan] = parseCursor(cursor);
+    while (node < masters.length && grants.length < limit) {
+      const master = masters[node]!;
       const [next, keys] = await this.#call(() =>
-        this.#redis.scan(scan, "MATCH", this.#keys.grantPattern(), "COUNT", SCAN_COUNT),
+        master.scan(scan, "MATCH", this.#keys.grantPattern(), "COUNT", SCAN_COUNT),
       );
       scan = next;
-      const pipeline = this.#redis.pipeline();
-      for (const key of keys) pipeline.hgetall(key);
-      const results = (await this.#call(() => pipeline.exec())) ?? [];
-      results.forEach(([error, fields], i) => {
-        if (error || !fields) return;
-        const state = stateFromKey(keys[i]!, fields as Record<string, string>);
+      const records = await this.#call(() => Promise.all(keys.map((key) => this.#redis.hgetall(key))));
+      records.forEach((record, i) => {
+        const state = stateFromKey(keys[i]!, record);
         if (state && isLive(state, now) && matchesFilter(state.grant, filter)) grants.push(state);
       });
-    } while (scan !== "0" && grants.length < limit);
-    return { grants, next: scan === "0" ? null : scan };
+      if (scan === "0") node += 1;
+    }
+    return { grants, next: node < masters.length ? `${node}:${scan}` : null };
   }
 
   async putRule(rule: RevocationRule): Promise<void> {
@@ -353,52 +372,54 @@ export class RedisStore implements Store {
   async purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
     let grants = 0;
     let tokens = 0;
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.#call(() =>
-        this.#redis.scan(cursor, "MATCH", this.#keys.grantPattern(), "COUNT", SCAN_COUNT),
-      );
-      cursor = next;
-      if (keys.length === 0) continue;
-      const read = this.#redis.pipeline();
-      for (const key of keys) read.hmget(key, "agent", "scopes", "root", "ca", "na");
-      const fields = (await this.#call(() => read.exec())) ?? [];
-      const selected = new Map<string, { ids: string[]; tombUntil: number }>();
-      fields.forEach(([error, value], i) => {
-        const [agent, scopes, root, ca, na] = (value ?? []) as (string | null)[];
-        if (error || !root || !ca || !na) return;
-        const id = keys[i]!.slice(keys[i]!.lastIndexOf(":") + 1);
-        const subject = {
-          agent: agent ?? "",
-          scopes: scopes ? scopes.split(",") : [],
-          rootId: root,
-          createdAt: Number(ca),
-        };
-        if (!ruleSelects(rule, subject)) return;
-        const tree = grantTree(id)!;
-        const batch = selected.get(tree) ?? { ids: [], tombUntil: 0 };
-        batch.ids.push(id);
-        batch.tombUntil = Math.max(batch.tombUntil, Number(na) + RECORD_GRACE_MS);
-        selected.set(tree, batch);
-      });
-      const results = await this.#call(() =>
-        Promise.all(
-          [...selected].map(([tree, batch]) =>
-            this.#redis.prsPurge(
-              this.#keys.tree(tree),
-              this.#keys.base(tree),
-              now,
-              batch.tombUntil,
-              ...batch.ids,
+    // SCAN every master (the one server, or each master of a Cluster), in batches.
+    for (const master of this.#masters()) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await this.#call(() =>
+          master.scan(cursor, "MATCH", this.#keys.grantPattern(), "COUNT", SCAN_COUNT),
+        );
+        cursor = next;
+        if (keys.length === 0) continue;
+        const fields = await this.#call(() =>
+          Promise.all(keys.map((key) => this.#redis.hmget(key, "agent", "scopes", "root", "ca", "na"))),
+        );
+        const selected = new Map<string, { ids: string[]; tombUntil: number }>();
+        fields.forEach(([agent, scopes, root, ca, na], i) => {
+          if (!root || !ca || !na) return;
+          const id = keys[i]!.slice(keys[i]!.lastIndexOf(":") + 1);
+          const subject = {
+            agent: agent ?? "",
+            scopes: scopes ? scopes.split(",") : [],
+            rootId: root,
+            createdAt: Number(ca),
+          };
+          if (!ruleSelects(rule, subject)) return;
+          const tree = grantTree(id)!;
+          const batch = selected.get(tree) ?? { ids: [], tombUntil: 0 };
+          batch.ids.push(id);
+          batch.tombUntil = Math.max(batch.tombUntil, Number(na) + RECORD_GRACE_MS);
+          selected.set(tree, batch);
+        });
+        const results = await this.#call(() =>
+          Promise.all(
+            [...selected].map(([tree, batch]) =>
+              this.#redis.prsPurge(
+                this.#keys.tree(tree),
+                this.#keys.base(tree),
+                now,
+                batch.tombUntil,
+                ...batch.ids,
+              ),
             ),
           ),
-        ),
-      );
-      for (const [g, t] of results) {
-        grants += Number(g);
-        tokens += Number(t);
-      }
-    } while (cursor !== "0");
+        );
+        for (const [g, t] of results) {
+          grants += Number(g);
+          tokens += Number(t);
+        }
+      } while (cursor !== "0");
+    }
     return { grants, tokens };
   }
 
@@ -511,7 +532,7 @@ export class RedisStore implements Store {
   }
 
   /** For tests and tools that need to look at what is stored. */
-  get client(): Redis {
+  get client(): Client {
     return this.#redis;
   }
 
@@ -525,17 +546,20 @@ export class RedisStore implements Store {
   }
 
   async #grantStates(tree: string, ids: readonly string[], now: number): Promise<GrantState[]> {
-    if (ids.length === 0) return [];
-    const pipeline = this.#redis.pipeline();
-    for (const id of ids) pipeline.hgetall(this.#keys.grant(tree, id));
-    const results = (await this.#call(() => pipeline.exec())) ?? [];
+    const records = await this.#call(() =>
+      Promise.all(ids.map((id) => this.#redis.hgetall(this.#keys.grant(tree, id)))),
+    );
     const states: GrantState[] = [];
-    results.forEach(([error, fields], i) => {
-      const record = fields as Record<string, string> | null;
-      if (error || !record || !record.na || Number(record.na) + RECORD_GRACE_MS <= now) return;
+    records.forEach((record, i) => {
+      if (!record.na || Number(record.na) + RECORD_GRACE_MS <= now) return;
       states.push(grantStateFromFields(ids[i]!, tree, new Map(Object.entries(record))));
     });
     return states;
+  }
+
+  /** The servers to SCAN: every master of a Cluster, or the one server. */
+  #masters(): Redis[] {
+    return this.#redis instanceof Cluster ? this.#redis.nodes("master") : [this.#redis as Redis];
   }
 
   async #call<T>(fn: () => Promise<T>): Promise<T> {
@@ -546,6 +570,60 @@ export class RedisStore implements Store {
     }
   }
 }
+
+const parseCursor = (cursor: string | null): [number, string] => {
+  if (!cursor) return [0, "0"];
+  const [node, scan] = cursor.includes(":") ? cursor.split(":") : ["0", cursor];
+  return [Number(node) || 0, scan ?? "0"];
+};
+
+const hostPort = (url: string) => {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port || 6379) };
+};
+
+/** Credentials and TLS from a redis(s):// URL, for clients built from host/port lists. */
+const authOf = (url: string | undefined): Partial<RedisOptions> => {
+  if (!url) return {};
+  const u = new URL(url);
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
+  };
+};
+
+const createClient = (connection: RedisConnection, options: RedisOptions): Client => {
+  switch (connection.kind) {
+    case "single":
+      return new Redis(connection.url, options);
+    case "cluster": {
+      const { lazyConnect, enableOfflineQueue, enableAutoPipelining: _unused, ...redisOptions } = options;
+      const clusterOptions: ClusterOptions = {
+        lazyConnect,
+        enableOfflineQueue,
+        // ioredis's auto-pipelining groups commands by node, and its cluster pipelines insist on one
+        // slot group: commands of different lineage trees issued in the same tick then fail. Off here.
+        enableAutoPipelining: false,
+        scaleReads: "master",
+        clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
+        redisOptions: { ...redisOptions, ...authOf(connection.urls[0]) },
+      };
+      return new Cluster(connection.urls.map(hostPort), clusterOptions);
+    }
+    case "sentinel": {
+      const sentinelAuth = authOf(connection.sentinels[0]);
+      return new Redis({
+        ...options,
+        sentinels: connection.sentinels.map(hostPort),
+        name: connection.name,
+        ...(connection.password ? { password: connection.password } : {}),
+        ...(sentinelAuth.password ? { sentinelPassword: sentinelAuth.password } : {}),
+        ...(sentinelAuth.username ? { sentinelUsername: sentinelAuth.username } : {}),
+      });
+    }
+  }
+};
 
 /** The token part of an inspect or refresh reply: {'ok', tokenId, grantId, issuedAt, expiresAt, …}. */
 const tokenFromReply = (reply: Reply, hash: string): TokenRecord => ({
