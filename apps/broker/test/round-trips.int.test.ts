@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { startRedisServer } from "@perishable/test-support";
 import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
@@ -40,5 +41,37 @@ describe("the hot path", () => {
     // One script call per request; the audit trail's batched XADDs are off the request path.
     expect(sent.filter((c) => c === "evalsha")).toHaveLength(requests);
     expect(sent.filter((c) => c !== "evalsha" && c !== "xadd")).toEqual([]);
+  });
+
+  it("refuses guessed tokens with one command each and leaves nothing behind", async () => {
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({ redisUrl: server.url });
+    await t.call("/proxy/openai/v1/models", `prs_0000000000_${"A".repeat(43)}`); // loads the script
+    await t.broker.server.audit.flush();
+    const probe = new Redis(server.url);
+    const keysBefore = await probe.dbsize();
+    const monitor = await probe.duplicate().monitor();
+    const sent: string[] = [];
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      if (source !== "lua") sent.push(args[0]!.toLowerCase());
+    });
+    const guesses = 1000;
+    const alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+    for (let i = 0; i < guesses; i++) {
+      const tree = Array.from({ length: 10 }, () => alphabet[Math.floor(Math.random() * 32)]).join("");
+      const guess = `prs_${tree}_${randomBytes(32).toString("base64url")}`;
+      const response = await t.call("/proxy/openai/v1/models", guess);
+      expect(response.status).toBe(401);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe("token_invalid");
+    }
+    await t.broker.server.audit.flush();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    monitor.disconnect();
+    // Each guess costs the same: one script call, whatever the guess; and leaves no state.
+    expect(sent.filter((c) => c === "evalsha")).toHaveLength(guesses);
+    expect(sent.filter((c) => c !== "evalsha" && c !== "xadd")).toEqual([]);
+    expect(await probe.dbsize()).toBe(keysBefore); // the audit stream existed already; nothing else appears
+    probe.disconnect();
+    expect(t.mock.requests).toHaveLength(0);
   });
 });

@@ -25,6 +25,8 @@ export const isolatedRedis = async (url: string | readonly string[], label = "t"
           url.map((u) => ({ host: new URL(u).hostname, port: Number(new URL(u).port) })),
           { lazyConnect: true },
         );
+  // Fault tests stop the server under this client: its reconnect errors are expected.
+  client.on("error", () => {});
   await client.connect();
   const masters = () => (client instanceof Cluster ? client.nodes("master") : [client]);
   const keys = async () => {

@@ -1,6 +1,9 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export interface FoundRedis {
   readonly url: string;
@@ -108,17 +111,36 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port (for fault tests). */
   start(): Promise<void>;
+  /** Freezes the process (SIGSTOP): connections stay open, nothing answers. */
+  pause(): void;
+  /** Thaws it (SIGCONT). */
+  resume(): void;
   readonly [Symbol.asyncDispose]: () => Promise<void>;
 }
 
 /**
- * A private `redis-server` on a free port, with nothing on disk: for fault tests (stop and
- * restart it) and anything that must not touch the shared server.
+ * A private `redis-server` on a free port, with nothing on disk unless `durable`: for fault tests
+ * (stop and restart it) and anything that must not touch the shared server.
  */
 export const startRedisServer = async (
-  options: { port?: number; args?: string[] } = {},
+  options: {
+    port?: number;
+    args?: string[];
+    /** Keep data across stop/start (an append-only file in a temporary directory). */
+    durable?: boolean;
+  } = {},
 ): Promise<RedisServer> => {
   const port = options.port ?? (await freePort());
+  const durable = options.durable
+    ? [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        mkdtempSync(join(tmpdir(), "perishable-aof-")),
+      ]
+    : [];
   let child: ChildProcess | undefined;
   const start = async () => {
     if (child) return;
@@ -133,6 +155,7 @@ export const startRedisServer = async (
         "",
         "--appendonly",
         "no",
+        ...durable,
         ...(options.args ?? []),
       ],
       { stdio: "ignore" },
@@ -158,5 +181,22 @@ export const startRedisServer = async (
     clearTimeout(timer);
   };
   await start();
-  return { url: `redis://127.0.0.1:${port}`, port, stop, start, [Symbol.asyncDispose]: stop };
+  const signal = (name: NodeJS.Signals) => () => {
+    child?.kill(name);
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      child?.kill("SIGCONT");
+      await stop();
+    },
+    start,
+    pause: signal("SIGSTOP"),
+    resume: signal("SIGCONT"),
+    [Symbol.asyncDispose]: async () => {
+      child?.kill("SIGCONT");
+      await stop();
+    },
+  };
 };

@@ -144,7 +144,12 @@ export class TokenKeeper {
         {
           retries: Number.POSITIVE_INFINITY,
           minTimeout: this.#o.backoff.minMs,
-          maxTimeout: this.#o.backoff.maxMs,
+          // Never wait so long that the token dies between two attempts: at most a quarter of
+          // what is left of its life, so there are several tries before it expires.
+          maxTimeout: Math.max(
+            this.#o.backoff.minMs,
+            Math.min(this.#o.backoff.maxMs, (deadline - this.#o.now()) / 4),
+          ),
           factor: 2,
           randomize: true,
           unref: true,
