@@ -1,12 +1,16 @@
 import { consoleTable, machine, type SectionReport, writeSection } from "./lib/report.js";
+import { proxyBench } from "./sections/proxy.js";
 import { revocationBench } from "./sections/revocation.js";
 import { sdkBench } from "./sections/sdk.js";
+import { tokensBench } from "./sections/tokens.js";
 
 /**
  * `pnpm bench [section…]`: runs the named sections (all by default), prints each table and
  * rewrites its block in docs/benchmarks.md with the machine's facts.
  */
 const SECTIONS: Record<string, () => Promise<SectionReport>> = {
+  proxy: () => proxyBench(),
+  tokens: () => tokensBench(),
   sdk: sdkBench,
   revocation: () => revocationBench(Number(process.env.BENCH_REVOKE_TOKENS ?? 100_000)),
 };

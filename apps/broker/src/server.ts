@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
@@ -14,7 +14,7 @@ import { BrokerError } from "./errors.js";
 import { registerAdminRoutes } from "./http/admin-routes.js";
 import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
-import { registerProxyRoutes } from "./http/proxy-routes.js";
+import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
 import { sendError } from "./http/reply.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
@@ -50,6 +50,11 @@ const API_BODY_LIMIT = 64 * 1024;
 export const buildServer = async (options: BuildServerOptions): Promise<BrokerServer> => {
   const { config, store } = options;
   const now = options.now ?? Date.now;
+  const nextRequestId = requestIds();
+  // The proxy is served straight from node:http (it is the hot path); it is built below, once the
+  // store, audit trail and pools exist, and reached through this binding.
+  let proxy: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let closing = false;
   const app = Fastify({
     logger: {
       level: config.log.level,
@@ -58,7 +63,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       redact: ["req.headers.authorization", 'req.headers["x-api-key"]', 'req.headers["api-key"]'],
     },
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "requestId" }),
-    genReqId: requestIds(),
+    genReqId: () => nextRequestId(),
     requestIdHeader: false,
     bodyLimit: API_BODY_LIMIT,
     return503OnClosing: true,
@@ -84,7 +89,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
           connectionsCheckingInterval: 500,
           noDelay: true,
         },
-        handler,
+        (req, res) => (proxy && isProxyTarget(req.url) ? proxy(req, res) : handler(req, res)),
       ),
   });
 
@@ -143,9 +148,18 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       admins: new KeyMatcher(config.admins.map((admin) => [admin.key, admin] as const)),
     });
   });
-  await app.register(async (proxy) =>
-    registerProxyRoutes(proxy, { config, store, hasher, audit, pools, metrics, now }),
-  );
+  proxy = createProxyHandler({
+    config,
+    store,
+    hasher,
+    audit,
+    pools,
+    metrics,
+    now,
+    requestId: nextRequestId,
+    logError: (error, requestId) => app.log.error({ err: summary(error), requestId }, "unexpected error"),
+    closing: () => closing,
+  });
   await app.ready();
 
   return {
@@ -154,6 +168,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     metrics,
     expiry,
     close: async () => {
+      closing = true;
       await app.close();
       await expiry.stop();
       await pools.close();

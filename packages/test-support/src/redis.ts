@@ -115,6 +115,8 @@ export interface RedisServer {
   pause(): void;
   /** Thaws it (SIGCONT). */
   resume(): void;
+  /** The server's process id while it runs (for CPU accounting in benchmarks). */
+  pid(): number | undefined;
   readonly [Symbol.asyncDispose]: () => Promise<void>;
 }
 
@@ -128,6 +130,8 @@ export const startRedisServer = async (
     args?: string[];
     /** Keep data across stop/start (an append-only file in a temporary directory). */
     durable?: boolean;
+    /** Pin the server to this CPU core (taskset), for benchmarks. */
+    cpu?: number;
   } = {},
 ): Promise<RedisServer> => {
   const port = options.port ?? (await freePort());
@@ -144,9 +148,11 @@ export const startRedisServer = async (
   let child: ChildProcess | undefined;
   const start = async () => {
     if (child) return;
+    const pin = options.cpu === undefined ? [] : ["-c", String(options.cpu), "redis-server"];
     const proc = spawn(
-      "redis-server",
+      options.cpu === undefined ? "redis-server" : "taskset",
       [
+        ...pin,
         "--port",
         String(port),
         "--bind",
@@ -193,6 +199,7 @@ export const startRedisServer = async (
     },
     start,
     pause: signal("SIGSTOP"),
+    pid: () => child?.pid,
     resume: signal("SIGCONT"),
     [Symbol.asyncDispose]: async () => {
       child?.kill("SIGCONT");

@@ -38,6 +38,8 @@ export const newKey = (prefix: string): string => `${prefix}_${randomBytes(32).t
  * store's keys and values yields nothing that can be presented, and without the secret nothing
  * that can even be tested offline against a guessed token.
  */
+const RECENT_HASHES = 4096;
+
 export class TokenHasher {
   readonly #key: Buffer;
 
@@ -45,8 +47,19 @@ export class TokenHasher {
     this.#key = Buffer.from(secret.reveal(), "utf8");
   }
 
+  /**
+   * Agents present the same token for many calls: the hashes of recent tokens are kept in a
+   * small bounded map (in this process's memory only, like the token in the request itself).
+   */
+  readonly #recent = new Map<string, string>();
+
   hash(token: string): string {
-    return createHmac("sha256", this.#key).update(token).digest("base64url");
+    const known = this.#recent.get(token);
+    if (known !== undefined) return known;
+    const hash = createHmac("sha256", this.#key).update(token).digest("base64url");
+    if (this.#recent.size >= RECENT_HASHES) this.#recent.delete(this.#recent.keys().next().value!);
+    this.#recent.set(token, hash);
+    return hash;
   }
 }
 

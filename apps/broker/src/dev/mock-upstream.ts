@@ -21,6 +21,8 @@ export interface MockUpstreamOptions {
   readonly streamGate?: () => Promise<void>;
   readonly host?: string;
   readonly port?: number;
+  /** Keep a record of every request (default true; benchmarks turn it off). */
+  readonly record?: boolean;
 }
 
 export interface MockUpstream {
@@ -53,7 +55,8 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
     req.on("data", (chunk: Buffer) => parts.push(chunk));
     req.on("end", () => {
       const body = Buffer.concat(parts).toString("utf8");
-      requests.push({ method: req.method ?? "", url: req.url ?? "", headers: { ...req.headers }, body });
+      if (options.record !== false)
+        requests.push({ method: req.method ?? "", url: req.url ?? "", headers: { ...req.headers }, body });
       void route(req, res, body).then(
         (ended) => {
           if (ended !== undefined) lastStreamEnd = ended;

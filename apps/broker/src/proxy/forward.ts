@@ -47,14 +47,20 @@ export const forward = (request: ForwardRequest): void => {
   const handler = new ForwardHandler(request);
   request.pool.dispatch(
     { path: request.path, method: request.method, headers: request.headers, body: request.body },
-    handler,
+    handler as unknown as Dispatcher.DispatchHandler,
   );
 };
 
-class ForwardHandler implements Dispatcher.DispatchHandler {
+/**
+ * undici's raw (legacy) handler interface: headers arrive as the raw Buffer pairs the parser saw,
+ * so nothing is converted to an object that would be converted back; returning false from
+ * onData pauses the upstream until the client drains.
+ */
+class ForwardHandler {
   readonly #r: ForwardRequest;
   readonly #start = performance.now();
-  #controller: Dispatcher.DispatchController | undefined;
+  #abort: ((reason?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
   #status = 0;
   #finished = false;
   #clientGone = false;
@@ -67,56 +73,54 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     request.res.once("close", () => {
       if (this.#finished) return;
       this.#clientGone = true;
-      this.#controller?.abort(new Error("client closed the connection"));
+      this.#abort?.(new Error("client closed the connection"));
     });
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    if (this.#clientGone) controller.abort(new Error("client closed the connection"));
+  onConnect(abort: (reason?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#clientGone) abort(new Error("client closed the connection"));
   }
 
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx: the final answer follows
     this.#status = statusCode;
-    this.#sniffer = UsageSniffer.for(headers["content-type"], headers["content-encoding"]);
-    if (statusCode >= 400 && this.#r.secrets.length > 0 && !headers["content-encoding"]) {
+    this.#resume = resume;
+    const { headers, contentType, contentEncoding } = forwardResponseHeaders(
+      rawHeaders,
+      REQUEST_ID_HEADER,
+      this.#r.requestId,
+    );
+    this.#sniffer = UsageSniffer.for(contentType, contentEncoding);
+    if (statusCode >= 400 && this.#r.secrets.length > 0 && !contentEncoding) {
       // Errors are small and not streamed: hold the body, scrub it, then send it with its new length.
-      const out = forwardResponseHeaders(headers, REQUEST_ID_HEADER, this.#r.requestId);
-      this.#held = { headers: dropHeader(out, "content-length"), chunks: [], size: 0 };
-      return;
+      this.#held = { headers: dropHeader(headers, "content-length"), chunks: [], size: 0 };
+      return true;
     }
     try {
-      this.#r.res.writeHead(
-        statusCode,
-        forwardResponseHeaders(headers, REQUEST_ID_HEADER, this.#r.requestId),
-      );
+      this.#r.res.writeHead(statusCode, headers);
     } catch (error) {
-      controller.abort(error as Error);
+      this.#abort?.(error as Error);
     }
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    const { res } = this.#r;
+  onData(chunk: Buffer): boolean {
     this.#sniffer?.feed(chunk);
     const held = this.#held;
     if (held) {
       held.chunks.push(chunk);
       held.size += chunk.length;
-      if (held.size > MAX_HELD_ERROR_BODY)
-        controller.abort(new Error("upstream error body too large to scrub"));
-      return;
+      if (held.size > MAX_HELD_ERROR_BODY) this.#abort?.(new Error("upstream error body too large to scrub"));
+      return true;
     }
-    if (!res.write(chunk)) {
-      controller.pause();
-      res.once("drain", () => controller.resume());
-    }
+    const { res } = this.#r;
+    if (res.write(chunk)) return true;
+    res.once("drain", () => this.#resume?.());
+    return false;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     const held = this.#held;
     if (held) {
       const body = scrub(Buffer.concat(held.chunks, held.size), this.#r.secrets);
@@ -132,7 +136,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     });
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+  onError(error: Error): void {
     const upstreamMs = performance.now() - this.#start;
     const { res } = this.#r;
     if (this.#clientGone) {
@@ -159,6 +163,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     });
     res.end(JSON.stringify(errorEnvelope(code, message, this.#r.requestId)));
     this.#finish({ status, upstreamMs, error: code });
+  }
+
+  onUpgrade(): void {
+    this.onError(new Error("the upstream switched protocols"));
   }
 
   #finish(outcome: ForwardOutcome): void {

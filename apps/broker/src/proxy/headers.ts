@@ -79,34 +79,35 @@ export const forwardRequestHeaders = (
   return out;
 };
 
-/** Upstream response headers → a flat list for `writeHead`, with the request id added. */
+/**
+ * Upstream response headers (undici's raw Buffer pairs) → a flat list for `writeHead`, without
+ * hop-by-hop headers or the upstream's own request id header, with the broker's request id added;
+ * plus the two headers the usage reader looks at.
+ */
 export const forwardResponseHeaders = (
-  headers: Record<string, string | string[] | undefined>,
+  rawHeaders: readonly Buffer[],
   requestIdHeader: string,
   requestId: string,
-): string[] => {
+): { headers: string[]; contentType: string | undefined; contentEncoding: string | undefined } => {
   const out: string[] = [];
-  let connectionTokens: Set<string> | undefined;
-  const connection = headers.connection;
-  if (connection) {
-    connectionTokens = new Set(
-      (Array.isArray(connection) ? connection.join(",") : connection)
-        .split(",")
-        .map((t) => t.trim().toLowerCase()),
-    );
+  let connection: string | undefined;
+  let contentType: string | undefined;
+  let contentEncoding: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toString("latin1");
+    const lower = name.toLowerCase();
+    const value = rawHeaders[i + 1]!.toString("latin1");
+    if (lower === "connection") connection = value;
+    if (DROP_RESPONSE.has(lower) || lower === requestIdHeader) continue;
+    if (lower === "content-type") contentType = value;
+    else if (lower === "content-encoding") contentEncoding = value;
+    out.push(name, value);
   }
-  for (const name in headers) {
-    const value = headers[name];
-    if (
-      value === undefined ||
-      DROP_RESPONSE.has(name) ||
-      connectionTokens?.has(name) ||
-      name === requestIdHeader
-    )
-      continue;
-    if (Array.isArray(value)) for (const v of value) out.push(name, v);
-    else out.push(name, value);
+  if (connection) {
+    // Headers the upstream named in Connection are hop-by-hop too (rare: a second pass only then).
+    const named = new Set(connection.split(",").map((t) => t.trim().toLowerCase()));
+    for (let i = out.length - 2; i >= 0; i -= 2) if (named.has(out[i]!.toLowerCase())) out.splice(i, 2);
   }
   out.push(requestIdHeader, requestId);
-  return out;
+  return { headers: out, contentType, contentEncoding };
 };

@@ -58,20 +58,41 @@ export class UsageSniffer {
   result(): Usage | undefined {
     if (this.#overflow) return undefined;
     const head = Buffer.concat(this.#head).toString("utf8");
-    if (!this.#sse) return fromBody(parse(head));
-    const merged: { model?: string; usage?: Record<string, number> } = {};
-    const tail = Buffer.concat(this.#tail).toString("utf8");
-    for (const text of tail ? [head, tail] : [head]) {
-      for (const line of text.split("\n")) {
-        if (!line.startsWith("data:")) continue;
-        const found = fromEvent(parse(line.slice(5).trim()));
-        if (found?.model && !merged.model) merged.model = found.model;
-        if (found?.usage) merged.usage = { ...merged.usage, ...found.usage };
-      }
-    }
-    return merged.model || merged.usage ? merged : undefined;
+    const tail = this.#tail.length > 0 ? Buffer.concat(this.#tail).toString("utf8") : "";
+    return extract(tail ? `${head}\n${tail}` : head);
   }
 }
+
+const MODEL = /"model"\s*:\s*"([^"\\]{1,200})"/;
+const USAGE = /"usage"\s*:\s*\{/g;
+
+/**
+ * Model and usage without parsing the whole answer: the first `"model": "…"` (a key: inside a JSON
+ * string its quotes would be escaped), and every `"usage": {…}` object, parsed on its own and
+ * merged in order (Anthropic's message_start has the input tokens, message_delta the output).
+ */
+export const extract = (text: string): Usage | undefined => {
+  const model = MODEL.exec(text)?.[1];
+  let usage: Record<string, number> | undefined;
+  USAGE.lastIndex = 0;
+  for (let match = USAGE.exec(text); match; match = USAGE.exec(text)) {
+    const start = match.index + match[0].length - 1;
+    let depth = 0;
+    let end = -1;
+    for (let i = start; i < text.length && i < start + 4096; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 0x7b) depth += 1;
+      else if (c === 0x7d && --depth === 0) {
+        end = i + 1;
+        break;
+      }
+    }
+    if (end === -1) continue;
+    const object = parse(text.slice(start, end));
+    if (isObject(object)) usage = { ...usage, ...counters(object) };
+  }
+  return model || usage ? { ...(model ? { model } : {}), ...(usage ? { usage } : {}) } : undefined;
+};
 
 const parse = (text: string): unknown => {
   if (!text || text === "[DONE]") return undefined;
@@ -93,18 +114,4 @@ const counters = (usage: unknown, prefix = "", out: Record<string, number> = {})
     else if (isObject(value) && prefix === "") counters(value, `${key}.`, out);
   }
   return out;
-};
-
-const fromBody = (body: unknown): Usage | undefined => {
-  if (!isObject(body)) return undefined;
-  const model = typeof body.model === "string" ? body.model.slice(0, 200) : undefined;
-  const usage = isObject(body.usage) ? counters(body.usage) : undefined;
-  return model || usage ? { ...(model ? { model } : {}), ...(usage ? { usage } : {}) } : undefined;
-};
-
-/** OpenAI chunks carry `model` and (last) `usage`; Anthropic's message_start nests them in `message`. */
-const fromEvent = (event: unknown): Usage | undefined => {
-  if (!isObject(event)) return undefined;
-  if (isObject(event.message)) return fromBody(event.message);
-  return fromBody(event);
 };

@@ -28,7 +28,16 @@ import {
   type TokenRef,
 } from "../types.js";
 import { decodeDenial, grantFields, grantFromFields, grantStateFromFields, pairsToMap } from "./codec.js";
-import { AUTHORIZE, CREATE, INSPECT, PURGE, REFRESH, REVOKE_GRANT, REVOKE_TOKEN } from "./scripts.js";
+import {
+  AUDIT_APPEND,
+  AUTHORIZE,
+  CREATE,
+  INSPECT,
+  PURGE,
+  REFRESH,
+  REVOKE_GRANT,
+  REVOKE_TOKEN,
+} from "./scripts.js";
 
 type Reply = string[];
 
@@ -40,6 +49,7 @@ interface ScriptCommands {
   prsRevokeGrant(key: string, ...args: (string | number)[]): Promise<number>;
   prsRevokeToken(key: string, ...args: (string | number)[]): Promise<Reply>;
   prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number]>;
+  prsAuditAppend(key: string, ...args: (string | number)[]): Promise<number>;
 }
 
 type Client = Redis | Cluster;
@@ -127,6 +137,7 @@ export class RedisStore implements Store {
       prsRevokeGrant: [1, REVOKE_GRANT],
       prsRevokeToken: [1, REVOKE_TOKEN],
       prsPurge: [1, PURGE],
+      prsAuditAppend: [1, AUDIT_APPEND],
     } as const;
     for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
       this.#redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
@@ -462,13 +473,10 @@ export class RedisStore implements Store {
 
   async appendAudit(events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const key = this.#keys.audit();
-    const pipeline = this.#redis.pipeline();
-    for (const event of events)
-      pipeline.xadd(key, "MAXLEN", "~", this.#auditMaxLen, "*", "e", JSON.stringify(event));
-    const results = await this.#call(() => pipeline.exec());
-    const failed = results?.find(([error]) => error);
-    if (failed?.[0]) throw toStoreError(failed[0]);
+    // One script call per batch: one command for the broker to send, whatever the batch size.
+    const args: (string | number)[] = [this.#auditMaxLen];
+    for (const event of events) args.push(JSON.stringify(event));
+    await this.#call(() => this.#redis.prsAuditAppend(this.#keys.audit(), ...args));
   }
 
   async readAudit(query: AuditQuery): Promise<AuditRead> {

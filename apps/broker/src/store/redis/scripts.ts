@@ -210,6 +210,12 @@ for i = 1, #fields do out[#out + 1] = fields[i] end
 return out
 `;
 
+/** KEYS[1] the audit stream. ARGV: max length, then one JSON event each. One call per batch. */
+export const AUDIT_APPEND = `
+for i = 2, #ARGV do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
+return #ARGV - 1
+`;
+
 /** Builds a grant id → children map from the tree hash, and walks the subtree of the given ids. */
 const SUBTREE = `
 local function subtree(treeKey, roots)

@@ -1,9 +1,8 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import { type AuditLog, auditEvent } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
 import type { TokenHasher } from "../auth/secrets.js";
-import { HTTP_METHODS } from "../config/schema.js";
 import type { BrokerConfig, ScopeConfig } from "../config/types.js";
 import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
@@ -14,8 +13,8 @@ import { type ForwardOutcome, forward } from "../proxy/forward.js";
 import { forwardRequestHeaders } from "../proxy/headers.js";
 import { readBody } from "../proxy/read-body.js";
 import type { UpstreamPools } from "../proxy/upstreams.js";
-import type { Candidate, Store, Subject } from "../store/types.js";
-import { sendError } from "./reply.js";
+import { type Candidate, type Store, StoreUnavailableError, type Subject } from "../store/types.js";
+import { writeError } from "./raw-reply.js";
 
 export interface ProxyDeps {
   readonly config: BrokerConfig;
@@ -25,17 +24,30 @@ export interface ProxyDeps {
   readonly pools: UpstreamPools;
   readonly metrics: Metrics;
   readonly now: () => number;
+  /** Request ids, from the same generator as the rest of the API. */
+  readonly requestId: () => string;
+  /** Logs what went wrong when a request fails unexpectedly (never request data). */
+  readonly logError: (error: unknown, requestId: string) => void;
+  /** True once the server is shutting down: new proxied requests get 503. */
+  readonly closing: () => boolean;
 }
 
 const PREFIX = "/proxy/";
+const SMALL_BODY = 64 * 1024;
+
+/** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
+export const isProxyTarget = (url: string | undefined): boolean =>
+  url !== undefined && url.startsWith("/proxy") && (url.length === 6 || url[6] === "/" || url[6] === "?");
 
 /**
- * `ANY /proxy/:upstream/*`. The order of checks: credential shape (no I/O) → path and scope
+ * `ANY /proxy/:upstream/*`, straight on node:http (the rest of the API is fastify). The order of checks: credential shape (no I/O) → path and scope
  * candidates (pure) → body constraints (reads the body only when a candidate scope has them)
  * → one atomic store call that checks token, grant, ancestors, scope, maxUses and rate limits
  * → forward. Anything denied never reaches the upstream, and every denial is audited.
  */
-export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void => {
+export const createProxyHandler = (
+  deps: ProxyDeps,
+): ((req: IncomingMessage, res: ServerResponse) => void) => {
   const { config, store, hasher, audit, pools, metrics } = deps;
   const authValues = new Map([...config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
   // What to scrub from upstream error bodies: the auth value, and the bare key after a scheme.
@@ -50,23 +62,19 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
     [...config.scopes.values()].map((s) => [s, candidateOf(s, true)]),
   );
 
-  // The body is the upstream's business: leave the stream unread unless a constraint needs it.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
-
-  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string) => {
     const start = performance.now();
-    const url = request.raw.url ?? "";
+    const url = req.url ?? "";
     const q = url.indexOf("?");
     const pathPart = q === -1 ? url : url.slice(0, q);
     const slash = pathPart.indexOf("/", PREFIX.length);
     const upstreamName = slash === -1 ? pathPart.slice(PREFIX.length) : pathPart.slice(PREFIX.length, slash);
     const rest = slash === -1 ? "" : pathPart.slice(slash);
-    const method = request.method;
+    const method = req.method ?? "GET";
     const denied = (code: BrokerError, subject: Subject | null, rule: string | null) => {
       metrics.denial(code.code);
       audit.emit(
-        auditEvent("denied", subject, request.id, deps.now(), {
+        auditEvent("denied", subject, requestId, deps.now(), {
           code: code.code,
           rule: rule ?? code.message,
           upstream: upstreamName,
@@ -74,10 +82,10 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
           path: rest,
         }),
       );
-      return sendError(request, reply, code);
+      writeError(res, code, requestId);
     };
 
-    const presented = presentedCredential(request.raw.rawHeaders);
+    const presented = presentedCredential(req.rawHeaders);
     const problem =
       credentialProblem(presented) ??
       (presented.kind === "key"
@@ -92,7 +100,7 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
     const path = checkProxyPath(rest);
     let preDenial: BrokerError | undefined;
     let candidates: Candidate[] = [];
-    let body: Buffer | FastifyRequest["raw"] | null = hasBody(request) ? request.raw : null;
+    let body: Buffer | IncomingMessage | null = hasBody(req) ? req : null;
     const reasons = new Map<string, string>();
     if (!upstream) {
       preDenial = new BrokerError("upstream_unknown", `no upstream named ${upstreamName.slice(0, 64)}`);
@@ -101,7 +109,7 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
     } else {
       const matched = matchScopes(config.scopesByUpstream.get(upstreamName) ?? [], method, path.path);
       if (matched.some((s) => s.hasConstraints)) {
-        const encoding = request.headers["content-encoding"];
+        const encoding = req.headers["content-encoding"];
         if (encoding && encoding !== "identity") {
           // What the upstream decodes is not what the broker could check: refuse rather than guess.
           return denied(
@@ -115,13 +123,13 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
         }
         let buffered: Buffer;
         try {
-          buffered = body ? await readBody(request.raw, config.proxy.maxBodyBytes) : Buffer.alloc(0);
+          buffered = body ? await readBody(req, config.proxy.maxBodyBytes) : Buffer.alloc(0);
         } catch (error) {
           if (error instanceof BrokerError) return denied(error, null, null);
           throw error;
         }
         body = buffered;
-        const parsed = parseJson(request, buffered);
+        const parsed = parseJson(req, buffered);
         candidates = matched.map((scope) => {
           if (!scope.hasConstraints) return plainCandidates.get(scope)!;
           const reason =
@@ -133,6 +141,17 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
         });
       } else {
         candidates = matched.map((scope) => plainCandidates.get(scope)!);
+        // A small body of declared length is already here (a packet or two): reading it is cheaper
+        // than streaming it through undici. Larger or chunked bodies are streamed as they come.
+        const length = Number(req.headers["content-length"] ?? Number.NaN);
+        if (body && length > 0 && length <= SMALL_BODY && !req.headers["transfer-encoding"]) {
+          try {
+            body = await readBody(req, SMALL_BODY);
+          } catch (error) {
+            if (error instanceof BrokerError) return denied(error, null, null);
+            throw error;
+          }
+        }
       }
     }
 
@@ -161,12 +180,11 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
     const subject = result.subject;
     const pool = pools.get(upstreamName)!;
     const headers = forwardRequestHeaders(
-      request.raw.rawHeaders,
+      req.rawHeaders,
       upstream!,
       authValues.get(upstreamName),
       !Buffer.isBuffer(body),
     );
-    reply.hijack();
     forward({
       pool,
       upstreamName,
@@ -174,9 +192,9 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
       path: upstream!.basePath + rest + (q === -1 ? "" : url.slice(q)),
       headers,
       body,
-      req: request.raw,
-      res: reply.raw,
-      requestId: request.id,
+      req: req,
+      res,
+      requestId: requestId,
       secrets: secrets.get(upstreamName) ?? [],
       onDone: (outcome: ForwardOutcome) => {
         const at = deps.now();
@@ -188,7 +206,7 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
         metrics.overhead.observe(Math.max(0, totalMs - outcome.upstreamMs) / 1000);
         if (credentialAge !== undefined) metrics.credentialAge.observe(credentialAge);
         audit.emit(
-          auditEvent("used", subject, request.id, at, {
+          auditEvent("used", subject, requestId, at, {
             upstream: upstreamName,
             method,
             path: rest,
@@ -206,17 +224,35 @@ export const registerProxyRoutes = (app: FastifyInstance, deps: ProxyDeps): void
     });
   };
 
-  app.route({ method: [...HTTP_METHODS], url: `${PREFIX}*`, handler });
-  app.route({
-    method: [...HTTP_METHODS],
-    url: "/proxy",
-    handler: (request, reply) =>
-      sendError(
-        request,
-        reply,
+  return (req, res) => {
+    const requestId = deps.requestId();
+    if (deps.closing()) {
+      res.setHeader("connection", "close");
+      writeError(res, new BrokerError("store_unavailable", "the broker is shutting down"), requestId);
+      return;
+    }
+    const path = (req.url ?? "").split("?", 1)[0];
+    if (path === "/proxy" || path === "/proxy/") {
+      writeError(
+        res,
         new BrokerError("upstream_unknown", "name an upstream: /proxy/<upstream>/<path>"),
-      ),
-  });
+        requestId,
+      );
+      return;
+    }
+    handle(req, res, requestId).catch((error: unknown) => {
+      if (error instanceof BrokerError) return writeError(res, error, requestId);
+      if (error instanceof StoreUnavailableError) {
+        return writeError(
+          res,
+          new BrokerError("store_unavailable", "the broker cannot reach its store"),
+          requestId,
+        );
+      }
+      deps.logError(error, requestId);
+      writeError(res, new BrokerError("internal_error", "internal error"), requestId);
+    });
+  };
 };
 
 const candidateOf = (scope: ScopeConfig, pass: boolean): Candidate => ({
@@ -226,15 +262,15 @@ const candidateOf = (scope: ScopeConfig, pass: boolean): Candidate => ({
   windowMs: scope.rate?.windowMs ?? 0,
 });
 
-const hasBody = (request: FastifyRequest): boolean => {
-  const length = request.headers["content-length"];
-  return request.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+const hasBody = (req: IncomingMessage): boolean => {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 };
 
 const INVALID = Symbol("invalid");
 
-const parseJson = (request: FastifyRequest, body: Buffer): unknown => {
-  const type = request.headers["content-type"] ?? "";
+const parseJson = (req: IncomingMessage, body: Buffer): unknown => {
+  const type = req.headers["content-type"] ?? "";
   if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) return INVALID;
   try {
     return JSON.parse(body.toString("utf8"));
