@@ -34,6 +34,8 @@ export const RevocationResult = z.object({
   tokens: z.int().nonnegative().optional(),
   /** For a bulk revocation: the rule that keeps denying what matches until nothing can be alive. */
   ruleId: z.string().optional(),
+  /** `POST /v1/revocations?dryRun=true`: nothing was revoked; `revoked` is how many would be. */
+  dryRun: z.boolean().optional(),
 });
 export type RevocationResult = z.infer<typeof RevocationResult>;
 
@@ -49,6 +51,16 @@ export const AdminGrantView = GrantView.extend({
   tokenExpiresAt: IsoTime.nullable(),
 });
 export type AdminGrantView = z.infer<typeof AdminGrantView>;
+
+/** `GET /v1/tokens/:tokenId` (admin): which grant a token belongs to, and its state. Never the token. */
+export const AdminTokenView = z.object({
+  tokenId: z.string(),
+  grantId: z.string(),
+  issuedAt: IsoTime,
+  expiresAt: IsoTime,
+  status: z.enum(["live", "revoked", "expired"]),
+});
+export type AdminTokenView = z.infer<typeof AdminTokenView>;
 
 /** `GET /v1/grants`. */
 export const GrantList = z.object({ grants: z.array(AdminGrantView), next: z.string().nullable() });

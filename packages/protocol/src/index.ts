@@ -1,5 +1,6 @@
 export {
   AdminGrantView,
+  AdminTokenView,
   AuditPage,
   GRANT_STATUSES,
   GrantDetail,

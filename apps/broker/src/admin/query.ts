@@ -1,4 +1,4 @@
-import type { AuditEventType, AuditPage, GrantDetail, GrantList } from "@perishable/protocol";
+import type { AdminTokenView, AuditEventType, AuditPage, GrantDetail, GrantList } from "@perishable/protocol";
 import { BrokerError } from "../errors.js";
 import type { AdminContext } from "./context.js";
 import { adminGrantView } from "./views.js";
@@ -22,6 +22,20 @@ export const grantDetail = async (ctx: AdminContext, grantId: string): Promise<G
     grant: adminGrantView(lineage.grant, now),
     ancestors: lineage.ancestors.map((g) => adminGrantView(g, now)),
     subtree: lineage.subtree.map((g) => adminGrantView(g, now)),
+  };
+};
+
+export const tokenDetail = async (ctx: AdminContext, tokenId: string): Promise<AdminTokenView> => {
+  const now = ctx.now();
+  const token = await ctx.store.getToken(tokenId, now);
+  if (!token) throw new BrokerError("not_found", `no token ${tokenId}`);
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    tokenId: token.tokenId,
+    grantId: token.grantId,
+    issuedAt: iso(token.issuedAt),
+    expiresAt: iso(token.expiresAt),
+    status: token.revoked ? "revoked" : token.expiresAt <= now ? "expired" : "live",
   };
 };
 

@@ -62,6 +62,24 @@ export const revokeTokenById = async (
   return { revoked: 0, tokens: revoked };
 };
 
+/** `POST /v1/revocations?dryRun=true`: how many live grants the selector would revoke now. */
+export const previewRevocation = async (
+  ctx: AdminContext,
+  actor: Actor,
+  selector: RevocationSelector,
+): Promise<RevocationResult> => {
+  const now = ctx.now();
+  const rule: RevocationRule = {
+    id: "preview",
+    selector,
+    by: actor.name,
+    createdAt: now,
+    cutoff: now,
+    expiresAt: now + 1,
+  };
+  return { revoked: await ctx.store.preview(rule, now), dryRun: true };
+};
+
 /**
  * `POST /v1/revocations`. First a rule, stored and pushed to every node, that denies whatever the
  * selector matches from this moment (tokens issued during the walk included); then the walk that

@@ -9,8 +9,8 @@ import {
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { Actor, AdminContext } from "../admin/context.js";
-import { grantDetail, listGrants, readAudit } from "../admin/query.js";
-import { bulkRevoke, revokeGrantById, revokeTokenById } from "../admin/revoke.js";
+import { grantDetail, listGrants, readAudit, tokenDetail } from "../admin/query.js";
+import { bulkRevoke, previewRevocation, revokeGrantById, revokeTokenById } from "../admin/revoke.js";
 import { presentedCredential } from "../auth/credentials.js";
 import type { KeyMatcher } from "../auth/secrets.js";
 import type { AdminConfig } from "../config/types.js";
@@ -86,7 +86,20 @@ export const registerAdminRoutes = (app: FastifyInstance, { ctx, admins }: Admin
 
   app.post("/v1/revocations", async (request) => {
     const actor = requireAdmin(request);
-    return bulkRevoke(ctx, actor, parseInput(RevocationSelector, request.body), request.id);
+    const { dryRun } = parseInput(
+      z.strictObject({ dryRun: z.enum(["true", "false"]).optional() }),
+      request.query,
+    );
+    const selector = parseInput(RevocationSelector, request.body);
+    return dryRun === "true"
+      ? previewRevocation(ctx, actor, selector)
+      : bulkRevoke(ctx, actor, selector, request.id);
+  });
+
+  app.get("/v1/tokens/:tokenId", async (request) => {
+    requireAdmin(request);
+    const { tokenId } = parseInput(z.object({ tokenId: TokenId }), request.params);
+    return tokenDetail(ctx, tokenId);
   });
 
   app.get("/v1/audit", async (request) => {

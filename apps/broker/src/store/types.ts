@@ -115,6 +115,14 @@ export interface GrantState {
   readonly latestExpiresAt: number | null;
 }
 
+export interface TokenState {
+  readonly tokenId: string;
+  readonly grantId: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  readonly revoked: boolean;
+}
+
 export interface GrantLineage {
   readonly grant: GrantState;
   /** Root first. */
@@ -208,6 +216,10 @@ export interface Store {
    * its subtree and all their tokens (their trees keep a tombstone: their tokens read as revoked).
    */
   purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }>;
+  /** How many live grants (with their subtrees) a rule would revoke, without revoking anything. */
+  preview(rule: RevocationRule, now: number): Promise<number>;
+  /** One token by its public id, while its record exists. */
+  getToken(tokenId: string, now: number): Promise<TokenState | undefined>;
 
   /** Grants whose newest token expired; each is handed to exactly one caller across all nodes. */
   claimExpired(now: number, limit: number): Promise<ExpiredGrant[]>;

@@ -222,6 +222,24 @@ export const describeMultiNode = (label: string, startA: () => Promise<TestBroke
         ).toBe("bad_request");
       });
 
+      it("previews a bulk revocation without revoking, and looks a token up by its id", async () => {
+        const tokens = await issueMany(5, { scopes: ["models:read"], agent: "previewed" });
+        const preview = await admin(b.url, "/v1/revocations?dryRun=true", {
+          method: "POST",
+          body: JSON.stringify({ agent: "previewed" }),
+        });
+        expect(await preview.json()).toEqual({ revoked: 5, dryRun: true });
+        expect(await codeOf(await models(a.url, tokens[0]!.token))).toBe("ok");
+        const lookup = await (await admin(a.url, `/v1/tokens/${tokens[0]!.tokenId}`)).json();
+        expect(lookup).toMatchObject({
+          tokenId: tokens[0]!.tokenId,
+          grantId: tokens[0]!.grantId,
+          status: "live",
+        });
+        expect(JSON.stringify(lookup)).not.toContain("prs_");
+        expect((await admin(a.url, "/v1/tokens/tk_0123456789abcdefghjkmnpqrs")).status).toBe(404);
+      });
+
       it("lists live grants by agent and scope, and shows a lineage", async () => {
         const root = await a.issue({ scopes: ["models:read", "llm:embed"], agent: "lister" });
         const child = (await (

@@ -296,6 +296,18 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       });
       expect(await store.revokeToken(root.record.tokenId, now)).toMatchObject({ status: "already" });
       expect(await store.revokeToken("tk_0123456789abcdefghjkmnpq", now)).toEqual({ status: "none" });
+      expect(await store.getToken(root.record.tokenId, now)).toEqual({
+        tokenId: root.record.tokenId,
+        grantId: root.grant.id,
+        issuedAt: root.record.issuedAt,
+        expiresAt: root.record.expiresAt,
+        revoked: true,
+      });
+      expect(await store.getToken(next.input.tokenId, now)).toMatchObject({
+        revoked: false,
+        grantId: root.grant.id,
+      });
+      expect(await store.getToken("tk_0123456789abcdefghjkmnpqrs", now)).toBeUndefined();
       expect(await store.authorize(root.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "token_revoked",
       });
@@ -421,6 +433,8 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       for (const g of [...victims, victimChild, keep]) await store.createGrant(g.grant, g.record);
       await store.refresh(victims[1]!.ref, now, nextToken(victims[1]!.grant.tree).input);
       const r = rule("rv_purge", { agent: "rogue" }, now);
+      expect(await store.preview(r, now)).toBe(6);
+      expect(await store.preview(rule("rv_none", { agent: "nobody" }, now), now)).toBe(0);
       await store.putRule(r);
       expect(await store.purge(r, now)).toEqual({ grants: 6, tokens: 7 });
       for (const g of [...victims, victimChild]) {

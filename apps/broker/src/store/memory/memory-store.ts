@@ -24,6 +24,7 @@ import {
   type TokenDenial,
   type TokenRecord,
   type TokenRef,
+  type TokenState,
 } from "../types.js";
 
 interface StoredToken {
@@ -301,6 +302,31 @@ export class MemoryStore implements Store {
       this.#tombs.set(stored.record.tree, Math.max(this.#tombs.get(stored.record.tree) ?? 0, tombUntil));
     }
     return { grants, tokens };
+  }
+
+  async preview(rule: RevocationRule, now: number): Promise<number> {
+    const ids = new Set<string>();
+    for (const g of this.#grants.values()) {
+      if (g.expireAt <= now) continue;
+      const { agent, scopes, rootId, createdAt, id } = g.record;
+      if (ruleSelects(rule, { agent, scopes, rootId, createdAt }))
+        for (const s of this.#subtree(id)) ids.add(s);
+    }
+    let live = 0;
+    for (const id of ids) {
+      const g = this.#grant(id, now);
+      if (g && g.revokedAt === null && g.record.notAfter > now) live += 1;
+    }
+    return live;
+  }
+
+  async getToken(tokenId: string, now: number): Promise<TokenState | undefined> {
+    const tree = tokenIdTree(tokenId);
+    const hash = this.#tokenIds.get(tokenId);
+    const token = tree && hash ? this.#tokens.get(`${tree}/${hash}`) : undefined;
+    if (!token || token.expireAt <= now) return undefined;
+    const { grantId, issuedAt, expiresAt } = token.record;
+    return { tokenId, grantId, issuedAt, expiresAt, revoked: token.revoked };
   }
 
   async claimExpired(now: number, limit: number): Promise<ExpiredGrant[]> {

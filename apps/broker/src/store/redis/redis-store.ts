@@ -26,6 +26,7 @@ import {
   type TokenDenial,
   type TokenRecord,
   type TokenRef,
+  type TokenState,
 } from "../types.js";
 import { decodeDenial, grantFields, grantFromFields, grantStateFromFields, pairsToMap } from "./codec.js";
 import {
@@ -432,6 +433,63 @@ export class RedisStore implements Store {
       } while (cursor !== "0");
     }
     return { grants, tokens };
+  }
+
+  async preview(rule: RevocationRule, now: number): Promise<number> {
+    const selected = new Map<string, string[]>();
+    for (const master of this.#masters()) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await this.#call(() =>
+          master.scan(cursor, "MATCH", this.#keys.grantPattern(), "COUNT", SCAN_COUNT),
+        );
+        cursor = next;
+        const fields = await this.#call(() =>
+          Promise.all(keys.map((key) => this.#redis.hmget(key, "agent", "scopes", "root", "ca"))),
+        );
+        fields.forEach(([agent, scopes, root, ca], i) => {
+          if (!root || !ca) return;
+          const id = keys[i]!.slice(keys[i]!.lastIndexOf(":") + 1);
+          if (
+            !ruleSelects(rule, {
+              agent: agent ?? "",
+              scopes: scopes ? scopes.split(",") : [],
+              rootId: root,
+              createdAt: Number(ca),
+            })
+          )
+            return;
+          const tree = grantTree(id)!;
+          selected.set(tree, [...(selected.get(tree) ?? []), id]);
+        });
+      } while (cursor !== "0");
+    }
+    let live = 0;
+    for (const [tree, ids] of selected) {
+      const links = await this.#call(() => this.#redis.hgetall(this.#keys.tree(tree)));
+      const all = new Set(ids.flatMap((id) => subtreeOf(links, id)));
+      const states = await this.#grantStates(tree, [...all], now);
+      live += states.filter((s) => isLive(s, now)).length;
+    }
+    return live;
+  }
+
+  async getToken(tokenId: string, now: number): Promise<TokenState | undefined> {
+    const tree = tokenIdTree(tokenId);
+    if (!tree) return undefined;
+    const hash = await this.#call(() => this.#redis.get(this.#keys.tokenId(tree, tokenId)));
+    if (!hash) return undefined;
+    const [grantId, issuedAt, expiresAt, revoked] = await this.#call(() =>
+      this.#redis.hmget(this.#keys.token(tree, hash), "g", "a", "e", "r"),
+    );
+    if (!grantId || Number(expiresAt) + RECORD_GRACE_MS <= now) return undefined;
+    return {
+      tokenId,
+      grantId,
+      issuedAt: Number(issuedAt),
+      expiresAt: Number(expiresAt),
+      revoked: revoked !== null,
+    };
   }
 
   async claimExpired(now: number, limit: number): Promise<ExpiredGrant[]> {
