@@ -41,6 +41,23 @@ export default [
   defineProject({
     resolve: source,
     ssr,
+    test: { name: "console", root: "apps/console", include: ["test/**/*.test.ts"] },
+  }),
+  defineProject({
+    resolve: source,
+    ssr,
     test: { name: "examples", root: "examples", include: ["test/**/*.test.ts"], testTimeout: 30_000 },
+  }),
+  defineProject({
+    resolve: source,
+    ssr,
+    test: {
+      name: "e2e",
+      root: "e2e",
+      include: ["test/**/*.e2e.test.ts"],
+      globalSetup: ["../packages/test-support/src/global-setup.ts"],
+      testTimeout: 30_000,
+      hookTimeout: 60_000,
+    },
   }),
 ];

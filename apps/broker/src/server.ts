@@ -12,6 +12,7 @@ import { Secret } from "./config/secret.js";
 import type { BrokerConfig } from "./config/types.js";
 import { BrokerError } from "./errors.js";
 import { registerAdminRoutes } from "./http/admin-routes.js";
+import { registerConsoleRoutes } from "./http/console-routes.js";
 import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
 import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
@@ -136,6 +137,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       );
     });
     registerOpsRoutes(api, store, metrics);
+    registerConsoleRoutes(api);
     registerTokenRoutes(api, {
       ctx,
       issuers: new KeyMatcher(

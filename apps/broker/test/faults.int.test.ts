@@ -77,7 +77,7 @@ describe("upstream faults", () => {
   it("turns a malformed answer into upstream_error and a truncated stream into a cut connection, without leaking", async () => {
     await using t = await startTestBroker({
       configure: (doc) => {
-        doc.scopes!["faulty"] = {
+        doc.scopes!.faulty = {
           upstream: "slow",
           endpoints: ["/v1/malformed", "/v1/truncated", "/v1/reset"],
           methods: ["GET"],

@@ -131,7 +131,7 @@ describe("no secret anywhere", () => {
     const denials = events.filter((e) => e.type === "denied").map((e) => [e.code, e.rule]);
     expect(denials).toEqual(
       expect.arrayContaining([
-        ["constraint_denied", "llm:complete"],
+        ["constraint_denied", expect.stringMatching(/^llm:complete: model "[^"]+" is not allowed/)],
         ["token_invalid", expect.any(String)],
         ["unauthenticated", expect.any(String)],
         ["token_revoked", expect.stringMatching(/^grant gr_/)],

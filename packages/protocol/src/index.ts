@@ -35,6 +35,7 @@ export {
   tokenIdTree,
   tokenTree,
 } from "./ids.js";
+export { redact } from "./redact.js";
 export {
   AGENT_NAME_RE,
   AgentName,

@@ -1,3 +1,4 @@
+export { redact } from "@perishable/protocol";
 export { isPerishableError, PerishableError, type SdkErrorCode } from "./errors.js";
 export type { AnthropicOptions, ClientOptions } from "./integrations/clients.js";
 export {
@@ -7,7 +8,6 @@ export {
   type DelegateOptions,
   type SessionOptions,
 } from "./options.js";
-export { redact } from "./redact.js";
 export type { KeeperState as SessionState } from "./refresh/keeper.js";
 export {
   connect,

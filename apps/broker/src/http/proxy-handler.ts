@@ -37,7 +37,7 @@ const SMALL_BODY = 64 * 1024;
 
 /** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
 export const isProxyTarget = (url: string | undefined): boolean =>
-  url !== undefined && url.startsWith("/proxy") && (url.length === 6 || url[6] === "/" || url[6] === "?");
+  url?.startsWith("/proxy") === true && (url.length === 6 || url[6] === "/" || url[6] === "?");
 
 /**
  * `ANY /proxy/:upstream/*`, straight on node:http (the rest of the API is fastify). The order of checks: credential shape (no I/O) → path and scope
@@ -174,7 +174,13 @@ export const createProxyHandler = (
                   "retry-after": String(Math.max(1, Math.ceil((result.retryAfterMs ?? 1000) / 1000))),
                 })
               : new BrokerError(result.code, scopeDeniedMessage(result.code, upstreamName, method, rest));
-      return denied(error, result.subject, result.rule);
+      // A constraint denial names the scope and what in the body failed it, so the audit trail
+      // says why (model "gpt-3" not allowed), not only where.
+      const rule =
+        result.code === "constraint_denied" && result.rule
+          ? `${result.rule}: ${reasons.get(result.rule) ?? "constraint not met"}`
+          : result.rule;
+      return denied(error, result.subject, rule);
     }
 
     const subject = result.subject;

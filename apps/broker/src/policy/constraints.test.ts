@@ -41,3 +41,12 @@ describe("body constraints", () => {
       expect(checkBodyConstraints(body, { maxTokens: 1 })).toMatch(/JSON object/);
   });
 });
+
+describe("constraint reasons are safe to log", () => {
+  it("masks a credential sent as the model name", () => {
+    const c = models("gpt-4o-mini");
+    const reason = checkBodyConstraints({ model: `prs_0123456789_${"x".repeat(43)}` }, c);
+    expect(reason).toContain("prs_0123456789_[redacted]");
+    expect(reason).not.toContain("x".repeat(43));
+  });
+});

@@ -1,3 +1,5 @@
+import { redact } from "@perishable/protocol";
+
 /** Body constraints of a scope, compiled. */
 export interface BodyConstraints {
   /** Allowed `model` values (globs), or undefined for any. */
@@ -26,7 +28,7 @@ export const checkBodyConstraints = (body: unknown, c: BodyConstraints): string 
     const model = record.model;
     if (typeof model !== "string") return "the body must name a model";
     if (!c.models.some((re) => re.test(model))) {
-      return `model ${JSON.stringify(model.slice(0, 100))} is not allowed (allowed: ${c.modelGlobs?.join(", ")})`;
+      return `model ${JSON.stringify(redact(model.slice(0, 100)))} is not allowed (allowed: ${c.modelGlobs?.join(", ")})`;
     }
   }
   if (c.maxTokens !== undefined) {

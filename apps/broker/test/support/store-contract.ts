@@ -436,7 +436,9 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.preview(r, now)).toBe(6);
       expect(await store.preview(rule("rv_none", { agent: "nobody" }, now), now)).toBe(0);
       await store.putRule(r);
+      expect(await store.countLiveGrants(now)).toBe(7);
       expect(await store.purge(r, now)).toEqual({ grants: 6, tokens: 7 });
+      expect(await store.countLiveGrants(now)).toBe(1);
       for (const g of [...victims, victimChild]) {
         expect(await store.authorize(g.ref, now, [allow("llm:complete")])).toMatchObject({
           code: "token_revoked",
@@ -456,8 +458,9 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       const revoked = rootGrant(now, { ttlMs: 10_000 });
       for (const g of [quiet, busy, ended, revoked]) await store.createGrant(g.grant, g.record);
       await store.refresh(busy.ref, now + 5_000, nextToken(busy.grant.tree).input);
-      await store.revokeGrant(revoked.grant.id, now);
       expect(await store.countLiveGrants(now + 1)).toBe(4);
+      await store.revokeGrant(revoked.grant.id, now);
+      expect(await store.countLiveGrants(now + 1)).toBe(3);
       const claimed = await store.claimExpired(now + 10_000, 100);
       expect(claimed.map((c) => [c.subject.agent, c.reason]).sort()).toEqual([
         ["ended", "grant"],

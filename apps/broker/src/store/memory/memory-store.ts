@@ -209,6 +209,7 @@ export class MemoryStore implements Store {
       const stored = this.#grant(id, now);
       if (stored && stored.revokedAt === null && stored.record.notAfter > now) {
         stored.revokedAt = now;
+        this.#expiries.delete(id);
         count += 1;
       }
     }
@@ -297,6 +298,7 @@ export class MemoryStore implements Store {
         this.#tokenIds.delete(tokenId);
       }
       this.#grants.delete(id);
+      this.#expiries.delete(id);
       this.#trees.get(stored.record.tree)?.delete(id);
       const tombUntil = stored.record.notAfter + RECORD_GRACE_MS;
       this.#tombs.set(stored.record.tree, Math.max(this.#tombs.get(stored.record.tree) ?? 0, tombUntil));

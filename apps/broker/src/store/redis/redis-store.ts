@@ -47,9 +47,9 @@ interface ScriptCommands {
   prsCreate(...keysAndArgs: (string | number)[]): Promise<Reply>;
   prsRefresh(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<Reply>;
   prsInspect(key: string, ...args: (string | number)[]): Promise<Reply>;
-  prsRevokeGrant(key: string, ...args: (string | number)[]): Promise<number>;
+  prsRevokeGrant(key: string, ...args: (string | number)[]): Promise<string[]>;
   prsRevokeToken(key: string, ...args: (string | number)[]): Promise<Reply>;
-  prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number]>;
+  prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number, string[]]>;
   prsAuditAppend(key: string, ...args: (string | number)[]): Promise<number>;
 }
 
@@ -267,9 +267,23 @@ export class RedisStore implements Store {
   async revokeGrant(grantId: string, now: number): Promise<number> {
     const tree = grantTree(grantId);
     if (!tree) return 0;
-    return this.#call(() =>
+    const revoked = await this.#call(() =>
       this.#redis.prsRevokeGrant(this.#keys.tree(tree), this.#keys.base(tree), grantId, now),
     );
+    await this.#forgetExpiries(revoked);
+    return revoked.length;
+  }
+
+  /**
+   * Revoked or purged grants leave the expiry index, so the live count drops at once and the
+   * watcher has nothing to claim. The index is a key of its own (its own slot on a cluster), so
+   * this is a separate command after the tree's script; if it fails, the watcher skips them later.
+   */
+  async #forgetExpiries(grantIds: readonly string[]): Promise<void> {
+    for (let i = 0; i < grantIds.length; i += SCAN_COUNT) {
+      const chunk = grantIds.slice(i, i + SCAN_COUNT);
+      await this.#call(() => this.#redis.zrem(this.#keys.expiries(), ...chunk));
+    }
   }
 
   async revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult> {
@@ -426,9 +440,10 @@ export class RedisStore implements Store {
             ),
           ),
         );
-        for (const [g, t] of results) {
+        for (const [g, t, gone] of results) {
           grants += Number(g);
           tokens += Number(t);
+          await this.#forgetExpiries(gone);
         }
       } while (cursor !== "0");
     }

@@ -243,19 +243,19 @@ local function subtree(treeKey, roots)
 end
 `;
 
-/** KEYS[1] tree key. ARGV: base, grantId, now. Marks the grant and its live subtree revoked → count. */
+/** KEYS[1] tree key. ARGV: base, grantId, now. Marks the grant and its live subtree revoked → the ids it revoked. */
 export const REVOKE_GRANT = `${SUBTREE}
 local base, now = ARGV[1], tonumber(ARGV[3])
-local count = 0
+local revoked = {}
 for _, id in ipairs(subtree(KEYS[1], {ARGV[2]})) do
   local key = base .. 'g:' .. id
   local g = redis.call('HMGET', key, 'na', 'rev')
   if g[1] and not g[2] and tonumber(g[1]) > now then
     redis.call('HSET', key, 'rev', ARGV[3])
-    count = count + 1
+    revoked[#revoked + 1] = id
   end
 end
-return count
+return revoked
 `;
 
 /**
@@ -278,14 +278,16 @@ return {status, t[1], t[2], g[1] or '', g[2] or '', g[3] or '', t[3]}
 /**
  * The bulk walk's delete step, for one tree. KEYS[1] tree key. ARGV: base, now, tombExpireAt,
  * then grant ids. Deletes the grants, their subtrees and every token of them, and leaves a
- * tombstone so their tokens are refused as revoked. → {grants revoked (live ones), tokens deleted}
+ * tombstone so their tokens are refused as revoked.
+ * → {grants revoked (live ones), tokens deleted, every grant id deleted}
  */
 export const PURGE = `${SUBTREE}
 local base, now = ARGV[1], tonumber(ARGV[2])
 local ids = {}
 for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
 local grants, tokens = 0, 0
-for _, id in ipairs(subtree(KEYS[1], ids)) do
+local gone = subtree(KEYS[1], ids)
+for _, id in ipairs(gone) do
   local gkey = base .. 'g:' .. id
   local g = redis.call('HMGET', gkey, 'na', 'rev')
   if g[1] and not g[2] and tonumber(g[1]) > now then grants = grants + 1 end
@@ -302,5 +304,5 @@ end
 local tomb = base .. 'tomb'
 local left = redis.call('PTTL', tomb)
 if left < 0 or now + left < tonumber(ARGV[3]) then redis.call('SET', tomb, '1', 'PXAT', ARGV[3]) end
-return {grants, tokens}
+return {grants, tokens, gone}
 `;
