@@ -31,6 +31,8 @@ perishable dev broker on ${url}  (in-memory store: nothing survives a restart)
   admin key  (secops)        ${shown(adminKey, "PERISHABLE_ADMIN_KEY")}
   These dev keys are shown once and die with this process.
 
+  console                    ${url}/console  (sign in with the admin key)
+
 Try it in another terminal:
 
   export PERISHABLE_URL=${url} PERISHABLE_ISSUER_KEY=${env.PERISHABLE_ISSUER_KEY ? "<your key>" : issuerKey}

@@ -12,6 +12,7 @@ interface Props {
 /** Live grants, grouped by root and drawn as lineage trees; a selected grant's details beside them. */
 export const GrantsView = ({ api, onAuthError }: Props) => {
   const [grants, setGrants] = useState<AdminGrantView[]>([]);
+  const [more, setMore] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [agent, setAgent] = useState("");
   const [scope, setScope] = useState("");
@@ -27,6 +28,7 @@ export const GrantsView = ({ api, onAuthError }: Props) => {
         const list = await api.grants();
         if (!stop) {
           setGrants(list.grants);
+          setMore(list.next !== null);
           setError(null);
         }
       } catch (e) {
@@ -96,6 +98,7 @@ export const GrantsView = ({ api, onAuthError }: Props) => {
         <p class="count">
           {visible.length} live grant{visible.length === 1 ? "" : "s"} in {trees.length} lineage
           {trees.length === 1 ? "" : "s"}
+          {more && " (the first 1,000 of more: find by id, or narrow with the CLI's grants ls)"}
         </p>
         <ul class="trees" aria-label="Grants by lineage">
           {trees.map((root) => (
