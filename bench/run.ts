@@ -1,4 +1,4 @@
-import { consoleTable, machine, type SectionReport, writeSection } from "./lib/report.js";
+import { consoleTable, machine, type SectionReport, verdicts, writeSection } from "./lib/report.js";
 import { proxyBench } from "./sections/proxy.js";
 import { revocationBench } from "./sections/revocation.js";
 import { sdkBench } from "./sections/sdk.js";
@@ -24,6 +24,7 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const facts = machine();
+const judgedTargets: { line: string; met: boolean }[] = [];
 process.stdout.write(`${facts}\n`);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) {
   const started = performance.now();
@@ -33,5 +34,12 @@ for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) {
     `${report.title}\n${consoleTable(report.header, report.rows)}\n(${((performance.now() - started) / 1000).toFixed(1)} s)\n`,
   );
   writeSection(report, facts);
+  judgedTargets.push(...verdicts(report).map((v) => ({ ...v, line: `${name}: ${v.line}` })));
 }
+// The targets of this run, from its own ratios: timing targets are judged here, not asserted in tests.
+process.stdout.write("\ntargets\n");
+for (const v of judgedTargets)
+  process.stdout.write(`  ${v.met ? "PASS" : "MISS"}  ${v.line.replace(/ (PASS|MISS)$/, "")}\n`);
+const missed = judgedTargets.filter((v) => !v.met).length;
+process.stdout.write(`${judgedTargets.length - missed} met, ${missed} missed\n`);
 process.exit(0);

@@ -70,6 +70,17 @@ export const percentile = (values: readonly number[], p: number): number => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 };
 
+/** A target cell: the target and whether this run met it ("≤ 1.0× PASS"). A figure that could not be measured misses. */
+export const judged = (target: string, met: boolean): string => `${target} ${met ? "PASS" : "MISS"}`;
+
+/** The rows whose target cell carries a verdict, as "measure: target PASS|MISS". */
+export const verdicts = (report: SectionReport): { line: string; met: boolean }[] =>
+  report.rows.flatMap((row) => {
+    const cell = row.at(-1) ?? "";
+    const met = cell.endsWith(" PASS") ? true : cell.endsWith(" MISS") ? false : undefined;
+    return met === undefined ? [] : [{ line: `${row[0]}: ${cell}`, met }];
+  });
+
 export const fmt = (n: number, digits = 2): string =>
   Number.isFinite(n)
     ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 })
