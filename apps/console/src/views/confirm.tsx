@@ -36,7 +36,9 @@ export const Confirm = ({
       <div>{children}</div>
       {typeToConfirm && (
         <label>
-          Type <code>{typeToConfirm}</code> to confirm
+          <span>
+            Type <code>{typeToConfirm}</code> to confirm
+          </span>
           <input
             value={typed}
             onInput={(e) => setTyped((e.target as HTMLInputElement).value)}
