@@ -146,6 +146,36 @@ describe("the operator console", () => {
     await shot("audit");
   });
 
+  it("filters the audit tail by type, agent and grant, and pauses it", async () => {
+    const rows = page.locator("tbody tr");
+    const types = () => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-type")));
+    await page.getByLabel("Event type").selectOption("delegated");
+    await expect.poll(types).toEqual(["delegated", "delegated", "delegated"]);
+    await page.getByLabel("Filter by agent").fill("writer");
+    await expect.poll(types).toEqual(["delegated"]);
+    await page.getByLabel("Event type").selectOption("");
+    await page.getByLabel("Filter by agent").fill("");
+    await page.getByLabel("Filter by grant").fill(researcher.grant.grantId);
+    await expect
+      .poll(async () => new Set(await types()))
+      .toEqual(new Set(["delegated", "used", "revoked", "denied"]));
+    const grants = await rows
+      .locator("code")
+      .evaluateAll((codes) => codes.map((c) => c.getAttribute("title")));
+    expect(new Set(grants)).toEqual(new Set([researcher.grant.grantId]));
+
+    await page.getByLabel("Filter by grant").fill(writer.grant.grantId);
+    await expect.poll(() => rows.count()).toBeGreaterThan(0);
+    await page.getByRole("button", { name: "Pause" }).click();
+    const before = await rows.count();
+    expect((await chat(writer)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(await rows.count()).toBe(before);
+    await page.getByRole("button", { name: "Resume" }).click();
+    await expect.poll(() => rows.count()).toBe(before + 1);
+    await page.getByLabel("Filter by grant").fill("");
+  });
+
   it("revokes by selector after showing how many match, and guards the kill switch", async () => {
     await page.getByRole("button", { name: "Revoke", exact: true }).click();
     await page.getByRole("region", { name: "Everything that matches" }).getByLabel("agent").fill("writer");

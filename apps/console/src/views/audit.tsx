@@ -1,7 +1,9 @@
 import type { AuditPage } from "@perishable/protocol";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Api } from "../lib/api.js";
+import { usePolling } from "../lib/poll.js";
 import { shortId } from "../lib/time.js";
+import { TextField } from "./fields.js";
 
 const TYPES = ["", "issued", "refreshed", "delegated", "used", "denied", "expired", "revoked"];
 const KEEP = 500;
@@ -15,35 +17,31 @@ export const AuditView = ({ api }: { api: Api }) => {
   const [paused, setPaused] = useState(false);
   const cursor = useRef<string | null>(null);
 
+  // A new filter starts the tail over (this effect runs before the polling one restarts); while
+  // paused, polls do nothing, and resuming goes on from the cursor.
   useEffect(() => {
-    let stop = false;
     cursor.current = null;
     setEvents([]);
-    const filter = { type: type || undefined, agent: agent || undefined, grantId: grant || undefined };
-    const poll = async () => {
+  }, [api, type, agent, grant]);
+  usePolling(
+    async (alive) => {
       if (paused) return;
-      try {
-        const page = await api.audit({
-          ...filter,
-          limit: cursor.current ? "500" : "100",
-          after: cursor.current ?? undefined,
-        });
-        if (stop) return;
-        // An empty trail has no cursor yet: then everything from its beginning is new.
-        cursor.current = page.next ?? cursor.current ?? "0";
-        if (page.events.length > 0)
-          setEvents((old) => [...page.events.slice().reverse(), ...old].slice(0, KEEP));
-      } catch {
-        // keep the last view; the next poll tries again
-      }
-    };
-    void poll();
-    const timer = setInterval(poll, 1000);
-    return () => {
-      stop = true;
-      clearInterval(timer);
-    };
-  }, [api, type, agent, grant, paused]);
+      const page = await api.audit({
+        type: type || undefined,
+        agent: agent || undefined,
+        grantId: grant || undefined,
+        limit: cursor.current ? "500" : "100",
+        after: cursor.current ?? undefined,
+      });
+      if (!alive()) return;
+      // An empty trail has no cursor yet: then everything from its beginning is new.
+      cursor.current = page.next ?? cursor.current ?? "0";
+      if (page.events.length > 0)
+        setEvents((old) => [...page.events.slice().reverse(), ...old].slice(0, KEEP));
+    },
+    1000,
+    [api, type, agent, grant, paused],
+  );
 
   return (
     <section class="panel wide" aria-label="Audit trail">
@@ -59,18 +57,8 @@ export const AuditView = ({ api }: { api: Api }) => {
             </option>
           ))}
         </select>
-        <input
-          placeholder="agent"
-          aria-label="Filter by agent"
-          value={agent}
-          onInput={(e) => setAgent((e.target as HTMLInputElement).value)}
-        />
-        <input
-          placeholder="gr_…"
-          aria-label="Filter by grant"
-          value={grant}
-          onInput={(e) => setGrant((e.target as HTMLInputElement).value.trim())}
-        />
+        <TextField label="Filter by agent" placeholder="agent" value={agent} onValue={setAgent} />
+        <TextField label="Filter by grant" placeholder="gr_…" value={grant} onValue={setGrant} trim />
         <button type="button" onClick={() => setPaused(!paused)} aria-pressed={paused}>
           {paused ? "Resume" : "Pause"}
         </button>

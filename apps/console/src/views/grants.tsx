@@ -1,8 +1,10 @@
 import type { AdminGrantView, AuditPage, GrantDetail } from "@perishable/protocol";
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useMemo, useState } from "preact/hooks";
 import { type Api, ApiError } from "../lib/api.js";
+import { usePolling } from "../lib/poll.js";
 import { duration, shortId } from "../lib/time.js";
 import { Confirm } from "./confirm.js";
+import { TextField } from "./fields.js";
 
 interface Props {
   readonly api: Api;
@@ -21,31 +23,23 @@ export const GrantsView = ({ api, onAuthError }: Props) => {
   const [now, setNow] = useState(Date.now());
 
   // Poll every second: a revocation made anywhere shows within a second.
-  useEffect(() => {
-    let stop = false;
-    const load = async () => {
+  usePolling(
+    async (alive) => {
+      setNow(Date.now());
       try {
         const list = await api.grants();
-        if (!stop) {
-          setGrants(list.grants);
-          setMore(list.next !== null);
-          setError(null);
-        }
+        if (!alive()) return;
+        setGrants(list.grants);
+        setMore(list.next !== null);
+        setError(null);
       } catch (e) {
         if (e instanceof ApiError && e.status === 401) onAuthError();
-        else if (!stop) setError(e instanceof ApiError ? e.message : "the broker cannot be reached");
+        else if (alive()) setError(e instanceof ApiError ? e.message : "the broker cannot be reached");
       }
-    };
-    void load();
-    const timer = setInterval(() => {
-      setNow(Date.now());
-      void load();
-    }, 1000);
-    return () => {
-      stop = true;
-      clearInterval(timer);
-    };
-  }, [api]);
+    },
+    1000,
+    [api],
+  );
 
   const visible = useMemo(
     () =>
@@ -74,23 +68,13 @@ export const GrantsView = ({ api, onAuthError }: Props) => {
     <div class="split">
       <section class="panel" aria-label="Lineage trees">
         <form class="filters" onSubmit={find}>
-          <input
-            placeholder="agent"
-            aria-label="Filter by agent"
-            value={agent}
-            onInput={(e) => setAgent((e.target as HTMLInputElement).value)}
-          />
-          <input
-            placeholder="scope"
-            aria-label="Filter by scope"
-            value={scope}
-            onInput={(e) => setScope((e.target as HTMLInputElement).value)}
-          />
-          <input
+          <TextField label="Filter by agent" placeholder="agent" value={agent} onValue={setAgent} />
+          <TextField label="Filter by scope" placeholder="scope" value={scope} onValue={setScope} />
+          <TextField
+            label="Find a grant or token id"
             placeholder="gr_… or tk_…"
-            aria-label="Find a grant or token id"
             value={search}
-            onInput={(e) => setSearch((e.target as HTMLInputElement).value)}
+            onValue={setSearch}
           />
           <button type="submit">Find</button>
         </form>
@@ -194,26 +178,20 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
   const [events, setEvents] = useState<AuditPage["events"]>([]);
   const [confirm, setConfirm] = useState(false);
   const [message, setMessage] = useState<string | null>(null);
-  useEffect(() => {
-    let stop = false;
-    const load = async () => {
+  usePolling(
+    async (alive) => {
       try {
         const [d, a] = await Promise.all([api.grant(id), api.audit({ grantId: id, limit: "20" })]);
-        if (!stop) {
-          setDetail(d);
-          setEvents(a.events);
-        }
+        if (!alive()) return;
+        setDetail(d);
+        setEvents(a.events);
       } catch (e) {
-        if (!stop && e instanceof ApiError && e.code === "not_found") onGone();
+        if (alive() && e instanceof ApiError && e.code === "not_found") onGone();
       }
-    };
-    void load();
-    const timer = setInterval(load, 2000);
-    return () => {
-      stop = true;
-      clearInterval(timer);
-    };
-  }, [api, id]);
+    },
+    2000,
+    [api, id],
+  );
   if (!detail) return <p class="hint">Loading {shortId(id)}…</p>;
   const g = detail.grant;
   const liveBelow = detail.subtree.filter((s) => s.status === "live").length;

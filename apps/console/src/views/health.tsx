@@ -1,6 +1,7 @@
-import { useEffect, useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import type { Api } from "../lib/api.js";
 import { buckets, parseMetrics, quantile, type Sample, sum } from "../lib/metrics.js";
+import { usePolling } from "../lib/poll.js";
 
 const POINTS = 60;
 
@@ -8,32 +9,24 @@ const POINTS = 60;
 export const HealthView = ({ api }: { api: Api }) => {
   const [samples, setSamples] = useState<Sample[]>([]);
   const [rates, setRates] = useState<number[]>([]);
-  useEffect(() => {
-    let last: { at: number; total: number } | undefined;
-    let stop = false;
-    const poll = async () => {
-      try {
-        const parsed = parseMetrics(await api.metrics());
-        if (stop) return;
-        const total = sum(parsed, "perishable_proxy_requests_total");
-        const at = performance.now();
-        if (last) {
-          const rate = Math.max(0, (total - last.total) / ((at - last.at) / 1000));
-          setRates((old) => [...old, rate].slice(-POINTS));
-        }
-        last = { at, total };
-        setSamples(parsed);
-      } catch {
-        // next poll
+  const last = useRef<{ at: number; total: number } | undefined>(undefined);
+  usePolling(
+    async (alive) => {
+      const parsed = parseMetrics(await api.metrics());
+      if (!alive()) return;
+      const total = sum(parsed, "perishable_proxy_requests_total");
+      const at = performance.now();
+      const before = last.current;
+      if (before) {
+        const rate = Math.max(0, (total - before.total) / ((at - before.at) / 1000));
+        setRates((old) => [...old, rate].slice(-POINTS));
       }
-    };
-    void poll();
-    const timer = setInterval(poll, 2000);
-    return () => {
-      stop = true;
-      clearInterval(timer);
-    };
-  }, [api]);
+      last.current = { at, total };
+      setSamples(parsed);
+    },
+    2000,
+    [api],
+  );
 
   const denials = samples
     .filter((s) => s.name === "perishable_denials_total")

@@ -2,6 +2,7 @@ import type { RevocationSelector } from "@perishable/protocol";
 import { useState } from "preact/hooks";
 import { type Api, ApiError } from "../lib/api.js";
 import { Confirm } from "./confirm.js";
+import { TextField } from "./fields.js";
 
 type Pending = {
   title: string;
@@ -43,61 +44,45 @@ export const RevokeView = ({ api }: { api: Api }) => {
 
   return (
     <div class="revoke">
-      <section class="panel" aria-labelledby="revoke-grant">
-        <h2 id="revoke-grant">A grant and its subtree</h2>
-        <input
-          placeholder="gr_…"
-          aria-label="Grant id"
-          value={grant}
-          onInput={(e) => setGrant((e.target as HTMLInputElement).value.trim())}
-        />
-        <button
-          type="button"
-          class="danger"
-          disabled={!grant}
-          onClick={() =>
-            guard(async () => {
-              const detail = await api.grant(grant);
-              const n = 1 + detail.subtree.filter((g) => g.status === "live").length;
-              setPending({
-                title: "Revoke grant",
-                body: `${detail.grant.agent} (${grant}) and everything below it: ${plural(n, "grant")}.`,
-                label: `Revoke ${plural(n, "grant")}`,
-                run: async () => `${plural((await api.revokeGrant(grant)).revoked, "grant")} revoked`,
-              });
-            })
-          }
-        >
-          Revoke…
-        </button>
-      </section>
-      <section class="panel" aria-labelledby="revoke-token">
-        <h2 id="revoke-token">One token</h2>
-        <input
-          placeholder="tk_…"
-          aria-label="Token id"
-          value={token}
-          onInput={(e) => setToken((e.target as HTMLInputElement).value.trim())}
-        />
-        <button
-          type="button"
-          class="danger"
-          disabled={!token}
-          onClick={() =>
-            guard(async () => {
-              const t = await api.token(token);
-              setPending({
-                title: "Revoke token",
-                body: `Token ${token} of grant ${t.grantId} (${t.status}). The grant's other tokens keep working.`,
-                label: "Revoke 1 token",
-                run: async () => `${plural((await api.revokeToken(token)).tokens ?? 0, "token")} revoked`,
-              });
-            })
-          }
-        >
-          Revoke…
-        </button>
-      </section>
+      <IdPanel
+        id="revoke-grant"
+        title="A grant and its subtree"
+        label="Grant id"
+        placeholder="gr_…"
+        value={grant}
+        onValue={setGrant}
+        onRevoke={() =>
+          guard(async () => {
+            const detail = await api.grant(grant);
+            const n = 1 + detail.subtree.filter((g) => g.status === "live").length;
+            setPending({
+              title: "Revoke grant",
+              body: `${detail.grant.agent} (${grant}) and everything below it: ${plural(n, "grant")}.`,
+              label: `Revoke ${plural(n, "grant")}`,
+              run: async () => `${plural((await api.revokeGrant(grant)).revoked, "grant")} revoked`,
+            });
+          })
+        }
+      />
+      <IdPanel
+        id="revoke-token"
+        title="One token"
+        label="Token id"
+        placeholder="tk_…"
+        value={token}
+        onValue={setToken}
+        onRevoke={() =>
+          guard(async () => {
+            const t = await api.token(token);
+            setPending({
+              title: "Revoke token",
+              body: `Token ${token} of grant ${t.grantId} (${t.status}). The grant's other tokens keep working.`,
+              label: "Revoke 1 token",
+              run: async () => `${plural((await api.revokeToken(token)).tokens ?? 0, "token")} revoked`,
+            });
+          })
+        }
+      />
       <section class="panel" aria-labelledby="revoke-selector">
         <h2 id="revoke-selector">Everything that matches</h2>
         <div class="grid">
@@ -191,3 +176,28 @@ export const RevokeView = ({ api }: { api: Api }) => {
     </div>
   );
 };
+
+/** One id to revoke by: a field and the button that asks for confirmation. */
+const IdPanel = (props: {
+  id: string;
+  title: string;
+  label: string;
+  placeholder: string;
+  value: string;
+  onValue: (value: string) => void;
+  onRevoke: () => void;
+}) => (
+  <section class="panel" aria-labelledby={props.id}>
+    <h2 id={props.id}>{props.title}</h2>
+    <TextField
+      label={props.label}
+      placeholder={props.placeholder}
+      value={props.value}
+      onValue={props.onValue}
+      trim
+    />
+    <button type="button" class="danger" disabled={!props.value} onClick={props.onRevoke}>
+      Revoke…
+    </button>
+  </section>
+);
