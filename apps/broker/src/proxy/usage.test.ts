@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { extract, UsageSniffer } from "./usage.js";
 
@@ -46,5 +47,48 @@ describe("usage extraction", () => {
     sniffer.feed(Buffer.from('{"model":"m"}'));
     expect(sniffer.result()).toBeUndefined();
     expect(extract('{"usage": null, "model": "m"}')).toEqual({ model: "m" });
+  });
+});
+
+describe("usage extraction, property", () => {
+  const counter = fc.nat({ max: 1_000_000 });
+  const answer = fc.record({
+    // Short names of any characters, and ASCII ones around the 200-character limit.
+    model: fc.oneof(
+      fc.string({ unit: "grapheme", maxLength: 30 }),
+      fc.string({ unit: "grapheme-ascii", minLength: 195, maxLength: 205 }),
+    ),
+    content: fc.string({ unit: "grapheme" }),
+    usage: fc.dictionary(
+      fc.stringMatching(/^[a-z_]{1,20}$/),
+      fc.oneof(counter, fc.dictionary(fc.stringMatching(/^[a-z_]{1,20}$/), counter), fc.constant(null)),
+    ),
+  });
+
+  it("reads what JSON.parse reads from any OpenAI-shaped answer", () => {
+    fc.assert(
+      fc.property(answer, ({ model, content, usage }) => {
+        const body = JSON.stringify({
+          id: "x",
+          model,
+          choices: [{ message: { content: `${content} "model": "evil" "usage": {"total_tokens": 1}` } }],
+          usage,
+        });
+        // The scanner takes the model's text as written: a value JSON had to escape is skipped.
+        const written = JSON.stringify(model).slice(1, -1);
+        const expectedModel =
+          written === model && model.length >= 1 && model.length <= 200 ? model : undefined;
+        const expectedUsage: Record<string, number> = {};
+        for (const [key, value] of Object.entries(usage)) {
+          if (typeof value === "number") expectedUsage[key] = value;
+          else if (value !== null)
+            for (const [inner, n] of Object.entries(value)) expectedUsage[`${key}.${inner}`] = n;
+        }
+        const found = extract(body);
+        expect(found?.model).toBe(expectedModel);
+        expect(found?.usage).toEqual(expectedUsage);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
