@@ -440,11 +440,14 @@ export class RedisStore implements Store {
             ),
           ),
         );
-        for (const [g, t, gone] of results) {
+        const gone: string[] = [];
+        for (const [g, t, ids] of results) {
           grants += Number(g);
           tokens += Number(t);
-          await this.#forgetExpiries(gone);
+          gone.push(...ids);
         }
+        // One ZREM per chunk of this SCAN batch, not one per tree: every root grant is a tree.
+        await this.#forgetExpiries(gone);
       } while (cursor !== "0");
     }
     return { grants, tokens };
