@@ -225,6 +225,34 @@ describe("what is forwarded", () => {
     });
     expect(seenSince(before)).toHaveLength(1);
   });
+
+  it("fills the ceiling into a body that states no limit, with its length recomputed, and audits it", async () => {
+    const { token, grantId } = await t.issue({ scopes: ["llm:bounded"] });
+    const before = t.mock.requests.length;
+    for (const extra of [{}, { stream: true }]) {
+      const body = JSON.stringify({ model: "gpt-3.5-turbo-instruct", prompt: "é ✓", ...extra });
+      const response = await t.call("/proxy/openai/v1/completions", token, { method: "POST", body });
+      expect(response.status).toBe(200);
+    }
+    const seen = seenSince(before);
+    expect(seen).toHaveLength(2);
+    for (const [i, request] of seen.entries()) {
+      expect(JSON.parse(request.body)).toEqual({
+        model: "gpt-3.5-turbo-instruct",
+        prompt: "é ✓",
+        ...(i === 1 ? { stream: true } : {}),
+        max_tokens: 256,
+      });
+      expect(request.headers["content-length"]).toBe(String(Buffer.byteLength(request.body)));
+    }
+    await t.broker.server.audit.flush();
+    const audit = await t.admin(`/v1/audit?type=used&grantId=${grantId}`);
+    const { events } = (await audit.json()) as { events: Array<{ ceiling?: unknown }> };
+    expect(events.map((e) => e.ceiling)).toEqual([
+      { field: "max_tokens", value: 256 },
+      { field: "max_tokens", value: 256 },
+    ]);
+  });
 });
 
 describe("upstream failures", () => {

@@ -44,6 +44,8 @@ export const AuditEvent = z.object({
   credentialAge: z.number().optional(),
   model: z.string().optional(),
   usage: z.record(z.string(), z.number()).optional(),
+  /** used: the scope's output ceiling was filled in because the body stated no limit. */
+  ceiling: z.object({ field: z.string(), value: z.int() }).optional(),
   code: z.string().optional(),
   rule: z.string().optional(),
   /** expired: `grant` (it reached notAfter) or `token` (its holder stopped refreshing). */

@@ -196,7 +196,14 @@ const resolveConfig = (
       models: s.models ? Object.freeze(s.models.map(compileGlob)) : undefined,
       modelGlobs: s.models ? Object.freeze([...s.models]) : undefined,
       maxTokens: s.max_tokens,
+      maxChoices: s.max_choices,
     });
+    if (s.max_choices !== undefined && s.max_tokens === undefined) {
+      problems.push({
+        path: `${path}.max_choices`,
+        message: "bounds choices against max_tokens: set max_tokens too",
+      });
+    }
     const scope: ScopeConfig = Object.freeze({
       name,
       upstream: s.upstream,

@@ -48,6 +48,8 @@ const Scope = z.strictObject({
     .optional(),
   models: z.array(z.string().min(1)).min(1).optional(),
   max_tokens: z.int().positive().optional(),
+  /** How many choices (`n`, `best_of`) may each use the whole ceiling; needs max_tokens. */
+  max_choices: z.int().positive().max(128).optional(),
 });
 
 const IssuerLimits = {

@@ -36,6 +36,8 @@ export const devConfig = (input: DevConfigInput): ConfigInput => ({
       methods: ["POST"],
       rate_limit: "120/minute",
       models: ["gpt-4o-mini", "gpt-4.1-*", "gpt-5*", "o4-mini"],
+      // A ceiling on output: a client that states no limit gets this one filled in.
+      max_tokens: 4096,
     },
     "llm:embed": {
       upstream: "openai",

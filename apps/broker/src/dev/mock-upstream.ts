@@ -37,7 +37,8 @@ export interface MockUpstream {
 
 /**
  * A local stand-in for the OpenAI and Anthropic APIs: chat completions, messages, embeddings and
- * models, as JSON or as SSE streams, plus an echo for any other path. It records every request.
+ * models, as JSON or as SSE streams, responses and count_tokens as JSON, plus an echo for any
+ * other path. It records every request.
  * `perishable dev` uses it when no real API key is set; the tests and benchmarks use it always.
  */
 export const startMockUpstream = async (options: MockUpstreamOptions = {}): Promise<MockUpstream> => {
@@ -102,6 +103,10 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
       return json.stream === true
         ? streamChat(res, json, chunks, delay, options.streamGate)
         : sendJson(res, 200, chatCompletion(json));
+    }
+    if (req.method === "POST" && path?.endsWith("/responses")) return sendJson(res, 200, response(json));
+    if (req.method === "POST" && path?.endsWith("/messages/count_tokens")) {
+      return sendJson(res, 200, { input_tokens: 9 });
     }
     if (req.method === "POST" && path?.endsWith("/messages")) {
       return json.stream === true
@@ -182,6 +187,31 @@ const chatCompletion = (req: Json) => ({
     },
   ],
   usage: { prompt_tokens: 9, completion_tokens: 6, total_tokens: 15 },
+});
+
+/** A Responses API answer (`POST /v1/responses`), with one output message. */
+const response = (req: Json) => ({
+  id: "resp_mock",
+  object: "response",
+  created_at: created(),
+  status: "completed",
+  model: req.model ?? "gpt-4o-mini",
+  output: [
+    {
+      type: "message",
+      id: "msg_mock",
+      status: "completed",
+      role: "assistant",
+      content: [{ type: "output_text", text: "Hello from the mock upstream.", annotations: [] }],
+    },
+  ],
+  usage: {
+    input_tokens: 9,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: 6,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: 15,
+  },
 });
 
 const message = (req: Json) => ({

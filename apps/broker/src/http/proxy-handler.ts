@@ -6,7 +6,7 @@ import type { TokenHasher } from "../auth/secrets.js";
 import type { BrokerConfig, ScopeConfig } from "../config/types.js";
 import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
-import { checkBodyConstraints } from "../policy/constraints.js";
+import { type BodyVerdict, checkBodyConstraints, outputFieldOf } from "../policy/constraints.js";
 import { checkProxyPath } from "../policy/path.js";
 import { matchScopes } from "../policy/scopes.js";
 import { type ForwardOutcome, forward } from "../proxy/forward.js";
@@ -102,6 +102,9 @@ export const createProxyHandler = (
     let candidates: Candidate[] = [];
     let body: Buffer | IncomingMessage | null = hasBody(req) ? req : null;
     const reasons = new Map<string, string>();
+    /** Output limits to fill in, by the scope that would allow the request. */
+    const fills = new Map<string, NonNullable<Extract<BodyVerdict, { ok: true }>["fill"]>>();
+    let parsed: unknown = INVALID;
     if (!upstream) {
       preDenial = new BrokerError("upstream_unknown", `no upstream named ${upstreamName.slice(0, 64)}`);
     } else if (!path.ok) {
@@ -129,15 +132,17 @@ export const createProxyHandler = (
           throw error;
         }
         body = buffered;
-        const parsed = parseJson(req, buffered);
+        parsed = parseJson(req, buffered);
+        const output = outputFieldOf(path.path);
         candidates = matched.map((scope) => {
           if (!scope.hasConstraints) return plainCandidates.get(scope)!;
-          const reason =
+          const verdict: BodyVerdict =
             parsed === INVALID
-              ? "the body must be JSON to check this scope's constraints"
-              : checkBodyConstraints(parsed, scope.constraints);
-          if (reason) reasons.set(scope.name, reason);
-          return reason ? candidateOf(scope, false) : plainCandidates.get(scope)!;
+              ? { ok: false, reason: "the body must be JSON to check this scope's constraints" }
+              : checkBodyConstraints(parsed, scope.constraints, output);
+          if (!verdict.ok) reasons.set(scope.name, verdict.reason);
+          else if (verdict.fill) fills.set(scope.name, verdict.fill);
+          return verdict.ok ? plainCandidates.get(scope)! : candidateOf(scope, false);
         });
       } else {
         candidates = matched.map((scope) => plainCandidates.get(scope)!);
@@ -184,6 +189,11 @@ export const createProxyHandler = (
     }
 
     const subject = result.subject;
+    // The scope that allowed the request set a ceiling the body did not state: forward the body
+    // with the ceiling in it (re-serialised from the value that was checked).
+    const ceiling = fills.get(result.scope);
+    if (ceiling)
+      body = Buffer.from(JSON.stringify({ ...(parsed as object), [ceiling.field]: ceiling.value }));
     const pool = pools.get(upstreamName)!;
     const headers = forwardRequestHeaders(
       req.rawHeaders,
@@ -223,6 +233,7 @@ export const createProxyHandler = (
             credentialAge,
             ...(outcome.usage?.model ? { model: outcome.usage.model } : {}),
             ...(outcome.usage?.usage ? { usage: outcome.usage.usage } : {}),
+            ...(ceiling ? { ceiling } : {}),
             ...(outcome.error ? { code: outcome.error } : {}),
           }),
         );
