@@ -124,12 +124,16 @@ describe("perishable start and config check", () => {
     expect(result.stderr).toContain("unknown key: extra");
   });
 
-  it("names a missing environment variable", async () => {
+  it("names a missing environment variable, once", async () => {
     const result = await run(["config", "check", "--config", example], { ...env, OPENAI_API_KEY: "" });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(
       "upstreams.openai.auth.value: environment variable OPENAI_API_KEY is not set",
     );
+    const bare = await run(["config", "check", "--config", example], {});
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("secret: environment variable PERISHABLE_SECRET is not set");
+    expect(bare.stderr.match(/issuers\[0\]\.key/g)).toHaveLength(1);
   });
 
   it("fails with exit code 1 when Redis is not there", async () => {

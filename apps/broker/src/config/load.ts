@@ -98,7 +98,11 @@ export const validateConfig = (raw: unknown, options: LoadOptions = {}): BrokerC
         if (raw === null || typeof raw !== "object") return;
         const result = ("oidc" in raw ? OidcIssuer : KeyIssuer).safeParse(raw);
         if (!result.success)
-          problems.push(...result.error.issues.map((issue) => issueToProblem(issue, `issuers[${i}]`)));
+          problems.push(
+            ...result.error.issues
+              .map((issue) => issueToProblem(issue, `issuers[${i}]`))
+              .filter((p) => !failed.has(p.path)),
+          );
       });
     }
   }
