@@ -281,8 +281,8 @@ describe("hostile identity tokens", () => {
     [
       "a JWT too large to be a header",
       () => github.sign({ ...MAIN, pad: "x".repeat(20_000) }),
-      413,
-      "payload_too_large",
+      431,
+      "headers_too_large",
     ],
   ];
 

@@ -21,6 +21,7 @@ export const ERROR_CODES = [
   "not_found",
   "forbidden",
   "payload_too_large",
+  "headers_too_large",
   "internal_error",
 ] as const;
 
@@ -108,7 +109,12 @@ export const ERROR_CATALOG: Readonly<Record<ErrorCode, ErrorSpec>> = Object.free
   payload_too_large: {
     status: 413,
     retryable: false,
-    summary: "The request body or a header is larger than the broker accepts.",
+    summary: "The request body is larger than the broker accepts.",
+  },
+  headers_too_large: {
+    status: 431,
+    retryable: false,
+    summary: "The request headers (or one of them) are larger than the broker accepts.",
   },
   internal_error: {
     status: 500,

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { ERROR_CATALOG, type ErrorCode, errorEnvelope } from "@perishable/protocol";
 import type { FastifyError, FastifyInstance } from "fastify";
@@ -84,13 +85,13 @@ export const clientErrorHandler = (error: Error & { code?: string }, socket: Soc
     return;
   }
   const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
-  const code: ErrorCode = tooLarge ? "payload_too_large" : "bad_request";
+  const code: ErrorCode = tooLarge ? "headers_too_large" : "bad_request";
   const status = ERROR_CATALOG[code].status;
   const body = JSON.stringify(
     errorEnvelope(code, tooLarge ? "the request headers are too large" : "malformed HTTP request", "none"),
   );
   socket.end(
-    `HTTP/1.1 ${status} ${tooLarge ? "Payload Too Large" : "Bad Request"}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   );
 };
