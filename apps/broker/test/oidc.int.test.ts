@@ -19,7 +19,7 @@ beforeAll(async () => {
       doc.issuers!.push(
         {
           name: "ci",
-          oidc: { issuer: github.issuer, audience: "perishable", jwks_uri: github.jwksUri, jwks_cooldown: 1 },
+          oidc: { issuer: github.issuer, audience: "perishable", jwks_uri: github.jwksUri },
           agent_claim: "sub",
           scopes: ["models:read", "llm:complete", "llm:embed"],
           max_ttl: 300,
@@ -34,7 +34,7 @@ beforeAll(async () => {
         },
         {
           name: "k8s",
-          oidc: { issuer: cluster.issuer, audience: ["perishable", "other"], jwks_cooldown: 1 },
+          oidc: { issuer: cluster.issuer, audience: ["perishable", "other"] },
           agent_claim: "sa",
           scopes: ["models:read"],
         },
@@ -153,6 +153,25 @@ describe("root grants for workload identities", () => {
     // The old key is gone from the provider's JWKS, so tokens it signed are refused now.
     const oldKid = (await issueWith(before, { scopes: ["models:read"] })).body.error;
     expect(oldKid.code).toBe("unauthenticated");
+  });
+
+  it("takes a rotation within 2 s of a quiet provider, while 200 made-up key ids cost at most 10 fetches", async () => {
+    // The defaults, as an operator gets them: no jwks_cooldown or cap in this issuer's config.
+    expect((await issueWith(await github.sign(MAIN), { scopes: ["models:read"] })).status).toBe(201);
+    const fetches = github.jwksFetches();
+    const flood = await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        const jwt = await github.sign(MAIN, { kid: randomBytes(8).toString("hex") });
+        return (await issueWith(jwt, { scopes: ["models:read"] })).body.error.code;
+      }),
+    );
+    expect(new Set(flood)).toEqual(new Set(["unauthenticated"]));
+    expect(github.jwksFetches() - fetches).toBeLessThanOrEqual(10);
+    // A rotation the provider did not pre-publish: the first token with the new kid works.
+    await github.rotate();
+    await new Promise((resolve) => setTimeout(resolve, 2_000)); // the provider has been quiet for 2 s
+    const rotated = await issueWith(await github.sign(MAIN), { scopes: ["models:read"] });
+    expect(rotated.status).toBe(201);
   });
 
   it("does not let a flood of unknown key ids hammer the provider", async () => {

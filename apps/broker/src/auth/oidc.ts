@@ -1,13 +1,7 @@
 import { AGENT_NAME_RE } from "@perishable/protocol";
-import {
-  createRemoteJWKSet,
-  decodeJwt,
-  errors,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  jwtVerify,
-} from "jose";
+import { decodeJwt, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
 import type { ClaimRule, OidcIssuerConfig } from "../config/types.js";
+import { JwksFetchError, RemoteKeys } from "./jwks.js";
 
 /** A workload identity that passed every check. */
 export interface VerifiedIdentity {
@@ -28,6 +22,8 @@ export interface IdentityRefusal {
   readonly issuerName: string | null;
 }
 
+/** Discovery and JWKS fetches give up after this long. */
+const OIDC_TIMEOUT_MS = 5_000;
 const JWT_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
 const MAX_JWT_LENGTH = 16 * 1024;
 
@@ -38,8 +34,8 @@ export const looksLikeJwt = (credential: string): boolean =>
 /**
  * Verifies workload identity tokens against the configured OIDC issuers with jose: the issuer is
  * chosen by the token's (unverified) `iss`, then signature (that issuer's JWKS, cached, fetched
- * again on an unknown `kid` only after a cooldown, so a flood of bad key ids cannot hammer the
- * provider), `iss`, `aud`, `exp`, `nbf`, `iat`, allowed algorithms (asymmetric only) and the
+ * again on an unknown `kid` after a short cooldown and at most a few times a minute: see
+ * RemoteKeys), `iss`, `aud`, `exp`, `nbf`, `iat`, allowed algorithms (asymmetric only) and the
  * agent claim are all checked. Refusals say why without repeating the token.
  */
 export class OidcVerifier {
@@ -111,11 +107,12 @@ export class OidcVerifier {
     if (!keys) {
       keys = (async () => {
         const uri = issuer.jwksUri ?? (await discoverJwksUri(issuer.issuer));
-        return createRemoteJWKSet(new URL(uri), {
-          cooldownDuration: issuer.jwksCooldownMs,
-          cacheMaxAge: issuer.jwksCacheMs,
-          timeoutDuration: 5_000,
-        });
+        return new RemoteKeys(new URL(uri), {
+          cooldownMs: issuer.jwksCooldownMs,
+          maxFetchesPerMinute: issuer.jwksMaxFetchesPerMinute,
+          cacheMs: issuer.jwksCacheMs,
+          timeoutMs: OIDC_TIMEOUT_MS,
+        }).getKey;
       })();
       this.#keys.set(issuer.issuer, keys);
       // A failed discovery is tried again on the next token, not cached forever.
@@ -129,9 +126,7 @@ export class OidcVerifier {
 const discoverJwksUri = async (issuer: string): Promise<string> => {
   const response = await fetch(
     new URL(".well-known/openid-configuration", issuer.endsWith("/") ? issuer : `${issuer}/`),
-    {
-      signal: AbortSignal.timeout(5_000),
-    },
+    { signal: AbortSignal.timeout(OIDC_TIMEOUT_MS) },
   );
   if (!response.ok) throw new DiscoveryError(`the discovery document answered ${response.status}`);
   const doc = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
@@ -152,6 +147,8 @@ const classify = (
   refuse: (reason: string, issuer: OidcIssuerConfig, unreachable?: boolean) => IdentityRefusal,
 ): IdentityRefusal => {
   if (error instanceof DiscoveryError) return refuse(`OIDC discovery failed: ${error.message}`, issuer, true);
+  if (error instanceof JwksFetchError)
+    return refuse(`the keys could not be read: ${error.message}`, issuer, true);
   if (error instanceof errors.JWKSTimeout)
     return refuse("the identity provider's keys could not be fetched in time", issuer, true);
   if (error instanceof errors.JOSEError) {

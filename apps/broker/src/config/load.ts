@@ -325,6 +325,7 @@ const resolveConfig = (
         clockSkewSeconds: o.clock_skew,
         maxTokenAgeSeconds: o.max_token_age,
         jwksCooldownMs: o.jwks_cooldown * 1000,
+        jwksMaxFetchesPerMinute: o.jwks_max_fetches_per_minute,
         jwksCacheMs: o.jwks_cache * 1000,
         agentClaim: issuer.agent_claim,
         rules,

@@ -101,7 +101,9 @@ export const OidcIssuer = z.strictObject({
     /** Refuse identity tokens issued longer ago than this (seconds; needs `iat`). */
     max_token_age: Seconds.optional(),
     /** After a fetch, an unknown key id triggers another JWKS fetch only after this many seconds. */
-    jwks_cooldown: z.int().min(0).max(3600).default(30),
+    jwks_cooldown: z.int().min(0).max(3600).default(1),
+    /** At most this many JWKS fetches caused by unknown key ids in any minute (a flood's cost). */
+    jwks_max_fetches_per_minute: z.int().min(1).max(600).default(10),
     /** Keys are fetched again after this many seconds. */
     jwks_cache: z.int().min(1).max(86_400).default(600),
   }),

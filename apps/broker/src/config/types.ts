@@ -106,6 +106,7 @@ export interface OidcIssuerConfig extends IssuerLimits {
   readonly clockSkewSeconds: number;
   readonly maxTokenAgeSeconds: number | undefined;
   readonly jwksCooldownMs: number;
+  readonly jwksMaxFetchesPerMinute: number;
   readonly jwksCacheMs: number;
   readonly agentClaim: string;
   /** Empty: any valid token may ask for the issuer's scopes. */
