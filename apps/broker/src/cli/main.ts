@@ -8,7 +8,7 @@ import { StoreUnavailableError } from "../store/types.js";
 import { CliError, EXIT } from "./client.js";
 import { runDev } from "./dev.js";
 import { registerOps } from "./ops.js";
-import { runUntilSignal } from "./signals.js";
+import { guardUnhandledRejections, runUntilSignal } from "./signals.js";
 
 const port = (value: string): number => {
   const n = Number(value);
@@ -31,6 +31,7 @@ export const buildCli = (env: NodeJS.ProcessEnv = process.env): Command => {
     .description("run a development broker: in-memory store, example upstreams, fresh keys printed once")
     .option("-p, --port <port>", "port to listen on", port, 8420)
     .action(async (opts: { port: number }) => {
+      guardUnhandledRejections((line) => process.stderr.write(line));
       await runDev({ port: opts.port, env, out: (line) => process.stdout.write(`${line}\n`) });
     });
 
@@ -40,6 +41,7 @@ export const buildCli = (env: NodeJS.ProcessEnv = process.env): Command => {
     .option("-c, --config <file>", "config file (default: $PERISHABLE_CONFIG or ./perishable.yaml)")
     .action(async (opts: { config?: string }) => {
       const config = loadConfigFile(configPath(opts.config, env), { env });
+      guardUnhandledRejections((line) => process.stderr.write(line));
       const broker = await startBroker(config);
       await runUntilSignal(() => broker.close());
     });

@@ -115,11 +115,17 @@ export class RedisStore implements Store {
       url: options.url ?? "redis://127.0.0.1:6379",
     };
     this.#redis = createClient(connection, redisOptions) as ScriptedRedis;
-    // Rules arrive on their own connection (a subscribed connection can do nothing else).
+    // Rules arrive on their own connection (a subscribed connection can do nothing else). It
+    // waits for Redis instead of failing fast (nothing waits on it), and it subscribes again
+    // itself on every `ready`: ioredis's own re-subscribe is a promise nobody holds, and with
+    // maxRetriesPerRequest 0 a connection dropped while it runs rejected it unhandled, which
+    // ended the process.
     this.#subscriber = createClient(connection, {
       ...redisOptions,
       enableAutoPipelining: false,
       enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      autoResubscribe: false,
       commandTimeout: undefined,
     });
     // ioredis emits 'error' on every failed reconnect; the store reports availability through
@@ -162,9 +168,9 @@ export class RedisStore implements Store {
       await Promise.race([this.#redis.ping(), timer]);
       await Promise.race([this.#subscriber.connect(), timer]);
       this.#subscriber.on("message", () => void this.reloadRules().catch(() => {}));
-      // After a reconnect the channel may have missed messages: reload then too.
-      this.#subscriber.on("ready", () => void this.reloadRules().catch(() => {}));
       await Promise.race([this.#subscriber.subscribe(this.#keys.rules()), timer]);
+      // After a reconnect: subscribe again, and reload, since the channel may have missed messages.
+      this.#subscriber.on("ready", () => this.#resubscribe());
       await Promise.race([this.reloadRules(), timer]);
     } catch (error) {
       throw error instanceof StoreUnavailableError
@@ -173,6 +179,18 @@ export class RedisStore implements Store {
     }
     this.#reloadTimer = setInterval(() => void this.reloadRules().catch(() => {}), this.#rulesReloadMs);
     this.#reloadTimer.unref();
+  }
+
+  #resubscribe(): void {
+    this.#subscriber.subscribe(this.#keys.rules()).then(
+      () => this.reloadRules().catch(() => {}),
+      // Dropped again before it could subscribe: the next `ready` tries again. Any other failure
+      // leaves a connection that hears nothing: drop it so that it reconnects and tries again.
+      () => {
+        if (this.#subscriber.status === "ready") this.#subscriber.disconnect(true);
+      },
+    );
+    void this.reloadRules().catch(() => {});
   }
 
   async createGrant(
