@@ -1,9 +1,12 @@
-import { ERROR_CATALOG, type ErrorCode } from "@perishable/protocol";
+import { callerText, ERROR_CATALOG, type ErrorCode } from "@perishable/protocol";
 import type { Subject } from "./store/types.js";
 
 /**
  * A failure with a wire code: what use cases throw and the HTTP layer turns into the error
- * envelope. The message is shown to the caller, so it never carries a credential or internals.
+ * envelope. The message is shown to the caller and lands in the `denied` event, and it often
+ * quotes what the caller sent (a scope, a field, a model): it goes through `callerText` here,
+ * once for every message, so a token sent by mistake is masked and control characters cannot
+ * reach an operator's terminal.
  */
 export class BrokerError extends Error {
   readonly code: ErrorCode;
@@ -19,7 +22,7 @@ export class BrokerError extends Error {
     headers: Readonly<Record<string, string>> = {},
     subject: Subject | undefined = undefined,
   ) {
-    super(message);
+    super(callerText(message, 1024));
     this.name = "BrokerError";
     this.code = code;
     this.status = ERROR_CATALOG[code].status;

@@ -141,6 +141,16 @@ describe("root grants for workload identities", () => {
     expect((await t.issue({ scopes: ["models:read"] }, SECRETS.issuer)).agent).toBe("orchestrator");
   });
 
+  it("refuses a subject claim that is not printable text, like an agent claim", async () => {
+    for (const sub of ["\u001b[2J\u001b[31mroot", "ok\r\nforged line", "x".repeat(300), "\u202eevil"]) {
+      const { status, body } = await issueWith(await cluster.sign({ sub, sa: "planner" }), {
+        scopes: ["models:read"],
+      });
+      expect(status).toBe(401);
+      expect(body.error.message).toContain("sub claim");
+    }
+  });
+
   it("follows key rotation at the provider while running", async () => {
     const before = await github.sign(MAIN);
     expect((await issueWith(before, { scopes: ["models:read"] })).status).toBe(201);

@@ -53,3 +53,4 @@ export {
   TokenId,
   TokenResponse,
 } from "./schemas.js";
+export { callerText, isPrintable, neutralize, neutralizeDeep, terminalJson } from "./text.js";

@@ -1,5 +1,5 @@
 import { createWriteStream, type WriteStream } from "node:fs";
-import type { AuditEvent, AuditEventType } from "@perishable/protocol";
+import { type AuditEvent, type AuditEventType, callerText } from "@perishable/protocol";
 import type { Store, Subject } from "../store/types.js";
 
 export interface AuditLogOptions {
@@ -126,21 +126,37 @@ export class AuditLog {
   }
 }
 
-/** The fields every event carries, from what the store told about the subject. */
+/**
+ * The fields every event carries, from what the store told about the subject. Every string of
+ * `extra` (rules, paths, upstream and model names: much of it caller-supplied) goes through
+ * `callerText`: the one choke point between what a caller sent and what the trail stores.
+ */
 export const auditEvent = (
   type: AuditEventType,
   subject: Subject | null,
   requestId: string | null,
   at: number,
   extra: Partial<AuditEvent> = {},
-): AuditEvent => ({
-  at: new Date(at).toISOString(),
-  type,
-  requestId,
-  grantId: subject?.grantId ?? null,
-  tokenId: subject?.tokenId ?? null,
-  rootGrantId: subject?.rootGrantId ?? null,
-  parentGrantId: subject?.parentGrantId ?? null,
-  agent: subject?.agent ?? null,
-  ...extra,
-});
+): AuditEvent => {
+  const event: Record<string, unknown> = {
+    at: new Date(at).toISOString(),
+    type,
+    requestId,
+    grantId: subject?.grantId ?? null,
+    tokenId: subject?.tokenId ?? null,
+    rootGrantId: subject?.rootGrantId ?? null,
+    parentGrantId: subject?.parentGrantId ?? null,
+    agent: subject?.agent ?? null,
+  };
+  for (const key in extra) {
+    const value = extra[key as keyof AuditEvent];
+    event[key] = typeof value === "string" ? callerText(value) : value;
+  }
+  if (extra.identity) {
+    event.identity = {
+      issuer: callerText(extra.identity.issuer),
+      subject: callerText(extra.identity.subject),
+    };
+  }
+  return event as AuditEvent;
+};

@@ -1,4 +1,4 @@
-import { AGENT_NAME_RE } from "@perishable/protocol";
+import { AGENT_NAME_RE, isPrintable } from "@perishable/protocol";
 import { decodeJwt, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
 import type { ClaimRule, OidcIssuerConfig } from "../config/types.js";
 import { JwksFetchError, RemoteKeys } from "./jwks.js";
@@ -93,9 +93,20 @@ export class OidcVerifier {
     if (typeof agent !== "string" || !AGENT_NAME_RE.test(agent)) {
       return refuse(`the ${issuer.agentClaim} claim is not a usable agent name`, issuer);
     }
+    // The subject is stored on the grant and shown to operators: held to printable text of a
+    // bounded length, like the agent claim, never stored as the provider sent it.
+    const subject = claims.sub ?? agent;
+    if (
+      typeof subject !== "string" ||
+      !isPrintable(subject) ||
+      subject.length === 0 ||
+      subject.length > 256
+    ) {
+      return refuse("the sub claim is not a printable string of at most 256 characters", issuer);
+    }
     return {
       issuer,
-      identity: { issuer: issuer.issuer, subject: String(claims.sub ?? agent) },
+      identity: { issuer: issuer.issuer, subject },
       agent,
       claims,
     };

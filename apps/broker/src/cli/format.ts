@@ -1,4 +1,8 @@
-import type { AdminGrantView, AuditEvent } from "@perishable/protocol";
+import { type AdminGrantView, type AuditEvent, neutralize } from "@perishable/protocol";
+
+// Everything printed here comes from the broker's API, and much of it from agents and callers
+// (names, paths, rules, identity subjects): each cell and line is neutralized before it reaches
+// the operator's terminal, so no escape sequence, CR or newline in it can forge what they see.
 
 /** "in 42s", "3m ago", "in 2h 5m": a time relative to now, for people. */
 export const relative = (iso: string | null, now = Date.now()): string => {
@@ -17,7 +21,8 @@ export const relative = (iso: string | null, now = Date.now()): string => {
 };
 
 /** A plain-text table: a header row, columns padded to their widest cell. */
-export const table = (header: readonly string[], rows: readonly (readonly string[])[]): string => {
+export const table = (header: readonly string[], cells: readonly (readonly string[])[]): string => {
+  const rows = cells.map((row) => row.map(neutralize));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
     cells
@@ -67,7 +72,7 @@ export const drawTree = (
   }
   const lines: string[] = [];
   const walk = (g: AdminGrantView, prefix: string, connector: string) => {
-    lines.push(`${prefix}${connector}${describeGrant(g, now)}${g.grantId === mark ? "  ◀" : ""}`);
+    lines.push(`${prefix}${connector}${neutralize(describeGrant(g, now))}${g.grantId === mark ? "  ◀" : ""}`);
     const kids = children.get(g.grantId) ?? [];
     const childPrefix = prefix + (connector === "" ? "" : connector === "└── " ? "    " : "│   ");
     for (const [i, kid] of kids.entries()) walk(kid, childPrefix, i === kids.length - 1 ? "└── " : "├── ");
@@ -96,5 +101,5 @@ export const auditLine = (e: AuditEvent): string => {
         return `${e.scopes ? `[${e.scopes.join(", ")}] ` : ""}expires ${e.expiresAt ?? "-"}${e.parentGrantId ? ` parent ${e.parentGrantId}` : ""}`;
     }
   })();
-  return `${time}  ${e.type.padEnd(9)}  ${who}  ${what}`;
+  return neutralize(`${time}  ${e.type.padEnd(9)}  ${who}  ${what}`);
 };

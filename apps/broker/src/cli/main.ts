@@ -1,3 +1,4 @@
+import { neutralize } from "@perishable/protocol";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { newKey } from "../auth/secrets.js";
 import { startBroker } from "../broker.js";
@@ -92,7 +93,7 @@ export const main = async (
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     if (error instanceof CliError) {
-      process.stderr.write(`perishable: ${error.message}\n`);
+      process.stderr.write(`perishable: ${neutralize(error.message)}\n`);
       return error.exitCode;
     }
     if (error instanceof ConfigError) {

@@ -1,9 +1,11 @@
-import type {
-  AuditPage,
-  GrantDetail,
-  GrantList,
-  RevocationResult,
-  TokenResponse,
+import {
+  type AuditPage,
+  type GrantDetail,
+  type GrantList,
+  neutralize,
+  type RevocationResult,
+  type TokenResponse,
+  terminalJson,
 } from "@perishable/protocol";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { apiClient, CliError, EXIT, keyFromEnv } from "./client.js";
@@ -36,7 +38,7 @@ export const registerOps = (program: Command, io: OpsIo): void => {
   const { env, out } = io;
   const admin = (url: string) => apiClient(url, keyFromEnv(env, "PERISHABLE_ADMIN_KEY"));
   const print = (json: boolean, value: unknown, human: () => string) =>
-    out(json ? JSON.stringify(value, null, 2) : human());
+    out(json ? terminalJson(JSON.stringify(value, null, 2)) : human().split("\n").map(neutralize).join("\n"));
 
   program
     .command("token")
@@ -214,7 +216,8 @@ export const registerOps = (program: Command, io: OpsIo): void => {
         if (o.grant) filters.set("grantId", o.grant);
         if (o.root) filters.set("root", o.root);
         const show = (page: AuditPage) => {
-          for (const event of page.events) out(o.json ? JSON.stringify(event) : auditLine(event));
+          for (const event of page.events)
+            out(o.json ? terminalJson(JSON.stringify(event)) : auditLine(event));
         };
         const page = await api.get<AuditPage>(
           `/v1/audit?${new URLSearchParams([...filters, ["limit", String(o.limit)]])}`,

@@ -22,13 +22,15 @@ import { uniqueScopes } from "./issue.js";
 export const delegateToken = async (
   ctx: TokenContext,
   presented: PresentedToken,
-  body: IssueTokenRequest,
+  readBody: () => IssueTokenRequest,
   requestId: string,
 ): Promise<TokenResponse> => {
   const now = ctx.now();
   const parentRef = { tree: presented.tree, hash: ctx.hasher.hash(presented.token) };
   const inspected = await ctx.store.inspect(parentRef, now);
   if (!inspected.ok) throw denialError(inspected);
+  // Read only once the token is known to be live: see the token routes.
+  const body = readBody();
   const parent = inspected.grant;
   const refuse = (code: "delegation_denied" | "ttl_exceeded", message: string) =>
     new BrokerError(code, message, {}, subjectOf(parent, inspected.token));

@@ -7,6 +7,7 @@ import type {
   RevocationResult,
   RevocationSelector,
 } from "@perishable/protocol";
+import { neutralizeDeep } from "@perishable/protocol";
 
 /** A failed admin call: the broker's code and message. */
 export class ApiError extends Error {
@@ -42,7 +43,9 @@ export const createApi = (adminKey: string) => {
         json.error?.message ?? `HTTP ${response.status}`,
         response.status,
       );
-    return json as T;
+    // Agents and callers wrote much of what the API returns: no control or bidi character of it
+    // reaches the page as such.
+    return neutralizeDeep(json) as T;
   };
   const query = (params: Record<string, string | undefined>) => {
     const q = new URLSearchParams();
