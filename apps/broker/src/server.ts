@@ -16,6 +16,7 @@ import { registerConsoleRoutes } from "./http/console-routes.js";
 import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
 import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
+import { writeError } from "./http/raw-reply.js";
 import { sendError } from "./http/reply.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
@@ -89,9 +90,34 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
           keepAliveTimeout: 72_000,
           connectionsCheckingInterval: 500,
           noDelay: true,
+          // Node answers these two with an empty body of its own; the broker answers them with
+          // the envelope, like every other refusal (see missingHost and checkExpectation below).
+          requireHostHeader: false,
         },
-        (req, res) => (proxy && isProxyTarget(req.url) ? proxy(req, res) : handler(req, res)),
+        (req, res) => {
+          if (missingHost(req)) {
+            res.setHeader("connection", "close");
+            writeError(
+              res,
+              new BrokerError("bad_request", "an HTTP/1.1 request needs a Host header"),
+              nextRequestId(),
+            );
+            return;
+          }
+          return proxy && isProxyTarget(req.url) ? proxy(req, res) : handler(req, res);
+        },
       ),
+  });
+
+  // An Expect other than 100-continue: node would answer an empty 417.
+  app.server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader("connection", "close");
+    const expectation = String(req.headers.expect ?? "").slice(0, 64);
+    writeError(
+      res,
+      new BrokerError("bad_request", `Expect: ${expectation} is not supported (only 100-continue)`),
+      nextRequestId(),
+    );
   });
 
   // CONNECT (authority-form) never reaches a route: answer it rather than drop the socket.
@@ -178,6 +204,10 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     },
   };
 };
+
+/** HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 may omit it. */
+const missingHost = (req: IncomingMessage): boolean =>
+  req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
 
 /** `req_` + a per-process random part + a counter: unique, cheap, and no clock in it. */
 const requestIds = () => {

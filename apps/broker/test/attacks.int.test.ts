@@ -3,6 +3,7 @@ import { connect } from "node:net";
 import type { TokenResponse } from "@perishable/protocol";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { SECRETS, startTestBroker, type TestBroker } from "./support/broker.js";
+import { type ProcessBroker, startProcessBroker } from "./support/process-broker.js";
 
 interface AttackCase {
   readonly name: string;
@@ -20,6 +21,11 @@ interface AttackCase {
     readonly upstreamAuthIsConfigured?: boolean;
     readonly bodyLacks?: readonly string[];
     readonly bodyHas?: readonly string[];
+    /** The exact body the upstream receives. */
+    readonly upstreamBody?: string;
+    readonly upstreamHeaders?: Readonly<Record<string, string>>;
+    /** What no audit event may contain (checked once the whole corpus has run). */
+    readonly auditLacks?: readonly string[];
   };
 }
 
@@ -29,6 +35,8 @@ const corpus = JSON.parse(readFileSync(new URL("./attacks/corpus.json", import.m
 };
 
 let t: TestBroker;
+/** The broker under attack: a real process, on the same Redis and mock upstream as `t`. */
+let p: ProcessBroker;
 let token: TokenResponse;
 let other: TokenResponse;
 beforeAll(async () => {
@@ -37,23 +45,39 @@ beforeAll(async () => {
     configure: (doc) => {
       doc.proxy = { max_body_bytes: 1024 * 1024 };
       doc.listen = { ...doc.listen, headers_timeout: 1, request_timeout: 2 };
-      doc.scopes!["leak:read"] = { upstream: "openai", endpoints: ["/v1/leak-key"], methods: ["GET"] };
+      doc.scopes!["leak:read"] = {
+        upstream: "openai",
+        endpoints: ["/v1/leak-key", "/v1/leak-key/*"],
+        methods: ["GET"],
+      };
       (doc.issuers![0]!.scopes as string[]).push("leak:read");
     },
   });
-  token = await t.issue({ scopes: ["llm:complete", "models:read", "leak:read"] });
+  p = await startProcessBroker(t.configDocument);
+  token = await t.issue({ scopes: ["llm:complete", "llm:bounded", "models:read", "leak:read"] });
   other = await t.issue({ scopes: ["models:read"] });
 });
 afterAll(async () => {
+  await p?.[Symbol.asyncDispose]();
   await t?.[Symbol.asyncDispose]();
 });
 
-const fill = (raw: string): string =>
+const fill = (raw: string): string => {
+  const filled = fillValues(raw);
+  const split = filled.indexOf("\r\n\r\n");
+  if (split === -1 || !filled.includes("{{length}}")) return filled;
+  return filled.replace("{{length}}", String(Buffer.byteLength(filled.slice(split + 4))));
+};
+
+const fillValues = (raw: string): string =>
   raw
+    .replaceAll("{{tokenSecret}}", token.token.slice(15))
+    .replaceAll("{{otherSecret}}", other.token.slice(15))
     .replaceAll("{{token}}", token.token)
     .replaceAll("{{other}}", other.token)
     .replaceAll("{{issuer}}", SECRETS.issuer)
     .replaceAll("{{admin}}", SECRETS.admin)
+    .replaceAll("{{upstreamSecretHalf}}", SECRETS.openai.slice(SECRETS.openai.length / 2))
     .replaceAll("{{upstreamSecret}}", SECRETS.openai)
     .replaceAll("{{retreed}}", `prs_0000000000${token.token.slice(14)}`)
     .replaceAll("{{mutated}}", `${token.token.slice(0, -1)}${token.token.endsWith("A") ? "B" : "A"}`)
@@ -87,11 +111,25 @@ const exchange = (raw: string, port: number): Promise<string> =>
     setTimeout(done, 5_000);
   });
 
+/** The body of a chunked answer, its chunks joined (what a client reads). */
+const dechunk = (raw: string): string => {
+  let out = "";
+  let at = 0;
+  for (;;) {
+    const eol = raw.indexOf("\r\n", at);
+    if (eol === -1) return out;
+    const size = Number.parseInt(raw.slice(at, eol), 16);
+    if (!(size > 0)) return out;
+    out += raw.slice(eol + 2, eol + 2 + size);
+    at = eol + 2 + size + 2;
+  }
+};
+
 describe("attack corpus", () => {
   it.each(corpus.cases.map((c) => [c.name, c] as const))("%s", async (_name, attack) => {
     const before = t.mock.requests.length;
     const raw = fill(attack.raw);
-    const answer = await exchange(raw, Number(new URL(t.url).port));
+    const answer = await exchange(raw, Number(new URL(p.url).port));
     const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(answer)?.[1] ?? 0);
     expect(attack.expect.status, `answer: ${answer.slice(0, 300)}`).toContain(status);
     const body = answer.slice(answer.indexOf("\r\n\r\n") + 4);
@@ -111,23 +149,62 @@ describe("attack corpus", () => {
       if (attack.expect.upstreamAuthIsConfigured)
         expect(seen.headers.authorization).toBe(`Bearer ${SECRETS.openai}`);
       expect(JSON.stringify(seen)).not.toContain("prs_");
+      if (attack.expect.upstreamBody !== undefined) expect(seen.body).toBe(attack.expect.upstreamBody);
+      for (const [name, value] of Object.entries(attack.expect.upstreamHeaders ?? {}))
+        expect(seen.headers[name], name).toBe(value);
     }
-    for (const absent of attack.expect.bodyLacks ?? []) expect(answer).not.toContain(fill(absent));
-    for (const present of attack.expect.bodyHas ?? []) expect(answer).toContain(present);
+    const plain = /\r\ntransfer-encoding: chunked\r\n/i.test(answer.slice(0, answer.indexOf("\r\n\r\n") + 2))
+      ? dechunk(body)
+      : body;
+    for (const absent of attack.expect.bodyLacks ?? []) {
+      expect(answer).not.toContain(fill(absent));
+      expect(plain).not.toContain(fill(absent));
+    }
+    for (const present of attack.expect.bodyHas ?? []) expect(`${answer}\n${plain}`).toContain(present);
     // Nothing secret comes back, whatever was sent.
     for (const secret of [SECRETS.openai, SECRETS.issuer, SECRETS.admin, SECRETS.broker])
       expect(answer).not.toContain(secret);
   });
 
   it("still serves ordinary requests after the whole corpus", async () => {
-    expect((await t.call("/proxy/openai/v1/models", token.token)).status).toBe(200);
-    expect((await t.call("/healthz", undefined)).status).toBe(200);
+    expect(
+      (
+        await fetch(`${p.url}/proxy/openai/v1/models`, {
+          headers: { authorization: `Bearer ${token.token}` },
+        })
+      ).status,
+    ).toBe(200);
+    expect((await fetch(`${p.url}/healthz`)).status).toBe(200);
+    expect(p.process.exitCode).toBeNull();
+  });
+
+  it("stored nothing in the audit trail that a case says it must not", async () => {
+    const lacks = corpus.cases.flatMap((c) => (c.expect.auditLacks ?? []).map(fill));
+    expect(lacks.length).toBeGreaterThan(5);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the process's audit batch
+    const events: unknown[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const page = (await (
+        await t.admin(`/v1/audit?limit=1000&since=1970-01-01T00:00:00Z${after ? `&after=${after}` : ""}`)
+      ).json()) as { events: unknown[]; next: string | null };
+      events.push(...page.events);
+      if (page.events.length < 1000 || !page.next) break;
+      after = page.next;
+    }
+    expect(events.length).toBeGreaterThan(corpus.cases.length / 2);
+    const trail = events.map((e) => JSON.stringify(e)).join("\n");
+    const decoded = events.map((e) => Object.values(e as object).join(" ")).join("\n");
+    for (const text of lacks) {
+      expect(trail, text.slice(0, 20)).not.toContain(text);
+      expect(decoded, text.slice(0, 20)).not.toContain(text);
+    }
   });
 });
 
 describe("slow clients", () => {
   it("drops a client that sends its headers too slowly, and keeps serving others", async () => {
-    const { port } = new URL(t.url);
+    const { port } = new URL(p.url);
     const started = Date.now();
     const closed = new Promise<number>((resolve) => {
       const socket = connect(Number(port), "127.0.0.1", () => {
@@ -140,12 +217,12 @@ describe("slow clients", () => {
       });
       socket.on("error", () => {});
     });
-    expect((await t.call("/healthz", undefined)).status).toBe(200);
+    expect((await fetch(`${p.url}/healthz`)).status).toBe(200);
     expect(await closed).toBeLessThan(4_000);
   });
 
   it("drops a client that trickles its body past the request timeout", async () => {
-    const { port } = new URL(t.url);
+    const { port } = new URL(p.url);
     const started = Date.now();
     const result = await new Promise<{ ms: number; answer: string }>((resolve) => {
       let answer = "";

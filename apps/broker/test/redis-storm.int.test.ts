@@ -55,8 +55,8 @@ describe("a storm of Redis connection kills", () => {
     await Promise.all([traffic, revocations]);
 
     expect(b.process.exitCode, b.output()).toBeNull();
-    expect([...outcomes].every((c) => c === "ok" || c === "store_unavailable")).toBe(true);
-    expect(accepted).toEqual([]);
+    expect([...outcomes].filter((c) => c !== "ok" && c !== "store_unavailable")).toEqual([]);
+    expect(accepted.length, "revoked tokens accepted after the revoking call answered").toBe(0);
     // The same process serves again by itself, and a revocation answered by the other node holds.
     const deadline = Date.now() + 10_000;
     while ((await codeOf(await call(b.url, steady))) !== "ok") {

@@ -3,6 +3,7 @@ import { dirname, resolve as resolvePath } from "node:path";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { hasConstraints } from "../policy/constraints.js";
+import { REROUTING_HEADERS } from "../policy/headers.js";
 import { compileEndpointPattern, compileGlob } from "../policy/pattern.js";
 import { parseRateLimit } from "../policy/rate.js";
 import { type InterpolationProblem, interpolate } from "./interpolate.js";
@@ -159,6 +160,14 @@ const resolveConfig = (
         message: "must not carry a query, fragment or credentials",
       });
     }
+    u.forward_headers.forEach((header, i) => {
+      if (!REROUTING_HEADERS.has(header)) {
+        problems.push({
+          path: `upstreams.${name}.forward_headers[${i}]`,
+          message: `${header} is not a re-routing or account header the broker drops (it is forwarded or never is)`,
+        });
+      }
+    });
     upstreams.set(
       name,
       Object.freeze({
@@ -167,6 +176,7 @@ const resolveConfig = (
         basePath: url.pathname.replace(/\/+$/, ""),
         auth: u.auth ? Object.freeze({ header: u.auth.header, value: new Secret(u.auth.value) }) : undefined,
         headers: Object.freeze(Object.entries(u.headers).map(([k, v]) => Object.freeze([k, v] as const))),
+        forwardHeaders: new Set(u.forward_headers),
         reservedHeaders: new Set([...Object.keys(u.headers), ...(u.auth ? [u.auth.header] : [])]),
         timeouts: Object.freeze({
           connectMs: u.timeout.connect * 1000,

@@ -25,6 +25,8 @@ const Upstream = z.strictObject({
     .strictObject({ header: HeaderName, value: HeaderValue.pipe(z.string().min(1, "must not be empty")) })
     .optional(),
   headers: z.record(HeaderName, HeaderValue).prefault({}),
+  /** Re-routing or account headers (OpenAI-Project, True-Client-IP, …) clients may send; dropped otherwise. */
+  forward_headers: z.array(HeaderName).prefault([]),
   timeout: z
     .strictObject({ connect: Seconds.default(10), headers: Seconds.default(300), body: Seconds.default(300) })
     .prefault({}),

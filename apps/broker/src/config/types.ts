@@ -54,6 +54,8 @@ export interface UpstreamConfig {
   readonly auth: { readonly header: string; readonly value: Secret } | undefined;
   /** Extra headers set on every forwarded request (lower-cased names). */
   readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** Re-routing or account headers a client may send to this upstream after all (lower-cased). */
+  readonly forwardHeaders: ReadonlySet<string>;
   /** Names the broker sets (auth + configured headers): a client's header of that name is dropped. */
   readonly reservedHeaders: ReadonlySet<string>;
   readonly timeouts: { readonly connectMs: number; readonly headersMs: number; readonly bodyMs: number };

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 
 /** One request as it reached the mock: what a test asserts on. */
 export interface RecordedRequest {
@@ -92,13 +93,7 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
       setTimeout(() => req.socket.destroy(), 50);
       return undefined;
     }
-    if (path?.includes("/leak-key")) {
-      // An upstream that echoes the credential it was sent in its error body.
-      const presented = req.headers.authorization ?? req.headers["x-api-key"] ?? "";
-      return sendJson(res, 401, {
-        error: { message: `Incorrect API key provided: ${presented}`, type: "invalid_request_error" },
-      });
-    }
+    if (path?.includes("/leak-key")) return leakKey(req, res, path);
     if (req.method === "POST" && path?.endsWith("/chat/completions")) {
       return json.stream === true
         ? streamChat(res, json, chunks, delay, options.streamGate)
@@ -153,6 +148,56 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
 };
 
 type Json = Record<string, unknown>;
+
+/**
+ * An upstream that echoes the credential it was sent: in an error body (`/leak-key`), a 2xx body
+ * (`/ok`), response headers (`/header`), a gzip or brotli body (`/gzip`, `/br`), an encoding
+ * nobody can read (`/weird`), or an SSE stream that splits the key across two chunks (`/sse`).
+ */
+const leakKey = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<undefined> => {
+  const presented = String(req.headers.authorization ?? req.headers["x-api-key"] ?? "");
+  const key = presented.replace(/^Bearer\s+/i, "");
+  const body = JSON.stringify({ error: { message: `Incorrect API key provided: ${presented}` } });
+  const variant = path.slice(path.indexOf("/leak-key") + "/leak-key".length);
+  switch (variant) {
+    case "/ok":
+      return sendJson(res, 200, { echoed: key, again: presented });
+    case "/header":
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "www-authenticate": `Bearer realm="api", error_description="key ${key} is not allowed here"`,
+        "x-debug-auth": presented,
+      });
+      res.end("{}");
+      return undefined;
+    case "/gzip":
+    case "/br": {
+      const packed = variant === "/gzip" ? gzipSync(body) : brotliCompressSync(body);
+      res.writeHead(200, { "content-type": "application/json", "content-encoding": variant.slice(1) });
+      res.end(packed);
+      return undefined;
+    }
+    case "/weird":
+      res.writeHead(200, { "content-type": "application/json", "content-encoding": "x-secret-sauce" });
+      res.end(body);
+      return undefined;
+    case "/sse": {
+      startSse(res);
+      const event = `data: {"choices":[{"delta":{"content":"the key is ${key}"}}]}\n\n`;
+      const cut = event.indexOf(key) + Math.floor(key.length / 2);
+      res.write(event.slice(0, cut));
+      await sleep(30);
+      res.write(event.slice(cut));
+      await sleep(30);
+      res.end("data: [DONE]\n\n");
+      return undefined;
+    }
+    default:
+      return sendJson(res, 401, {
+        error: { message: `Incorrect API key provided: ${presented}`, type: "invalid_request_error" },
+      });
+  }
+};
 
 const parse = (raw: string): Json => {
   try {

@@ -3,15 +3,17 @@ import type { Dispatcher } from "undici";
 import { type AuditLog, auditEvent } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
 import type { TokenHasher } from "../auth/secrets.js";
+import { HTTP_METHODS } from "../config/schema.js";
 import type { BrokerConfig, ScopeConfig } from "../config/types.js";
 import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
-import { type BodyVerdict, checkBodyConstraints, outputFieldOf } from "../policy/constraints.js";
-import { checkProxyPath } from "../policy/path.js";
+import { checkProxyPath, queryProblem } from "../policy/path.js";
 import { matchScopes } from "../policy/scopes.js";
+import { type BodyCheck, checkBody, forwardedBody, hasBody } from "../proxy/body-check.js";
 import { type ForwardOutcome, forward } from "../proxy/forward.js";
 import { forwardRequestHeaders } from "../proxy/headers.js";
 import { readBody } from "../proxy/read-body.js";
+import { Secrets } from "../proxy/scrub.js";
 import type { UpstreamPools } from "../proxy/upstreams.js";
 import { type Candidate, type Store, StoreUnavailableError, type Subject } from "../store/types.js";
 import { writeError } from "./raw-reply.js";
@@ -50,12 +52,11 @@ export const createProxyHandler = (
 ): ((req: IncomingMessage, res: ServerResponse) => void) => {
   const { config, store, hasher, audit, pools, metrics } = deps;
   const authValues = new Map([...config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
-  // What to scrub from upstream error bodies: the auth value, and the bare key after a scheme.
-  const secrets = new Map<string, Buffer[]>(
+  // What to mask in upstream answers: the auth value, and the bare key after a scheme.
+  const secrets = new Map(
     [...authValues].map(([name, value]) => {
       const bare = value?.replace(/^(Bearer|Basic|Token)\s+/i, "");
-      const values = value && bare ? [...new Set([value, bare])] : [];
-      return [name, values.filter((v) => v.length >= 8).map((v) => Buffer.from(v))];
+      return [name, new Secrets(value && bare ? [value, bare] : [])];
     }),
   );
   const plainCandidates = new Map<ScopeConfig, Candidate>(
@@ -94,69 +95,44 @@ export const createProxyHandler = (
     if (problem || presented.kind !== "token") return denied(problem!, null, null);
 
     // Decide what could allow this request before asking the store, so the store call is the
-    // only I/O. An unknown upstream or an unusable path still goes through the token check (with
-    // no candidates) so that the denial is attributed to a grant in the audit trail.
+    // only I/O. A request refused before that (unknown upstream, unusable path, a body that
+    // cannot be read or checked) still goes through the token check, with no candidates: an
+    // unknown caller gets 401, never a detailed 400, and the denial is attributed to a grant.
     const upstream = config.upstreams.get(upstreamName);
     const path = checkProxyPath(rest);
     let preDenial: BrokerError | undefined;
     let candidates: Candidate[] = [];
     let body: Buffer | IncomingMessage | null = hasBody(req) ? req : null;
-    const reasons = new Map<string, string>();
-    /** Output limits to fill in, by the scope that would allow the request. */
-    const fills = new Map<string, NonNullable<Extract<BodyVerdict, { ok: true }>["fill"]>>();
-    let parsed: unknown = INVALID;
+    let check: BodyCheck | undefined;
     if (!upstream) {
       preDenial = new BrokerError("upstream_unknown", `no upstream named ${upstreamName.slice(0, 64)}`);
     } else if (!path.ok) {
       preDenial = new BrokerError("bad_request", `unusable path: ${path.reason}`);
     } else {
       const matched = matchScopes(config.scopesByUpstream.get(upstreamName) ?? [], method, path.path);
-      if (matched.some((s) => s.hasConstraints)) {
-        const encoding = req.headers["content-encoding"];
-        if (encoding && encoding !== "identity") {
-          // What the upstream decodes is not what the broker could check: refuse rather than guess.
-          return denied(
-            new BrokerError(
-              "bad_request",
-              "a compressed body cannot be checked against this scope's constraints",
-            ),
-            null,
-            null,
+      try {
+        const query = q === -1 ? undefined : queryProblem(url.slice(q + 1), !matched.every(allowsAnyMethod));
+        if (query) throw new BrokerError("bad_request", query);
+        if (matched.some((s) => s.hasConstraints)) {
+          check = await checkBody(req, matched, path.path, config.proxy.maxBodyBytes);
+          body = null;
+          const reasons = check.reasons;
+          candidates = matched.map((scope) =>
+            reasons.has(scope.name) ? candidateOf(scope, false) : plainCandidates.get(scope)!,
           );
-        }
-        let buffered: Buffer;
-        try {
-          buffered = body ? await readBody(req, config.proxy.maxBodyBytes) : Buffer.alloc(0);
-        } catch (error) {
-          if (error instanceof BrokerError) return denied(error, null, null);
-          throw error;
-        }
-        body = buffered;
-        parsed = parseJson(req, buffered);
-        const output = outputFieldOf(path.path);
-        candidates = matched.map((scope) => {
-          if (!scope.hasConstraints) return plainCandidates.get(scope)!;
-          const verdict: BodyVerdict =
-            parsed === INVALID
-              ? { ok: false, reason: "the body must be JSON to check this scope's constraints" }
-              : checkBodyConstraints(parsed, scope.constraints, output);
-          if (!verdict.ok) reasons.set(scope.name, verdict.reason);
-          else if (verdict.fill) fills.set(scope.name, verdict.fill);
-          return verdict.ok ? plainCandidates.get(scope)! : candidateOf(scope, false);
-        });
-      } else {
-        candidates = matched.map((scope) => plainCandidates.get(scope)!);
-        // A small body of declared length is already here (a packet or two): reading it is cheaper
-        // than streaming it through undici. Larger or chunked bodies are streamed as they come.
-        const length = Number(req.headers["content-length"] ?? Number.NaN);
-        if (body && length > 0 && length <= SMALL_BODY && !req.headers["transfer-encoding"]) {
-          try {
+        } else {
+          candidates = matched.map((scope) => plainCandidates.get(scope)!);
+          // A small body of declared length is already here (a packet or two): reading it is cheaper
+          // than streaming it through undici. Larger or chunked bodies are streamed as they come.
+          const length = Number(req.headers["content-length"] ?? Number.NaN);
+          if (body && length > 0 && length <= SMALL_BODY && !req.headers["transfer-encoding"]) {
             body = await readBody(req, SMALL_BODY);
-          } catch (error) {
-            if (error instanceof BrokerError) return denied(error, null, null);
-            throw error;
           }
         }
+      } catch (error) {
+        if (!(error instanceof BrokerError)) throw error;
+        preDenial = error;
+        candidates = [];
       }
     }
 
@@ -166,13 +142,14 @@ export const createProxyHandler = (
       candidates,
     );
     if (!result.ok) {
+      const reasons = check?.reasons;
       const error =
         result.code === "scope_denied" && preDenial
           ? preDenial
           : result.code === "constraint_denied"
             ? new BrokerError(
                 "constraint_denied",
-                `scope ${result.rule}: ${reasons.get(result.rule ?? "") ?? "constraint not met"}`,
+                `scope ${result.rule}: ${reasons?.get(result.rule ?? "") ?? "constraint not met"}`,
               )
             : result.code === "rate_limited"
               ? new BrokerError("rate_limited", `rate limit of scope ${result.rule} reached`, {
@@ -183,23 +160,23 @@ export const createProxyHandler = (
       // says why (model "gpt-3" not allowed), not only where.
       const rule =
         result.code === "constraint_denied" && result.rule
-          ? `${result.rule}: ${reasons.get(result.rule) ?? "constraint not met"}`
+          ? `${result.rule}: ${reasons?.get(result.rule) ?? "constraint not met"}`
           : result.rule;
       return denied(error, result.subject, rule);
     }
 
     const subject = result.subject;
-    // The scope that allowed the request set a ceiling the body did not state: forward the body
-    // with the ceiling in it (re-serialised from the value that was checked).
-    const ceiling = fills.get(result.scope);
-    if (ceiling)
-      body = Buffer.from(JSON.stringify({ ...(parsed as object), [ceiling.field]: ceiling.value }));
+    // A checked body is forwarded as the broker read it (with the ceiling filled in where the
+    // scope that allowed it sets one the body did not state); an unchecked one as it came.
+    const ceiling = check?.fills.get(result.scope);
+    if (check) body = forwardedBody(check, result.scope);
     const pool = pools.get(upstreamName)!;
     const headers = forwardRequestHeaders(
       req.rawHeaders,
       upstream!,
       authValues.get(upstreamName),
       !Buffer.isBuffer(body),
+      check ? "application/json" : undefined,
     );
     forward({
       pool,
@@ -211,7 +188,7 @@ export const createProxyHandler = (
       req: req,
       res,
       requestId: requestId,
-      secrets: secrets.get(upstreamName) ?? [],
+      secrets: secrets.get(upstreamName)!,
       onDone: (outcome: ForwardOutcome) => {
         const at = deps.now();
         const totalMs = performance.now() - start;
@@ -272,29 +249,14 @@ export const createProxyHandler = (
   };
 };
 
+const allowsAnyMethod = (scope: ScopeConfig): boolean => scope.methods.size >= HTTP_METHODS.length;
+
 const candidateOf = (scope: ScopeConfig, pass: boolean): Candidate => ({
   scope: scope.name,
   pass,
   limit: scope.rate?.limit ?? 0,
   windowMs: scope.rate?.windowMs ?? 0,
 });
-
-const hasBody = (req: IncomingMessage): boolean => {
-  const length = req.headers["content-length"];
-  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
-};
-
-const INVALID = Symbol("invalid");
-
-const parseJson = (req: IncomingMessage, body: Buffer): unknown => {
-  const type = req.headers["content-type"] ?? "";
-  if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) return INVALID;
-  try {
-    return JSON.parse(body.toString("utf8"));
-  } catch {
-    return INVALID;
-  }
-};
 
 const scopeDeniedMessage = (
   code: keyof typeof DENIAL_MESSAGES,

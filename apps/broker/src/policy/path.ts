@@ -36,6 +36,68 @@ export const checkProxyPath = (raw: string): PathCheck => {
   }
   for (const segment of raw.split("/")) {
     if (segment === "." || segment === "..") return { ok: false, reason: "dot segment in path" };
+    if (segment.includes("%")) {
+      const problem = decodedProblem(segment);
+      if (problem) return { ok: false, reason: problem };
+    }
   }
+  // A token pasted into the URL would reach the upstream and every log on the way.
+  if (raw.includes("prs_") && TOKEN_IN_TEXT.test(raw)) return { ok: false, reason: TOKEN_IN_URL };
   return { ok: true, path: raw };
+};
+
+/** A `prs_` token inside a path or query (the shape only: no look-up). */
+const TOKEN_IN_TEXT = /prs_[0-9a-z]{10}_[A-Za-z0-9_-]{20,}/;
+const TOKEN_IN_URL = "the URL holds a prs_ token: send it in the Authorization header, never in the URL";
+
+/**
+ * What a lenient upstream could make of a segment's escapes: bytes that are not UTF-8 (overlong
+ * `%C0%AE` for `.`, stray continuation bytes, `%FF`) are decoded by some servers into `.` or `/`,
+ * and Unicode compatibility forms (fullwidth `．`, `／`, the one-dot leader `․`) become them
+ * under NFKC. Either is refused; the path itself is still forwarded as sent.
+ */
+const decodedProblem = (segment: string): string | undefined => {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(segment);
+  } catch {
+    return "percent-escapes in the path that are not UTF-8";
+  }
+  const normalized = decoded.normalize("NFKC");
+  if (normalized === "." || normalized === ".." || /[/\\%?#;]/.test(normalized)) {
+    return "percent-escapes in the path that decode to a separator or dot segment";
+  }
+  return undefined;
+};
+
+/** Query parameters some servers and frameworks read as the request's method (`?_method=DELETE`). */
+const METHOD_OVERRIDES = new Set([
+  "_method",
+  "__method",
+  "_httpmethod",
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+]);
+
+/**
+ * Why a query string cannot be forwarded: a method override (when the scopes restrict methods,
+ * the method they checked must be the one the upstream runs) or a token in it.
+ */
+export const queryProblem = (query: string, methodsRestricted: boolean): string | undefined => {
+  if (query.includes("prs_") && TOKEN_IN_TEXT.test(query)) return TOKEN_IN_URL;
+  if (!methodsRestricted) return undefined;
+  for (const pair of query.split("&")) {
+    const eq = pair.indexOf("=");
+    let name = eq === -1 ? pair : pair.slice(0, eq);
+    try {
+      name = decodeURIComponent(name.replaceAll("+", " "));
+    } catch {
+      // An undecodable name is compared as sent.
+    }
+    if (METHOD_OVERRIDES.has(name.trim().toLowerCase())) {
+      return `the query parameter ${name.slice(0, 32)} would override the method the scope checked`;
+    }
+  }
+  return undefined;
 };

@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Readable } from "node:stream";
+import type { Readable, Transform } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { ERROR_CATALOG, type ErrorCode, errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
 import type { Dispatcher, Pool } from "undici";
 import { forwardResponseHeaders } from "./headers.js";
+import type { Scrubber, Secrets } from "./scrub.js";
 import { type Usage, UsageSniffer } from "./usage.js";
 
 export interface ForwardOutcome {
@@ -26,15 +28,20 @@ export interface ForwardRequest {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly requestId: string;
-  /** The upstream's secrets: an error body that echoes one has it replaced before the client sees it. */
-  readonly secrets: readonly Buffer[];
+  /** The upstream's secrets: masked in every response header and body before the client sees them. */
+  readonly secrets: Secrets;
   readonly onDone: (outcome: ForwardOutcome) => void;
 }
 
-/** Error bodies are held (up to this size) so a secret echoed in them can be scrubbed. */
-const MAX_HELD_ERROR_BODY = 1024 * 1024;
-
 const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
+
+/** Encodings the broker can read (to scrub them); the broker asks for none, so these are rare. */
+const DECODERS: Readonly<Record<string, () => Transform>> = {
+  gzip: () => createGunzip(),
+  "x-gzip": () => createGunzip(),
+  deflate: () => createInflate(),
+  br: () => createBrotliDecompress(),
+};
 
 /**
  * Streams one request to the upstream and its response back, with no buffering: each chunk the
@@ -65,8 +72,9 @@ class ForwardHandler {
   #finished = false;
   #clientGone = false;
   #sniffer: UsageSniffer | undefined;
-  /** An error answer held for scrubbing: its headers and body so far. */
-  #held: { headers: string[]; chunks: Buffer[]; size: number } | undefined;
+  #scrubber: Scrubber | undefined;
+  /** A compressed answer is decoded (to be scrubbed and read) and sent on uncompressed. */
+  #decoder: Transform | undefined;
 
   constructor(request: ForwardRequest) {
     this.#r = request;
@@ -86,17 +94,21 @@ class ForwardHandler {
     if (statusCode < 200) return true; // 1xx: the final answer follows
     this.#status = statusCode;
     this.#resume = resume;
-    const { headers, contentType, contentEncoding } = forwardResponseHeaders(
-      rawHeaders,
-      REQUEST_ID_HEADER,
-      this.#r.requestId,
-    );
-    this.#sniffer = UsageSniffer.for(contentType, contentEncoding);
-    if (statusCode >= 400 && this.#r.secrets.length > 0 && !contentEncoding) {
-      // Errors are small and not streamed: hold the body, scrub it, then send it with its new length.
-      this.#held = { headers: dropHeader(headers, "content-length"), chunks: [], size: 0 };
-      return true;
+    const { secrets } = this.#r;
+    const forwarded = forwardResponseHeaders(rawHeaders, REQUEST_ID_HEADER, this.#r.requestId, secrets);
+    let { headers } = forwarded;
+    const encoding = forwarded.contentEncoding?.trim().toLowerCase();
+    if (encoding && encoding !== "identity") {
+      const decoder = DECODERS[encoding];
+      if (!decoder) {
+        this.#abort?.(new UnreadableAnswer(encoding));
+        return false;
+      }
+      this.#decoder = this.#decode(decoder());
+      headers = dropHeaders(headers, ["content-encoding", "content-length"]);
     }
+    this.#sniffer = UsageSniffer.for(forwarded.contentType, undefined);
+    if (!secrets.empty) this.#scrubber = secrets.stream();
     try {
       this.#r.res.writeHead(statusCode, headers);
     } catch (error) {
@@ -106,34 +118,53 @@ class ForwardHandler {
   }
 
   onData(chunk: Buffer): boolean {
-    this.#sniffer?.feed(chunk);
-    const held = this.#held;
-    if (held) {
-      held.chunks.push(chunk);
-      held.size += chunk.length;
-      if (held.size > MAX_HELD_ERROR_BODY) this.#abort?.(new Error("upstream error body too large to scrub"));
-      return true;
+    if (this.#decoder) {
+      if (this.#decoder.write(chunk)) return true;
+      this.#decoder.once("drain", () => this.#resume?.());
+      return false;
     }
-    const { res } = this.#r;
-    if (res.write(chunk)) return true;
-    res.once("drain", () => this.#resume?.());
-    return false;
+    return this.#send(chunk);
   }
 
   onComplete(): void {
-    const held = this.#held;
-    if (held) {
-      const body = scrub(Buffer.concat(held.chunks, held.size), this.#r.secrets);
-      this.#r.res.writeHead(this.#status, [...held.headers, "content-length", String(body.length)]);
-      this.#r.res.end(body);
-    } else {
-      this.#r.res.end();
+    if (this.#decoder) {
+      this.#decoder.end();
+      return; // the decoder's end completes the answer
     }
+    this.#complete();
+  }
+
+  /** Writes one chunk of the (decoded) body: usage read, secrets masked. False: the client is full. */
+  #send(chunk: Buffer): boolean {
+    this.#sniffer?.feed(chunk);
+    const out = this.#scrubber ? this.#scrubber.push(chunk) : chunk;
+    const { res } = this.#r;
+    if (out.length === 0 || res.write(out)) return true;
+    res.once("drain", () => (this.#decoder ? this.#decoder.resume() : this.#resume?.()));
+    return false;
+  }
+
+  #complete(): void {
+    const rest = this.#scrubber?.end();
+    if (rest) this.#r.res.end(rest);
+    else this.#r.res.end();
     this.#finish({
       status: this.#status,
       upstreamMs: performance.now() - this.#start,
       usage: this.#sniffer?.result(),
     });
+  }
+
+  #decode(decoder: Transform): Transform {
+    decoder.on("data", (chunk: Buffer) => {
+      if (!this.#send(chunk)) decoder.pause();
+    });
+    decoder.once("end", () => this.#complete());
+    decoder.once("error", (error) => {
+      this.#abort?.(error);
+      this.onError(error);
+    });
+    return decoder;
   }
 
   onError(error: Error): void {
@@ -143,6 +174,7 @@ class ForwardHandler {
       this.#finish({ status: 499, upstreamMs, error: "client_closed" });
       return;
     }
+    this.#decoder?.destroy();
     const code: ErrorCode = TIMEOUTS.has((error as { code?: string }).code ?? "")
       ? "upstream_timeout"
       : "upstream_error";
@@ -155,7 +187,9 @@ class ForwardHandler {
     const message =
       code === "upstream_timeout"
         ? `upstream ${this.#r.upstreamName} did not answer in time`
-        : `upstream ${this.#r.upstreamName} failed (${describe(error)})`;
+        : error instanceof UnreadableAnswer
+          ? `upstream ${this.#r.upstreamName} answered with Content-Encoding ${error.encoding}, which the broker cannot check for its secrets`
+          : `upstream ${this.#r.upstreamName} failed (${describe(error)})`;
     const status = ERROR_CATALOG[code].status;
     res.writeHead(status, {
       "content-type": "application/json; charset=utf-8",
@@ -182,28 +216,16 @@ const describe = (error: Error): string => {
   return typeof code === "string" && /^[A-Z0-9_]{2,40}$/.test(code) ? code : "connection error";
 };
 
-const dropHeader = (flat: string[], name: string): string[] => {
+const dropHeaders = (flat: string[], names: readonly string[]): string[] => {
   const out: string[] = [];
   for (let i = 0; i < flat.length; i += 2)
-    if (flat[i]!.toLowerCase() !== name) out.push(flat[i]!, flat[i + 1]!);
+    if (!names.includes(flat[i]!.toLowerCase())) out.push(flat[i]!, flat[i + 1]!);
   return out;
 };
 
-const REDACTED = Buffer.from("[redacted by perishable]");
-
-/** Every occurrence of every secret replaced. */
-export const scrub = (body: Buffer, secrets: readonly Buffer[]): Buffer => {
-  let out = body;
-  for (const secret of secrets) {
-    if (secret.length === 0 || out.indexOf(secret) === -1) continue;
-    const parts: Buffer[] = [];
-    let from = 0;
-    for (let at = out.indexOf(secret); at !== -1; at = out.indexOf(secret, from)) {
-      parts.push(out.subarray(from, at), REDACTED);
-      from = at + secret.length;
-    }
-    parts.push(out.subarray(from));
-    out = Buffer.concat(parts);
+/** An answer in an encoding the broker cannot decode, so cannot scrub: refused, never passed on. */
+class UnreadableAnswer extends Error {
+  constructor(readonly encoding: string) {
+    super("unreadable content encoding");
   }
-  return out;
-};
+}

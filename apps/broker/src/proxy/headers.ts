@@ -1,4 +1,6 @@
 import type { UpstreamConfig } from "../config/types.js";
+import { REROUTING_HEADERS } from "../policy/headers.js";
+import type { Secrets } from "./scrub.js";
 
 /**
  * Request headers never forwarded: hop-by-hop headers (RFC 9110 §7.6.1), the client's
@@ -33,6 +35,8 @@ const DROP_REQUEST = new Set([
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
+  // The broker's own request id is the broker's: a client's would forge the correlation.
+  "x-perishable-request-id",
 ]);
 
 /** Response headers never passed back: hop-by-hop, plus anything the broker sets itself. */
@@ -57,6 +61,8 @@ export const forwardRequestHeaders = (
   upstream: UpstreamConfig,
   authValue: string | undefined,
   keepContentLength: boolean,
+  /** Set when the broker re-serialised the body: the client's Content-Type gives way to this. */
+  contentType?: string,
 ): string[] => {
   const out: string[] = [];
   let connectionTokens: Set<string> | undefined;
@@ -70,10 +76,13 @@ export const forwardRequestHeaders = (
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (DROP_REQUEST.has(lower) || connectionTokens?.has(lower)) continue;
+    if (REROUTING_HEADERS.has(lower) && !upstream.forwardHeaders.has(lower)) continue;
     if (!keepContentLength && lower === "content-length") continue;
+    if (contentType !== undefined && lower === "content-type") continue;
     if (upstream.reservedHeaders.has(lower)) continue;
     out.push(name, rawHeaders[i + 1]!);
   }
+  if (contentType !== undefined) out.push("content-type", contentType);
   for (const [name, value] of upstream.headers) out.push(name, value);
   if (upstream.auth && authValue !== undefined) out.push(upstream.auth.header, authValue);
   return out;
@@ -81,13 +90,14 @@ export const forwardRequestHeaders = (
 
 /**
  * Upstream response headers (undici's raw Buffer pairs) → a flat list for `writeHead`, without
- * hop-by-hop headers or the upstream's own request id header, with the broker's request id added;
- * plus the two headers the usage reader looks at.
+ * hop-by-hop headers or the upstream's own request id header, with the broker's request id added
+ * and the upstream's secrets masked in every value; plus the two headers the usage reader looks at.
  */
 export const forwardResponseHeaders = (
   rawHeaders: readonly Buffer[],
   requestIdHeader: string,
   requestId: string,
+  secrets: Secrets,
 ): { headers: string[]; contentType: string | undefined; contentEncoding: string | undefined } => {
   const out: string[] = [];
   let connection: string | undefined;
@@ -96,7 +106,8 @@ export const forwardResponseHeaders = (
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toString("latin1");
     const lower = name.toLowerCase();
-    const value = rawHeaders[i + 1]!.toString("latin1");
+    // An upstream may echo its credential in a header (a WWW-Authenticate description, debug headers).
+    const value = secrets.header(rawHeaders[i + 1]!.toString("latin1"));
     if (lower === "connection") connection = value;
     if (DROP_RESPONSE.has(lower) || lower === requestIdHeader) continue;
     if (lower === "content-type") contentType = value;

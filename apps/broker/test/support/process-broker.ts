@@ -23,7 +23,7 @@ const bin = fileURLToPath(new URL("../../dist/bin.js", import.meta.url));
 export const startProcessBroker = async (doc: ConfigInput): Promise<ProcessBroker> => {
   const port = await freePort();
   const file = join(mkdtempSync(join(tmpdir(), "perishable-node-")), "perishable.yaml");
-  writeFileSync(file, JSON.stringify({ ...doc, listen: { host: "127.0.0.1", port } }));
+  writeFileSync(file, JSON.stringify({ ...doc, listen: { ...doc.listen, host: "127.0.0.1", port } }));
   const child = spawn(process.execPath, [bin, "start", "--config", file], {
     env: { PATH: process.env.PATH ?? "" },
     stdio: ["ignore", "pipe", "pipe"],
