@@ -41,4 +41,5 @@ export const DENIAL_MESSAGES = {
   rate_limited: "rate limit reached",
   forbidden: "the grant has used all of its maxUses",
   ttl_exceeded: "the requested ttl is above the grant's max_ttl",
+  delegation_denied: "the grant has made as many child grants as limits.max_children allows",
 } as const satisfies Partial<Record<ErrorCode, string>>;

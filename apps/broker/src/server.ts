@@ -132,11 +132,13 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     store,
     file: config.audit.file,
     maxBuffer: config.audit.buffer,
+    anonymousPerSecond: config.audit.anonymousPerSecond,
     onError: (message, error) => app.log.warn({ err: summary(error) }, message),
   });
   const metrics = new Metrics({
     auditBacklog: () => audit.stats.pending,
     auditDropped: () => audit.stats.dropped,
+    auditSuppressed: () => audit.stats.suppressed,
     liveGrants: () => store.countLiveGrants(now()),
   });
   const expiry = new ExpiryWatcher({ store, audit, now });

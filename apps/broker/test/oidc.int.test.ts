@@ -16,6 +16,8 @@ beforeAll(async () => {
   t = await startTestBroker({
     redisUrl: inject("redisUrl"),
     configure: (doc) => {
+      // Every hostile token's refusal is asserted in the trail: no sampling of anonymous refusals here.
+      doc.audit = { ...doc.audit, anonymous_per_second: 10_000 };
       doc.issuers!.push(
         {
           name: "ci",

@@ -11,12 +11,20 @@ export interface AuditLogOptions {
   readonly flushMs?: number;
   readonly batchSize?: number;
   readonly onError?: (message: string, error: unknown) => void;
+  /**
+   * Refusals of callers with no known credential (no grant to attribute them to) written per
+   * second at most; the rest are only counted (`stats.suppressed`, a metric). Without it an
+   * unauthenticated flood pushes real events out of the bounded stream.
+   */
+  readonly anonymousPerSecond?: number;
+  readonly now?: () => number;
 }
 
 export interface AuditStats {
   readonly pending: number;
   readonly written: number;
   readonly dropped: number;
+  readonly suppressed: number;
 }
 
 /**
@@ -40,6 +48,11 @@ export class AuditLog {
   #dropped = 0;
   #closed = false;
   #lastErrorAt = 0;
+  readonly #anonymousPerSecond: number;
+  readonly #now: () => number;
+  #anonymousSecond = 0;
+  #anonymousInSecond = 0;
+  #suppressed = 0;
 
   constructor(options: AuditLogOptions) {
     this.#store = options.store;
@@ -47,6 +60,8 @@ export class AuditLog {
     this.#flushMs = options.flushMs ?? 50;
     this.#batchSize = options.batchSize ?? 500;
     this.#onError = options.onError ?? (() => {});
+    this.#anonymousPerSecond = options.anonymousPerSecond ?? 20;
+    this.#now = options.now ?? Date.now;
     if (options.file) {
       this.#file = createWriteStream(options.file, { flags: "a", mode: 0o600 });
       this.#file.on("error", (error) => this.#report("cannot write the audit file", error));
@@ -54,6 +69,10 @@ export class AuditLog {
   }
 
   emit(event: AuditEvent): void {
+    if (event.type === "denied" && event.grantId === null && !this.#allowAnonymous()) {
+      this.#suppressed += 1;
+      return;
+    }
     if (this.#queue.length >= this.#maxBuffer) {
       this.#dropped += 1;
       return;
@@ -66,7 +85,12 @@ export class AuditLog {
   }
 
   get stats(): AuditStats {
-    return { pending: this.#queue.length, written: this.#written, dropped: this.#dropped };
+    return {
+      pending: this.#queue.length,
+      written: this.#written,
+      dropped: this.#dropped,
+      suppressed: this.#suppressed,
+    };
   }
 
   /** Writes what is queued; one flush at a time. Failed batches stay queued for the next one. */
@@ -84,6 +108,16 @@ export class AuditLog {
       }
     });
     return this.#flushing;
+  }
+
+  #allowAnonymous(): boolean {
+    const second = Math.floor(this.#now() / 1000);
+    if (second !== this.#anonymousSecond) {
+      this.#anonymousSecond = second;
+      this.#anonymousInSecond = 0;
+    }
+    this.#anonymousInSecond += 1;
+    return this.#anonymousInSecond <= this.#anonymousPerSecond;
   }
 
   async close(): Promise<void> {

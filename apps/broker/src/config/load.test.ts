@@ -66,6 +66,7 @@ describe("config", () => {
       maxTtl: 3_600_000,
       maxLifetime: 86_400_000,
       maxDepth: 4,
+      maxChildren: 100,
     });
     expect(config.store.redis).toBeUndefined();
     expect(config.upstreams.get("openai")?.timeouts).toEqual({

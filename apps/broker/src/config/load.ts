@@ -393,8 +393,13 @@ const resolveConfig = (
       maxTtl: limits.max_ttl * 1000,
       maxLifetime: limits.max_lifetime * 1000,
       maxDepth: limits.max_depth,
+      maxChildren: limits.max_children,
     }),
-    proxy: Object.freeze({ maxBodyBytes: file.proxy.max_body_bytes }),
+    proxy: Object.freeze({
+      maxBodyBytes: file.proxy.max_body_bytes,
+      bufferBytes: file.proxy.buffer_bytes,
+      bodyIdleMs: file.proxy.body_idle_timeout * 1000,
+    }),
     upstreams,
     scopes,
     scopesByUpstream: new Map([...scopesByUpstream].map(([k, v]) => [k, Object.freeze(v)])),
@@ -404,6 +409,7 @@ const resolveConfig = (
       streamMaxLen: file.audit.stream_max_len,
       file: file.audit.file ? resolvePath(baseDir, file.audit.file) : undefined,
       buffer: file.audit.buffer,
+      anonymousPerSecond: file.audit.anonymous_per_second,
     }),
     log: Object.freeze({ level: file.log.level }),
   });

@@ -174,6 +174,8 @@ export const ConfigFile = z.strictObject({
       max_ttl: Seconds.default(3600),
       max_lifetime: Seconds.default(86_400),
       max_depth: z.int().min(0).max(32).default(4),
+      /** Child grants one grant may create in its life: one token cannot mint authority without end. */
+      max_children: z.int().min(0).max(100_000).default(100),
     })
     .prefault({}),
   proxy: z
@@ -183,6 +185,16 @@ export const ConfigFile = z.strictObject({
         .int()
         .positive()
         .default(8 * 1024 * 1024),
+      /**
+       * Bodies up to this size are read whole before an upstream connection is used for them;
+       * longer ones once this much has come, then streamed (so a trickled body holds no connection).
+       */
+      buffer_bytes: z
+        .int()
+        .positive()
+        .default(1024 * 1024),
+      /** A streamed body that sends nothing for this many seconds is cut (its upstream connection freed). */
+      body_idle_timeout: z.int().positive().max(3600).default(10),
     })
     .prefault({}),
   upstreams: z.record(Name, Upstream).refine((u) => Object.keys(u).length > 0, "at least one upstream"),
@@ -202,6 +214,8 @@ export const ConfigFile = z.strictObject({
       file: z.string().min(1).optional(),
       /** Events held in memory while the store is slow; past this they are counted as dropped. */
       buffer: z.int().positive().default(100_000),
+      /** Refusals of unknown callers written per second and node; the rest only counted (a metric). */
+      anonymous_per_second: z.int().min(0).max(100_000).default(20),
     })
     .prefault({}),
   log: z

@@ -19,8 +19,13 @@ export interface BrokerConfig {
     readonly maxTtl: number;
     readonly maxLifetime: number;
     readonly maxDepth: number;
+    readonly maxChildren: number;
   };
-  readonly proxy: { readonly maxBodyBytes: number };
+  readonly proxy: {
+    readonly maxBodyBytes: number;
+    readonly bufferBytes: number;
+    readonly bodyIdleMs: number;
+  };
   readonly upstreams: ReadonlyMap<string, UpstreamConfig>;
   readonly scopes: ReadonlyMap<string, ScopeConfig>;
   /** Scopes grouped by upstream, in config order: the proxy's first lookup. */
@@ -31,6 +36,7 @@ export interface BrokerConfig {
     readonly streamMaxLen: number;
     readonly file: string | undefined;
     readonly buffer: number;
+    readonly anonymousPerSecond: number;
   };
   readonly log: { readonly level: "fatal" | "error" | "warn" | "info" | "debug" | "silent" };
 }

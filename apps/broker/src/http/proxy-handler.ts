@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import { type AuditLog, auditEvent } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
@@ -12,7 +13,7 @@ import { matchScopes } from "../policy/scopes.js";
 import { type BodyCheck, checkBody, forwardedBody, hasBody } from "../proxy/body-check.js";
 import { type ForwardOutcome, forward } from "../proxy/forward.js";
 import { forwardRequestHeaders } from "../proxy/headers.js";
-import { readBody } from "../proxy/read-body.js";
+import { readUpTo, streamOn } from "../proxy/read-body.js";
 import { Secrets } from "../proxy/scrub.js";
 import type { UpstreamPools } from "../proxy/upstreams.js";
 import { type Candidate, type Store, StoreUnavailableError, type Subject } from "../store/types.js";
@@ -35,7 +36,6 @@ export interface ProxyDeps {
 }
 
 const PREFIX = "/proxy/";
-const SMALL_BODY = 64 * 1024;
 
 /** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
 export const isProxyTarget = (url: string | undefined): boolean =>
@@ -102,7 +102,7 @@ export const createProxyHandler = (
     const path = checkProxyPath(rest);
     let preDenial: BrokerError | undefined;
     let candidates: Candidate[] = [];
-    let body: Buffer | IncomingMessage | null = hasBody(req) ? req : null;
+    let body: Buffer | Readable | null = hasBody(req) ? req : null;
     let check: BodyCheck | undefined;
     if (!upstream) {
       preDenial = new BrokerError("upstream_unknown", `no upstream named ${upstreamName.slice(0, 64)}`);
@@ -122,11 +122,12 @@ export const createProxyHandler = (
           );
         } else {
           candidates = matched.map((scope) => plainCandidates.get(scope)!);
-          // A small body of declared length is already here (a packet or two): reading it is cheaper
-          // than streaming it through undici. Larger or chunked bodies are streamed as they come.
-          const length = Number(req.headers["content-length"] ?? Number.NaN);
-          if (body && length > 0 && length <= SMALL_BODY && !req.headers["transfer-encoding"]) {
-            body = await readBody(req, SMALL_BODY);
+          // No upstream connection is lent to a body that is not arriving: the first
+          // proxy.buffer_bytes are here before dispatch (a small body whole: cheaper than
+          // streaming it, too), and the rest of a longer one streams with an idle timeout.
+          if (body) {
+            const read = await readUpTo(req, config.proxy.bufferBytes);
+            body = read.complete ? read.body : streamOn(read.body, req, config.proxy.bodyIdleMs);
           }
         }
       } catch (error) {

@@ -4,6 +4,8 @@ export interface MetricsSources {
   /** Audit events held in memory, not yet written. */
   readonly auditBacklog: () => number;
   readonly auditDropped: () => number;
+  /** Refusals of unknown callers counted but not written (past the audit trail's per-second allowance). */
+  readonly auditSuppressed: () => number;
   /** Grants with a live token (from the store; approximate). */
   readonly liveGrants: () => Promise<number>;
 }
@@ -77,6 +79,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sources.auditDropped());
+      },
+    });
+    new Gauge({
+      name: "perishable_audit_suppressed",
+      help: "Refusals of callers without a known credential that were counted here instead of written to the audit trail",
+      registers: [this.registry],
+      collect() {
+        this.set(sources.auditSuppressed());
       },
     });
     new Gauge({

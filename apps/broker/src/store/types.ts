@@ -26,6 +26,8 @@ export interface GrantRecord {
   /** Largest token lifetime a refresh may ask for (ms). */
   readonly maxTtl: number;
   readonly maxUses: number | null;
+  /** How many child grants this grant may create in its life (limits.max_children); none when absent. */
+  readonly maxChildren?: number;
   readonly metadata: Readonly<Record<string, string>>;
   /** The workload identity the root was granted to (children inherit it), or null for an issuer key. */
   readonly identity: { readonly issuer: string; readonly subject: string } | null;
@@ -97,7 +99,7 @@ export type RefreshResult =
   | { readonly ok: true; readonly token: TokenRecord; readonly grant: GrantRecord }
   | Denied<TokenDenial | "ttl_exceeded">;
 
-export type CreateResult = { readonly ok: true } | Denied<TokenDenial>;
+export type CreateResult = { readonly ok: true } | Denied<TokenDenial | "delegation_denied">;
 
 /** Where to find a presented token: its tree (from the token's routing part) and keyed hash. */
 export interface TokenRef {

@@ -73,6 +73,7 @@ export const delegateToken = async (
     ttl: Math.min(ttl, notAfter - now),
     maxTtl: parent.maxTtl,
     maxUses: body.maxUses ?? null,
+    maxChildren: ctx.config.limits.maxChildren,
     metadata: body.metadata ?? {},
     identity: parent.identity,
   };

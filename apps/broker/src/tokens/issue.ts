@@ -67,6 +67,7 @@ export const issueRootToken = async (
     ttl: Math.min(ttl, lifetime),
     maxTtl: limits.maxTtl,
     maxUses: body.maxUses ?? null,
+    maxChildren: ctx.config.limits.maxChildren,
     metadata: body.metadata ?? {},
     identity: authority.identity,
   };

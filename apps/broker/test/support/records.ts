@@ -17,6 +17,7 @@ export interface GrantSpec {
   readonly ttlMs?: number;
   readonly lifetimeMs?: number;
   readonly maxUses?: number | null;
+  readonly maxChildren?: number;
   readonly maxTtlMs?: number;
   readonly agent?: string;
   readonly identity?: { issuer: string; subject: string };
@@ -69,6 +70,7 @@ const withToken = (
     ttl,
     maxTtl: spec.maxTtlMs ?? 600_000,
     maxUses: spec.maxUses ?? null,
+    ...(spec.maxChildren === undefined ? {} : { maxChildren: spec.maxChildren }),
     metadata: { purpose: "contract" },
     identity: spec.identity ?? null,
   };

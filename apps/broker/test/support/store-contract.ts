@@ -171,6 +171,27 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       });
     });
 
+    it("refuses a child past its parent's maxChildren, for the parent's whole life", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const root = rootGrant(now, { maxChildren: 2 });
+      await store.createGrant(root.grant, root.record);
+      for (let i = 0; i < 2; i++) {
+        const child = childGrant(now, root.grant);
+        expect(await store.createGrant(child.grant, child.record, root.ref, now)).toEqual({ ok: true });
+        await store.revokeGrant(child.grant.id, now); // revoked children still count
+      }
+      const third = childGrant(now, root.grant);
+      expect(await store.createGrant(third.grant, third.record, root.ref, now)).toMatchObject({
+        ok: false,
+        code: "delegation_denied",
+        rule: "max_children 2",
+      });
+      expect(await store.authorize(third.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "token_invalid",
+      });
+    });
+
     it("refreshes: the new token works, the old one keeps working until its own expiry", async () => {
       await using store = await open();
       const now = Date.now();
@@ -397,6 +418,37 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.authorize(other.ref, now, [allow("llm:embed")])).toMatchObject({
         code: "token_revoked",
         rule: "rule rv_2",
+      });
+    });
+
+    it("applies a rule added after a token was first used, among thousands that select others", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const planner = rootGrant(now, { agent: "planner", scopes: ["llm:complete", "llm:embed"] });
+      const sub = childGrant(now, planner.grant, { agent: "researcher", scopes: ["llm:embed"] });
+      for (const g of [planner, sub]) await store.createGrant(g.grant, g.record);
+      expect(await store.authorize(sub.ref, now, [allow("llm:embed")])).toMatchObject({ ok: true });
+      for (let i = 0; i < 1_000; i++)
+        await store.putRule(rule(`rv_other_${i}`, { agent: `bystander-${i}` }, now));
+      await store.putRule(rule("rv_scope", { scope: "llm:complete" }, now));
+      expect(await store.authorize(sub.ref, now, [allow("llm:embed")])).toMatchObject({
+        code: "token_revoked",
+        rule: `rule rv_scope (ancestor ${planner.grant.id})`,
+      });
+      const other = rootGrant(now, { agent: "bystander-x" });
+      await store.createGrant(other.grant, other.record);
+      expect(await store.authorize(other.ref, now, [allow("llm:complete")])).toMatchObject({
+        code: "token_revoked",
+        rule: "rule rv_scope",
+      });
+      const free = rootGrant(now, { agent: "bystander-y", scopes: ["llm:embed"] });
+      await store.createGrant(free.grant, free.record);
+      expect(await store.authorize(free.ref, now, [allow("llm:embed")])).toMatchObject({ ok: true });
+      expect(await store.authorize(free.ref, now, [allow("llm:embed")])).toMatchObject({ ok: true });
+      await store.putRule(rule("rv_root", { rootGrantId: free.grant.id }, now));
+      expect(await store.authorize(free.ref, now, [allow("llm:embed")])).toMatchObject({
+        code: "token_revoked",
+        rule: "rule rv_root",
       });
     });
 

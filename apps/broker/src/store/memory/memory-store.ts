@@ -1,5 +1,6 @@
 import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
 import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
+import { RuleIndex } from "../../policy/rule-index.js";
 import { auditMatches } from "../audit-filter.js";
 import {
   type AuditQuery,
@@ -37,6 +38,8 @@ interface StoredGrant {
   readonly record: GrantRecord;
   revokedAt: number | null;
   used: number;
+  /** Child grants created, for maxChildren. */
+  children: number;
   latestTokenId: string;
   latestExpiresAt: number;
   readonly tokenIds: Set<string>;
@@ -72,6 +75,7 @@ export class MemoryStore implements Store {
   readonly #counters = new Map<string, Counter>();
   readonly #expiries = new Map<string, number>();
   #rules: RevocationRule[] = [];
+  #index = new RuleIndex([]);
   readonly #audit: AuditRecord[] = [];
   #auditSeq = 0;
   readonly #auditMaxLen: number;
@@ -95,11 +99,17 @@ export class MemoryStore implements Store {
       if (chain.token.record.grantId !== grant.parentId) {
         return deny("token_invalid", subjectOf(chain.token, chain.grant), "parent mismatch");
       }
+      const cap = chain.grant.record.maxChildren;
+      if (cap !== undefined && chain.grant.children >= cap) {
+        return deny("delegation_denied", subjectOf(chain.token, chain.grant), `max_children ${cap}`);
+      }
+      chain.grant.children += 1;
     }
     this.#grants.set(grant.id, {
       record: grant,
       revokedAt: null,
       used: 0,
+      children: 0,
       latestTokenId: token.tokenId,
       latestExpiresAt: token.expiresAt,
       tokenIds: new Set([token.tokenId]),
@@ -267,7 +277,7 @@ export class MemoryStore implements Store {
   }
 
   async putRule(rule: RevocationRule): Promise<void> {
-    this.#rules = [...this.#rules.filter((r) => r.id !== rule.id), rule];
+    this.#setRules([...this.#rules.filter((r) => r.id !== rule.id), rule]);
   }
 
   rules(): readonly RevocationRule[] {
@@ -411,7 +421,12 @@ export class MemoryStore implements Store {
     for (const [tree, links] of this.#trees) if (links.size === 0) this.#trees.delete(tree);
     for (const [tree, until] of this.#tombs) if (until <= now) this.#tombs.delete(tree);
     for (const [key, counter] of this.#counters) if (counter.expireAt <= now) this.#counters.delete(key);
-    this.#rules = this.#rules.filter((r) => r.expiresAt > now);
+    this.#setRules(this.#rules.filter((r) => r.expiresAt > now));
+  }
+
+  #setRules(rules: RevocationRule[]): void {
+    this.#rules = rules;
+    this.#index = new RuleIndex(rules);
   }
 
   #storeToken(tree: string, token: TokenRecord): void {
@@ -447,20 +462,13 @@ export class MemoryStore implements Store {
   }
 
   #ruleHit(grant: GrantRecord, now: number): string | undefined {
-    for (const rule of this.#rules) {
-      if (rule.expiresAt <= now) continue;
-      if (
-        ruleSelects(rule, {
-          agent: grant.agent,
-          scopes: grant.scopes,
-          rootId: grant.rootId,
-          createdAt: grant.createdAt,
-        })
-      ) {
-        return rule.id;
-      }
-    }
-    return undefined;
+    const subject = {
+      agent: grant.agent,
+      scopes: grant.scopes,
+      rootId: grant.rootId,
+      createdAt: grant.createdAt,
+    };
+    return this.#index.first(subject, now)?.id;
   }
 
   /** The same checks, in the same order, as `chain()` in the Lua scripts. */

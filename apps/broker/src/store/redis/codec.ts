@@ -19,6 +19,7 @@ export const grantFields = (grant: GrantRecord): string[] => {
     "meta", JSON.stringify(grant.metadata),
   ];
   if (grant.maxUses !== null) fields.push("mu", String(grant.maxUses));
+  if (grant.maxChildren !== undefined) fields.push("mc", String(grant.maxChildren));
   if (grant.identity) fields.push("idi", grant.identity.issuer, "ids", grant.identity.subject);
   return fields;
 };
@@ -35,6 +36,7 @@ export const grantFromFields = (id: string, tree: string, f: ReadonlyMap<string,
     return value === "" ? [] : value.split(",");
   };
   const mu = f.get("mu");
+  const mc = f.get("mc");
   return {
     id,
     tree,
@@ -51,6 +53,7 @@ export const grantFromFields = (id: string, tree: string, f: ReadonlyMap<string,
     ttl: Number(f.get("ttl")),
     maxTtl: Number(f.get("mt")),
     maxUses: mu === undefined ? null : Number(mu),
+    ...(mc === undefined ? {} : { maxChildren: Number(mc) }),
     metadata: JSON.parse(f.get("meta") ?? "{}") as Record<string, string>,
     identity: f.has("idi") ? { issuer: f.get("idi")!, subject: f.get("ids") ?? "" } : null,
   };

@@ -1,6 +1,7 @@
 import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
 import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } from "ioredis";
-import { encodeRule, type RevocationRule, ruleSelects } from "../../policy/revocation.js";
+import { encodeRule, type RevocationRule, type RuleSubject, ruleSelects } from "../../policy/revocation.js";
+import { RuleIndex } from "../../policy/rule-index.js";
 import { auditMatches } from "../audit-filter.js";
 import { RedisKeys } from "../keys.js";
 import {
@@ -83,6 +84,8 @@ export interface RedisStoreOptions {
 
 /** Errors Redis answers with while it cannot serve (failover, loading, cluster trouble). */
 const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
+/** Tokens whose chain facts a node keeps (oldest forgotten first); a forgotten one sends all rules once. */
+const FACTS_CACHED = 100_000;
 /** Grants read per SCAN step of a walk or a listing. */
 const SCAN_COUNT = 2_000;
 
@@ -96,6 +99,9 @@ export class RedisStore implements Store {
   #rules: RevocationRule[] = [];
   /** The rules as script arguments: `n, rule…`, rebuilt whenever the rules change. */
   #ruleArgs: string[] = ["0"];
+  #index = new RuleIndex([]);
+  /** Token hash → what rules look at in its chain (immutable), for the tokens seen lately. */
+  readonly #facts = new Map<string, { readonly expiresAt: number; readonly subjects: RuleSubject[] }>();
   #reloadTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisStoreOptions) {
@@ -167,7 +173,12 @@ export class RedisStore implements Store {
       await Promise.race([this.#redis.connect(), timer]);
       await Promise.race([this.#redis.ping(), timer]);
       await Promise.race([this.#subscriber.connect(), timer]);
-      this.#subscriber.on("message", () => void this.reloadRules().catch(() => {}));
+      // A message names one rule: read just that one (a full reload per message would make N
+      // revocations cost N² rule reads); the periodic reload and every reconnect read them all.
+      this.#subscriber.on(
+        "message",
+        (_channel: string, id: string) => void this.#loadRule(id).catch(() => {}),
+      );
       await Promise.race([this.#subscriber.subscribe(this.#keys.rules()), timer]);
       // After a reconnect: subscribe again, and reload, since the channel may have missed messages.
       this.#subscriber.on("ready", () => this.#resubscribe());
@@ -231,12 +242,20 @@ export class RedisStore implements Store {
   }
 
   async authorize(ref: TokenRef, now: number, candidates: readonly Candidate[]): Promise<AuthorizeResult> {
-    const args: (string | number)[] = [...this.#prefixArgs(ref.tree, now), candidates.length];
+    // Rules go in only where they could select this token's chain, known from an earlier call:
+    // authorisation costs the same with 0 or 10,000 live rules. A token seen for the first time
+    // takes them all, and brings its chain's facts back for next time.
+    const facts = this.#facts.get(ref.hash);
+    const known = facts !== undefined && facts.expiresAt > now;
+    const ruleArgs = known ? encodeRules(this.#index.selecting(facts.subjects, now)) : this.#ruleArgs;
+    const args: (string | number)[] = [this.#keys.base(ref.tree), now, ...ruleArgs, candidates.length];
     for (const c of candidates) args.push(c.scope, c.pass ? "1" : "0", c.limit, c.windowMs);
+    args.push(known ? "0" : "1");
     const reply = await this.#call(() =>
       this.#redis.prsAuthorize(this.#keys.token(ref.tree, ref.hash), ...args),
     );
     if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
+    if (!known && reply.length > 8) this.#remember(ref.hash, reply);
     return {
       ok: true,
       scope: reply[7]!,
@@ -396,6 +415,13 @@ export class RedisStore implements Store {
 
   rules(): readonly RevocationRule[] {
     return this.#rules;
+  }
+
+  async #loadRule(id: string): Promise<void> {
+    const json = await this.#call(() => this.#redis.hget(this.#keys.rules(), id));
+    if (json === null) return;
+    const rule = JSON.parse(json) as RevocationRule;
+    this.#setRules([...this.#rules.filter((r) => r.id !== rule.id), rule]);
   }
 
   /** Reads every rule from Redis (at start, on every change message, and periodically); drops expired ones. */
@@ -644,7 +670,24 @@ export class RedisStore implements Store {
 
   #setRules(rules: RevocationRule[]): void {
     this.#rules = rules.sort((a, b) => a.createdAt - b.createdAt);
-    this.#ruleArgs = [String(rules.length), ...rules.map(encodeRule)];
+    this.#ruleArgs = encodeRules(this.#rules);
+    this.#index = new RuleIndex(this.#rules);
+  }
+
+  /** Keeps a token's chain facts (the tail of an authorize reply) until the token expires. */
+  #remember(hash: string, reply: Reply): void {
+    const rootId = reply[3]!;
+    const subjects: RuleSubject[] = [];
+    for (let i = 9; i + 2 < reply.length; i += 3) {
+      subjects.push({
+        agent: reply[i]!,
+        scopes: reply[i + 1] ? reply[i + 1]!.split(",") : [],
+        rootId,
+        createdAt: Number(reply[i + 2]),
+      });
+    }
+    if (this.#facts.size >= FACTS_CACHED) this.#facts.delete(this.#facts.keys().next().value!);
+    this.#facts.set(hash, { expiresAt: Number(reply[8]), subjects });
   }
 
   async #grantStates(tree: string, ids: readonly string[], now: number): Promise<GrantState[]> {
@@ -672,6 +715,12 @@ export class RedisStore implements Store {
     }
   }
 }
+
+/** Rules as the scripts' arguments: `n, rule…`. */
+const encodeRules = (rules: readonly RevocationRule[]): string[] => [
+  String(rules.length),
+  ...rules.map(encodeRule),
+];
 
 const parseCursor = (cursor: string | null): [number, string] => {
   if (!cursor) return [0, "0"];

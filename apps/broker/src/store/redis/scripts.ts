@@ -76,7 +76,7 @@ local function chain(tkey)
       if (not a[1]) or a[2] then return nil, fail('token_revoked', t, g, 'ancestor ' .. aid) end
       hit = ruled(a[5], a[6], g[4], a[7])
       if hit then return nil, fail('token_revoked', t, g, 'rule ' .. hit .. ' (ancestor ' .. aid .. ')') end
-      ancestors[#ancestors + 1] = {aid, tonumber(a[3]), tonumber(a[4]) or 0}
+      ancestors[#ancestors + 1] = {aid, tonumber(a[3]), tonumber(a[4]) or 0, a[5], a[6], a[7]}
     end
   end
   if tonumber(g[1]) <= now then return nil, fail('token_expired', t, g, 'grant notAfter') end
@@ -86,8 +86,11 @@ end
 `;
 
 /**
- * KEYS[1] token key. ARGV from o: n, then n × (scope, pass 1|0, limit, windowMs).
- * → {'ok', grantId, tokenId, root, parent, agent, issuedAt, scope} or a denial.
+ * KEYS[1] token key. ARGV from o: n, then n × (scope, pass 1|0, limit, windowMs), then 1 when
+ * the caller wants the chain's rule facts.
+ * → {'ok', grantId, tokenId, root, parent, agent, issuedAt, scope} or a denial; with the facts,
+ * then expiresAt and (agent, scopes, createdAt) of the grant and of each ancestor. Those never
+ * change, so a node keeps them per token to send only the rules that could select it.
  */
 export const AUTHORIZE = `${CHAIN}
 local t, g, ancestors = chain(KEYS[1])
@@ -149,7 +152,15 @@ if limit > 0 then
   end
 end
 for _, id in ipairs(spend) do redis.call('HINCRBY', base .. 'g:' .. id, 'used', 1) end
-return {'ok', t[1], t[2], g[4], g[5], g[6], t[3], scope}
+local out = {'ok', t[1], t[2], g[4], g[5], g[6], t[3], scope}
+if ARGV[o + 1 + n * 4] == '1' then
+  out[#out + 1] = t[4]
+  out[#out + 1] = g[6] out[#out + 1] = g[7] out[#out + 1] = g[12] or '0'
+  for _, a in ipairs(ancestors) do
+    out[#out + 1] = a[4] or '' out[#out + 1] = a[5] or '' out[#out + 1] = a[6] or '0'
+  end
+end
+return out
 `;
 
 /**
@@ -162,6 +173,14 @@ if KEYS[6] then
   local t, g = chain(KEYS[6])
   if not t then return g end
   if t[1] ~= ARGV[o + 7] then return fail('token_invalid', t, g, 'parent mismatch') end
+  -- A grant's children are counted for its whole life: a token cannot mint them without end.
+  local pkey = base .. 'g:' .. t[1]
+  local mc = tonumber(redis.call('HGET', pkey, 'mc'))
+  local kids = redis.call('HINCRBY', pkey, 'kids', 1)
+  if mc and kids > mc then
+    redis.call('HINCRBY', pkey, 'kids', -1)
+    return fail('delegation_denied', t, g, 'max_children ' .. mc)
+  end
 end
 local gid, tid = ARGV[o], ARGV[o + 1]
 redis.call('HSET', KEYS[1], 'lt', tid, 'le', ARGV[o + 4], unpack(ARGV, o + 8))
