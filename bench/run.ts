@@ -1,6 +1,7 @@
 import { consoleTable, machine, type SectionReport, verdicts, writeSection } from "./lib/report.js";
 import { proxyBench } from "./sections/proxy.js";
 import { revocationBench } from "./sections/revocation.js";
+import { rulesBench } from "./sections/rules.js";
 import { sdkBench } from "./sections/sdk.js";
 import { tokensBench } from "./sections/tokens.js";
 
@@ -13,6 +14,7 @@ const SECTIONS: Record<string, () => Promise<SectionReport>> = {
   tokens: () => tokensBench(),
   sdk: sdkBench,
   revocation: () => revocationBench(Number(process.env.BENCH_REVOKE_TOKENS ?? 100_000)),
+  rules: () => rulesBench(),
 };
 
 const wanted = process.argv.slice(2);

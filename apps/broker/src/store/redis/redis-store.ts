@@ -34,6 +34,7 @@ import {
   AUDIT_APPEND,
   AUTHORIZE,
   CREATE,
+  FACTS,
   INSPECT,
   PURGE,
   REFRESH,
@@ -45,6 +46,7 @@ type Reply = string[];
 
 interface ScriptCommands {
   prsAuthorize(key: string, ...args: (string | number)[]): Promise<Reply>;
+  prsFacts(key: string, ...args: (string | number)[]): Promise<Reply>;
   prsCreate(...keysAndArgs: (string | number)[]): Promise<Reply>;
   prsRefresh(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<Reply>;
   prsInspect(key: string, ...args: (string | number)[]): Promise<Reply>;
@@ -84,6 +86,8 @@ export interface RedisStoreOptions {
 
 /** Errors Redis answers with while it cannot serve (failover, loading, cluster trouble). */
 const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
+/** Up to this many rules go into a token's first call whole; past it, its facts are fetched first. */
+const RULES_SENT_WHOLE = 64;
 /** Tokens whose chain facts a node keeps (oldest forgotten first); a forgotten one sends all rules once. */
 const FACTS_CACHED = 100_000;
 /** Grants read per SCAN step of a walk or a listing. */
@@ -101,7 +105,7 @@ export class RedisStore implements Store {
   #ruleArgs: string[] = ["0"];
   #index = new RuleIndex([]);
   /** Token hash → what rules look at in its chain (immutable), for the tokens seen lately. */
-  readonly #facts = new Map<string, { readonly expiresAt: number; readonly subjects: RuleSubject[] }>();
+  readonly #facts = new Map<string, Facts>();
   #reloadTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisStoreOptions) {
@@ -144,6 +148,7 @@ export class RedisStore implements Store {
     this.#rulesReloadMs = options.rulesReloadMs ?? 5_000;
     const scripts = {
       prsAuthorize: [1, AUTHORIZE],
+      prsFacts: [1, FACTS],
       prsCreate: [undefined, CREATE],
       prsRefresh: [3, REFRESH],
       prsInspect: [1, INSPECT],
@@ -245,9 +250,18 @@ export class RedisStore implements Store {
     // Rules go in only where they could select this token's chain, known from an earlier call:
     // authorisation costs the same with 0 or 10,000 live rules. A token seen for the first time
     // takes them all, and brings its chain's facts back for next time.
-    const facts = this.#facts.get(ref.hash);
+    let facts = this.#facts.get(ref.hash);
+    if ((facts === undefined || facts.expiresAt <= now) && this.#rules.length > RULES_SENT_WHOLE) {
+      // Many rules: learning the facts first (one more round trip, once per token) is cheaper
+      // than sending them all.
+      const reply = await this.#call(() =>
+        this.#redis.prsFacts(this.#keys.token(ref.tree, ref.hash), this.#keys.base(ref.tree), now, "0"),
+      );
+      if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
+      facts = this.#remember(ref.hash, reply, 2, reply[1]!);
+    }
     const known = facts !== undefined && facts.expiresAt > now;
-    const ruleArgs = known ? encodeRules(this.#index.selecting(facts.subjects, now)) : this.#ruleArgs;
+    const ruleArgs = known ? encodeRules(this.#index.selecting(facts!.subjects, now)) : this.#ruleArgs;
     const args: (string | number)[] = [this.#keys.base(ref.tree), now, ...ruleArgs, candidates.length];
     for (const c of candidates) args.push(c.scope, c.pass ? "1" : "0", c.limit, c.windowMs);
     args.push(known ? "0" : "1");
@@ -255,7 +269,7 @@ export class RedisStore implements Store {
       this.#redis.prsAuthorize(this.#keys.token(ref.tree, ref.hash), ...args),
     );
     if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
-    if (!known && reply.length > 8) this.#remember(ref.hash, reply);
+    if (!known && reply.length > 8) this.#remember(ref.hash, reply, 8, reply[3]!);
     return {
       ok: true,
       scope: reply[7]!,
@@ -674,11 +688,10 @@ export class RedisStore implements Store {
     this.#index = new RuleIndex(this.#rules);
   }
 
-  /** Keeps a token's chain facts (the tail of an authorize reply) until the token expires. */
-  #remember(hash: string, reply: Reply): void {
-    const rootId = reply[3]!;
+  /** Keeps a token's chain facts (expiresAt at `from`, then triples) until the token expires. */
+  #remember(hash: string, reply: Reply, from: number, rootId: string): Facts {
     const subjects: RuleSubject[] = [];
-    for (let i = 9; i + 2 < reply.length; i += 3) {
+    for (let i = from + 1; i + 2 < reply.length; i += 3) {
       subjects.push({
         agent: reply[i]!,
         scopes: reply[i + 1] ? reply[i + 1]!.split(",") : [],
@@ -687,7 +700,9 @@ export class RedisStore implements Store {
       });
     }
     if (this.#facts.size >= FACTS_CACHED) this.#facts.delete(this.#facts.keys().next().value!);
-    this.#facts.set(hash, { expiresAt: Number(reply[8]), subjects });
+    const facts = { expiresAt: Number(reply[from]), subjects };
+    this.#facts.set(hash, facts);
+    return facts;
   }
 
   async #grantStates(tree: string, ids: readonly string[], now: number): Promise<GrantState[]> {
@@ -714,6 +729,12 @@ export class RedisStore implements Store {
       throw toStoreError(error);
     }
   }
+}
+
+/** What revocation rules look at in a token's chain: it never changes, so it is kept until the token expires. */
+interface Facts {
+  readonly expiresAt: number;
+  readonly subjects: readonly RuleSubject[];
 }
 
 /** Rules as the scripts' arguments: `n, rule…`. */

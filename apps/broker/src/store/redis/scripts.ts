@@ -164,6 +164,21 @@ return out
 `;
 
 /**
+ * KEYS[1] token key; called with no rules. → the chain's rule facts as AUTHORIZE appends them,
+ * after 'ok' and the root grant id: {'ok', rootId, expiresAt, (agent, scopes, createdAt)…}, or the
+ * chain's denial (which no rule could change).
+ */
+export const FACTS = `${CHAIN}
+local t, g, ancestors = chain(KEYS[1])
+if not t then return g end
+local out = {'ok', g[4], t[4], g[6], g[7], g[12] or '0'}
+for _, a in ipairs(ancestors) do
+  out[#out + 1] = a[4] or '' out[#out + 1] = a[5] or '' out[#out + 1] = a[6] or '0'
+end
+return out
+`;
+
+/**
  * KEYS: grant, token, tokenId, tree, grant's token set[, parent token]. ARGV from o: grantId,
  * tokenId, hash, issuedAt, expiresAt, grantExpireAt, tokenExpireAt, parentId ('' for a root),
  * then field/value pairs of the grant record. → {'ok'} or a denial about the parent token.
