@@ -1,0 +1,178 @@
+import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } from "ioredis";
+import { StoreUnavailableError } from "../types.js";
+import {
+  AUDIT_APPEND,
+  AUTHORIZE,
+  CREATE,
+  FACTS,
+  INSPECT,
+  PURGE,
+  REFRESH,
+  REVOKE_GRANT,
+  REVOKE_TOKEN,
+} from "./scripts.js";
+
+/**
+ * The Redis side of the store that is not about grants: connections (one server, a Cluster, a
+ * master behind Sentinel), the scripts registered on them, and the one place where a Redis
+ * failure becomes StoreUnavailableError (fail closed).
+ */
+export type Reply = string[];
+
+export interface ScriptCommands {
+  prsAuthorize(key: string, ...args: (string | number)[]): Promise<Reply>;
+  prsFacts(key: string, ...args: (string | number)[]): Promise<Reply>;
+  prsCreate(...keysAndArgs: (string | number)[]): Promise<Reply>;
+  prsRefresh(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<Reply>;
+  prsInspect(key: string, ...args: (string | number)[]): Promise<Reply>;
+  prsRevokeGrant(key: string, ...args: (string | number)[]): Promise<string[]>;
+  prsRevokeToken(key: string, ...args: (string | number)[]): Promise<Reply>;
+  prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number, string[]]>;
+  prsAuditAppend(key: string, ...args: (string | number)[]): Promise<number>;
+}
+
+export type Client = Redis | Cluster;
+export type ScriptedRedis = Client & ScriptCommands;
+
+/** Where Redis is: one server, a Cluster (seed nodes), or a master behind Sentinel. */
+export type RedisConnection =
+  | { readonly kind: "single"; readonly url: string }
+  | { readonly kind: "cluster"; readonly urls: readonly string[] }
+  | {
+      readonly kind: "sentinel";
+      readonly sentinels: readonly string[];
+      readonly name: string;
+      readonly password?: string | undefined;
+    };
+
+export interface ConnectionOptions {
+  readonly commandTimeoutMs?: number | undefined;
+  readonly connectTimeoutMs?: number | undefined;
+}
+
+/** Errors Redis answers with while it cannot serve (failover, loading, cluster trouble). */
+const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
+
+/**
+ * The store's two connections: one for commands and scripts, one subscribed to the rules channel.
+ * ioredis emits 'error' on every failed reconnect; the store reports availability through ping()
+ * and StoreUnavailableError instead, so those are expected and not thrown.
+ */
+export const openClients = (
+  connection: RedisConnection,
+  options: ConnectionOptions,
+): { redis: ScriptedRedis; subscriber: Client } => {
+  const redisOptions: RedisOptions = {
+    lazyConnect: true,
+    // Fail closed and fast while disconnected: no queue of requests waiting for a Redis
+    // that may be gone for minutes; the proxy answers 503 store_unavailable at once.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: options.commandTimeoutMs ?? 2_000,
+    connectTimeout: options.connectTimeoutMs ?? 5_000,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
+    enableAutoPipelining: true,
+  };
+  const redis = createClient(connection, redisOptions) as ScriptedRedis;
+  // Rules arrive on their own connection (a subscribed connection can do nothing else). It
+  // waits for Redis instead of failing fast (nothing waits on it), and it subscribes again
+  // itself on every `ready` (see RuleCache): ioredis's own re-subscribe is a promise nobody
+  // holds, and with maxRetriesPerRequest 0 a connection dropped while it runs rejected it
+  // unhandled, which ended the process.
+  const subscriber = createClient(connection, {
+    ...redisOptions,
+    enableAutoPipelining: false,
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    autoResubscribe: false,
+    commandTimeout: undefined,
+  });
+  redis.on("error", () => {});
+  subscriber.on("error", () => {});
+  const scripts = {
+    prsAuthorize: [1, AUTHORIZE],
+    prsFacts: [1, FACTS],
+    prsCreate: [undefined, CREATE],
+    prsRefresh: [3, REFRESH],
+    prsInspect: [1, INSPECT],
+    prsRevokeGrant: [1, REVOKE_GRANT],
+    prsRevokeToken: [1, REVOKE_TOKEN],
+    prsPurge: [1, PURGE],
+    prsAuditAppend: [1, AUDIT_APPEND],
+  } as const;
+  for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
+    redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
+  }
+  return { redis, subscriber };
+};
+
+/** The servers to SCAN: every master of a Cluster, or the one server. */
+export const mastersOf = (redis: Client): Redis[] =>
+  redis instanceof Cluster ? redis.nodes("master") : [redis as Redis];
+
+/** Runs a Redis call; anything that stops Redis from answering comes out as StoreUnavailableError. */
+export const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+  try {
+    return await fn();
+  } catch (error) {
+    throw toStoreError(error);
+  }
+};
+
+const hostPort = (url: string) => {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port || 6379) };
+};
+
+/** Credentials and TLS from a redis(s):// URL, for clients built from host/port lists. */
+const authOf = (url: string | undefined): Partial<RedisOptions> => {
+  if (!url) return {};
+  const u = new URL(url);
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
+  };
+};
+
+const createClient = (connection: RedisConnection, options: RedisOptions): Client => {
+  switch (connection.kind) {
+    case "single":
+      return new Redis(connection.url, options);
+    case "cluster": {
+      const { lazyConnect, enableOfflineQueue, enableAutoPipelining: _unused, ...redisOptions } = options;
+      const clusterOptions: ClusterOptions = {
+        lazyConnect,
+        enableOfflineQueue,
+        // ioredis's auto-pipelining groups commands by node, and its cluster pipelines insist on one
+        // slot group: commands of different lineage trees issued in the same tick then fail. Off here.
+        enableAutoPipelining: false,
+        scaleReads: "master",
+        clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
+        redisOptions: { ...redisOptions, ...authOf(connection.urls[0]) },
+      };
+      return new Cluster(connection.urls.map(hostPort), clusterOptions);
+    }
+    case "sentinel": {
+      const sentinelAuth = authOf(connection.sentinels[0]);
+      return new Redis({
+        ...options,
+        sentinels: connection.sentinels.map(hostPort),
+        name: connection.name,
+        ...(connection.password ? { password: connection.password } : {}),
+        ...(sentinelAuth.password ? { sentinelPassword: sentinelAuth.password } : {}),
+        ...(sentinelAuth.username ? { sentinelUsername: sentinelAuth.username } : {}),
+      });
+    }
+  }
+};
+
+/**
+ * Anything that stops Redis from answering is StoreUnavailableError (→ 503, fail closed). A
+ * ReplyError that is not about availability is a bug in a script: it propagates as is (→ 500).
+ */
+const toStoreError = (error: unknown): Error => {
+  if (error instanceof StoreUnavailableError) return error;
+  if (error instanceof ReplyError && !TRANSIENT_REPLY.test((error as Error).message)) return error as Error;
+  return new StoreUnavailableError("store unavailable", { cause: error });
+};
