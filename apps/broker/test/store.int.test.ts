@@ -1,13 +1,7 @@
 import { isolatedRedis } from "@perishable/test-support";
 import { inject } from "vitest";
-import { MemoryStore } from "../src/store/memory/memory-store.js";
 import { RedisStore } from "../src/store/redis/redis-store.js";
 import { describeStoreContract } from "./support/store-contract.js";
-
-describeStoreContract("memory", async () => {
-  const store = new MemoryStore({ auditMaxLen: 1000 });
-  return Object.assign(store, { [Symbol.asyncDispose]: () => store.close() });
-});
 
 describeStoreContract("redis", async () => {
   const redis = await isolatedRedis(inject("redisUrl"), "contract");

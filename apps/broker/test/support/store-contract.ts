@@ -1,7 +1,7 @@
 import type { AuditEvent } from "@perishable/protocol";
 import { describe, expect, it } from "vitest";
 import type { RevocationRule } from "../../src/policy/revocation.js";
-import type { Candidate, Store } from "../../src/store/types.js";
+import { type Candidate, type Store, StoreUnavailableError } from "../../src/store/types.js";
 import { childGrant, nextToken, rootGrant } from "./records.js";
 
 const allow = (scope: string, limit = 0, windowMs = 0): Candidate => ({ scope, pass: true, limit, windowMs });
@@ -559,27 +559,21 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       );
     });
 
-    it("appends audit events", async () => {
+    it("appends audit events in order, each batch as it was sent", async () => {
       await using store = await open();
-      await expect(
-        store.appendAudit([
-          {
-            at: new Date().toISOString(),
-            type: "issued",
-            requestId: "r1",
-            grantId: null,
-            tokenId: null,
-            rootGrantId: null,
-            parentGrantId: null,
-            agent: "a",
-          },
-        ]),
-      ).resolves.toBeUndefined();
+      const batch = Array.from({ length: 5 }, (_, i) => event("used", `agent-${i}`));
+      await store.appendAudit(batch);
+      await store.appendAudit([]);
+      const read = await store.readAudit({ limit: 10 });
+      expect(read.records.map((r) => r.event.agent)).toEqual(batch.map((e) => e.agent));
+      expect(read.records.map((r) => r.event)).toEqual(batch);
     });
 
-    it("answers ping", async () => {
-      await using store = await open();
+    it("answers ping while open, and refuses once closed", async () => {
+      const store = await open();
       await expect(store.ping()).resolves.toBeUndefined();
+      await store[Symbol.asyncDispose]();
+      await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
     });
   });
 };

@@ -2,6 +2,7 @@ import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
 import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { RuleIndex } from "../../policy/rule-index.js";
 import { auditMatches } from "../audit-filter.js";
+import { isLive, matchesFilter, subtreeOf } from "../grant-tree.js";
 import {
   type AuditQuery,
   type AuditRead,
@@ -21,6 +22,7 @@ import {
   type RefreshResult,
   type RevokeTokenResult,
   type Store,
+  StoreUnavailableError,
   type Subject,
   type TokenDenial,
   type TokenRecord,
@@ -75,6 +77,7 @@ export class MemoryStore implements Store {
   readonly #counters = new Map<string, Counter>();
   readonly #expiries = new Map<string, number>();
   #rules: RevocationRule[] = [];
+  #closed = false;
   #index = new RuleIndex([]);
   readonly #audit: AuditRecord[] = [];
   #auditSeq = 0;
@@ -262,17 +265,12 @@ export class MemoryStore implements Store {
     limit: number,
     now: number,
   ): Promise<{ grants: GrantState[]; next: string | null }> {
-    const all = [...this.#grants.values()].filter(
-      (g) =>
-        g.expireAt > now &&
-        g.revokedAt === null &&
-        g.record.notAfter > now &&
-        (filter.agent === undefined || g.record.agent === filter.agent) &&
-        (filter.scope === undefined || g.record.scopes.includes(filter.scope)) &&
-        (filter.rootGrantId === undefined || g.record.rootId === filter.rootGrantId),
-    );
+    const all = [...this.#grants.values()]
+      .filter((g) => g.expireAt > now)
+      .map(stateOf)
+      .filter((s) => isLive(s, now) && matchesFilter(s.grant, filter));
     const start = cursor ? Number(cursor) : 0;
-    const page = all.slice(start, start + limit).map(stateOf);
+    const page = all.slice(start, start + limit);
     return { grants: page, next: start + limit < all.length ? String(start + limit) : null };
   }
 
@@ -398,9 +396,12 @@ export class MemoryStore implements Store {
     return this.#audit.map((r) => r.event);
   }
 
-  async ping(): Promise<void> {}
+  async ping(): Promise<void> {
+    if (this.#closed) throw new StoreUnavailableError("the store is closed");
+  }
 
   async close(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#sweeper);
   }
 
@@ -452,13 +453,7 @@ export class MemoryStore implements Store {
   #subtree(grantId: string): string[] {
     const treeId = grantTree(grantId);
     const tree = treeId ? this.#trees.get(treeId) : undefined;
-    const children = new Map<string, string[]>();
-    for (const [id, parent] of tree ?? []) {
-      if (parent) children.set(parent, [...(children.get(parent) ?? []), id]);
-    }
-    const out = [grantId];
-    for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
-    return out;
+    return subtreeOf(Object.fromEntries(tree ?? []), grantId);
   }
 
   #ruleHit(grant: GrantRecord, now: number): string | undefined {
