@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Writable } from "node:stream";
-import { errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
+import { REQUEST_ID_HEADER } from "@perishable/protocol";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { AuditLog, auditEvent } from "./audit/audit-log.js";
 import { ExpiryWatcher } from "./audit/expiry-watcher.js";
@@ -13,11 +13,10 @@ import type { BrokerConfig } from "./config/types.js";
 import { BrokerError } from "./errors.js";
 import { registerAdminRoutes } from "./http/admin-routes.js";
 import { registerConsoleRoutes } from "./http/console-routes.js";
+import { endSocketWithError, sendError, writeError } from "./http/error-response.js";
 import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
 import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
-import { writeError } from "./http/raw-reply.js";
-import { sendError } from "./http/reply.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
@@ -122,10 +121,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
 
   // CONNECT (authority-form) never reaches a route: answer it rather than drop the socket.
   app.server.on("connect", (_request, socket: Socket) => {
-    const body = JSON.stringify(errorEnvelope("bad_request", "CONNECT is not supported", "none"));
-    socket.end(
-      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    endSocketWithError(socket, new BrokerError("bad_request", "CONNECT is not supported"));
   });
 
   const audit = new AuditLog({

@@ -1,10 +1,9 @@
-import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
-import { ERROR_CATALOG, type ErrorCode, errorEnvelope } from "@perishable/protocol";
+import { ERROR_CATALOG, type ErrorCode } from "@perishable/protocol";
 import type { FastifyError, FastifyInstance } from "fastify";
 import { BrokerError } from "../errors.js";
 import { StoreUnavailableError } from "../store/types.js";
-import { sendError } from "./reply.js";
+import { endSocketWithError, sendError } from "./error-response.js";
 
 /** Fastify's own errors, as wire codes; anything else with a 4xx status is a bad request. */
 const FASTIFY_CODES: Readonly<Record<string, readonly [ErrorCode, string]>> = {
@@ -74,24 +73,12 @@ export const clientErrorHandler = (error: Error & { code?: string }, socket: Soc
     socket.destroy();
     return;
   }
-  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
-    // A client too slow to send its request: answer if the socket still takes it, then close.
-    const body = JSON.stringify(errorEnvelope("bad_request", "the request took too long to arrive", "none"));
-    // A slow client may keep writing: close once the answer is out instead of waiting for it.
-    socket.end(
-      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      () => socket.destroy(),
-    );
-    return;
-  }
-  const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
-  const code: ErrorCode = tooLarge ? "headers_too_large" : "bad_request";
-  const status = ERROR_CATALOG[code].status;
-  const body = JSON.stringify(
-    errorEnvelope(code, tooLarge ? "the request headers are too large" : "malformed HTTP request", "none"),
-  );
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    () => socket.destroy(),
-  );
+  const refusal =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? new BrokerError("bad_request", "the request took too long to arrive")
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? new BrokerError("headers_too_large", "the request headers are too large")
+        : new BrokerError("bad_request", "malformed HTTP request");
+  // A slow client may keep writing: the socket is closed once the answer is out.
+  endSocketWithError(socket, refusal);
 };

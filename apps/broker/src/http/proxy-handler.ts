@@ -15,7 +15,7 @@ import { Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import { Secrets } from "../proxy/scrub.js";
 import type { UpstreamPools } from "../proxy/upstreams.js";
 import { type Store, StoreUnavailableError, type Subject } from "../store/types.js";
-import { writeError } from "./raw-reply.js";
+import { writeError } from "./error-response.js";
 
 export interface ProxyDeps {
   readonly config: BrokerConfig;

@@ -1,14 +1,5 @@
-import { errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
-import type { FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
 import { BrokerError } from "../errors.js";
-
-/** Sends the error envelope for a BrokerError (status, code, message, extra headers). */
-export const sendError = (request: FastifyRequest, reply: FastifyReply, error: BrokerError): FastifyReply => {
-  reply.code(error.status).header(REQUEST_ID_HEADER, request.id);
-  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
-  return reply.send(errorEnvelope(error.code, error.message, request.id));
-};
 
 /** Reads a request body, query or params through a zod schema; a mismatch is a 400 naming the first problem's path. */
 export const parseInput = <T>(schema: z.ZodType<T>, body: unknown): T => {
