@@ -53,6 +53,16 @@ describe("config", () => {
     expect(config.upstreams.get("openai")?.auth?.value.reveal()).toBe(`Bearer ${env.OPENAI_API_KEY}`);
   });
 
+  it("is frozen all the way down, Maps and Sets included", () => {
+    const config = parseConfig(minimal());
+    expect(Object.isFrozen(config.limits)).toBe(true);
+    expect(() => (config.scopes as Map<string, unknown>).set("x", {})).toThrow(TypeError);
+    const scope = [...config.scopes.values()][0]!;
+    expect(() => (scope.methods as Set<string>).add("DELETE")).toThrow(TypeError);
+    expect(() => (config.upstreams as Map<string, unknown>).delete("openai")).toThrow(TypeError);
+    expect(config.scopes.size).toBeGreaterThan(0);
+  });
+
   it("applies defaults", () => {
     const config = parseConfig(minimal());
     expect(config.listen).toEqual({

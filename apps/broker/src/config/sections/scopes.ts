@@ -1,0 +1,61 @@
+import { hasConstraints } from "../../policy/constraints.js";
+import { compileEndpointPattern, compileGlob } from "../../policy/pattern.js";
+import { parseRateLimit } from "../../policy/rate.js";
+import type { Problems } from "../problems.js";
+import type { ConfigFile } from "../schema.js";
+import type { ScopeConfig, UpstreamConfig } from "../types.js";
+
+/** `scopes:` → compiled endpoint matchers, methods, rate limit and body constraints; grouped by upstream. */
+export const resolveScopes = (
+  file: ConfigFile["scopes"],
+  upstreams: ReadonlyMap<string, UpstreamConfig>,
+  problems: Problems,
+): { scopes: Map<string, ScopeConfig>; scopesByUpstream: Map<string, readonly ScopeConfig[]> } => {
+  const scopes = new Map<string, ScopeConfig>();
+  const scopesByUpstream = new Map<string, ScopeConfig[]>();
+  for (const [name, s] of Object.entries(file)) {
+    const path = `scopes.${name}`;
+    if (!upstreams.has(s.upstream)) {
+      problems.add(
+        `${path}.upstream`,
+        `no upstream named ${s.upstream} (have: ${[...upstreams.keys()].join(", ")})`,
+      );
+    }
+    const matchers: RegExp[] = [];
+    s.endpoints.forEach((pattern, i) => {
+      try {
+        matchers.push(compileEndpointPattern(pattern));
+      } catch (error) {
+        problems.add(`${path}.endpoints[${i}]`, (error as Error).message);
+      }
+    });
+    const constraints = Object.freeze({
+      models: s.models ? Object.freeze(s.models.map(compileGlob)) : undefined,
+      modelGlobs: s.models ? Object.freeze([...s.models]) : undefined,
+      maxTokens: s.max_tokens,
+      maxChoices: s.max_choices,
+    });
+    if (s.max_choices !== undefined && s.max_tokens === undefined) {
+      problems.add(`${path}.max_choices`, "bounds choices against max_tokens: set max_tokens too");
+    }
+    const scope: ScopeConfig = Object.freeze({
+      name,
+      upstream: s.upstream,
+      endpoints: Object.freeze([...s.endpoints]),
+      matchers: Object.freeze(matchers),
+      methods: new Set(s.methods),
+      rate: s.rate_limit ? Object.freeze(parseRateLimit(s.rate_limit)!) : undefined,
+      constraints,
+      hasConstraints: hasConstraints(constraints),
+    });
+    scopes.set(name, scope);
+    const list = scopesByUpstream.get(s.upstream) ?? [];
+    list.push(scope);
+    scopesByUpstream.set(s.upstream, list);
+  }
+
+  return {
+    scopes,
+    scopesByUpstream: new Map([...scopesByUpstream].map(([k, v]) => [k, Object.freeze(v)])),
+  };
+};
