@@ -1,5 +1,6 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import { type AuditEvent, type AuditEventType, callerText } from "@perishable/protocol";
+import { DEFAULTS } from "../config/defaults.js";
 import type { Store, Subject } from "../store/types.js";
 
 export interface AuditLogOptions {
@@ -57,8 +58,8 @@ export class AuditLog {
   constructor(options: AuditLogOptions) {
     this.#store = options.store;
     this.#maxBuffer = options.maxBuffer;
-    this.#flushMs = options.flushMs ?? 50;
-    this.#batchSize = options.batchSize ?? 500;
+    this.#flushMs = options.flushMs ?? DEFAULTS.audit.flushMs;
+    this.#batchSize = options.batchSize ?? DEFAULTS.audit.batchSize;
     this.#onError = options.onError ?? (() => {});
     this.#anonymousPerSecond = options.anonymousPerSecond ?? 20;
     this.#now = options.now ?? Date.now;

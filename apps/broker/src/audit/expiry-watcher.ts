@@ -1,3 +1,4 @@
+import { DEFAULTS } from "../config/defaults.js";
 import type { Store } from "../store/types.js";
 import { type AuditLog, auditEvent } from "./audit-log.js";
 
@@ -16,7 +17,7 @@ export class ExpiryWatcher {
     this.#store = options.store;
     this.#audit = options.audit;
     this.#now = options.now;
-    this.#timer = setInterval(() => void this.tick(), options.intervalMs ?? 1_000);
+    this.#timer = setInterval(() => void this.tick(), options.intervalMs ?? DEFAULTS.expiryIntervalMs);
     this.#timer.unref();
   }
 

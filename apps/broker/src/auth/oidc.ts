@@ -1,5 +1,6 @@
 import { AGENT_NAME_RE, isPrintable } from "@perishable/protocol";
 import { decodeJwt, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { DEFAULTS } from "../config/defaults.js";
 import type { ClaimRule, OidcIssuerConfig } from "../config/types.js";
 import { JwksFetchError, RemoteKeys } from "./jwks.js";
 
@@ -22,8 +23,7 @@ export interface IdentityRefusal {
   readonly issuerName: string | null;
 }
 
-/** Discovery and JWKS fetches give up after this long. */
-const OIDC_TIMEOUT_MS = 5_000;
+const OIDC_TIMEOUT_MS = DEFAULTS.oidcTimeoutMs;
 const JWT_SHAPE = /^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*$/;
 const MAX_JWT_LENGTH = 16 * 1024;
 

@@ -2,6 +2,7 @@ import { neutralize } from "@perishable/protocol";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { newKey } from "../auth/secrets.js";
 import { startBroker } from "../broker.js";
+import { DEFAULTS } from "../config/defaults.js";
 import { ConfigError, loadConfigFile } from "../config/load.js";
 import type { BrokerConfig } from "../config/types.js";
 import { describeStore } from "../store/open.js";
@@ -30,7 +31,7 @@ export const buildCli = (env: NodeJS.ProcessEnv = process.env): Command => {
   program
     .command("dev")
     .description("run a development broker: in-memory store, example upstreams, fresh keys printed once")
-    .option("-p, --port <port>", "port to listen on", port, 8420)
+    .option("-p, --port <port>", "port to listen on", port, DEFAULTS.port)
     .action(async (opts: { port: number }) => {
       guardUnhandledRejections((line) => process.stderr.write(line));
       await runDev({ port: opts.port, env, out: (line) => process.stdout.write(`${line}\n`) });

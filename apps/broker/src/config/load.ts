@@ -109,7 +109,12 @@ const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): B
       requestTimeoutMs: file.listen.request_timeout * 1000,
     },
     secret: file.secret ? new Secret(file.secret) : undefined,
-    store: { redis, prefix: file.store.prefix },
+    store: {
+      redis,
+      prefix: file.store.prefix,
+      commandTimeoutMs: file.store.command_timeout * 1000,
+      connectTimeoutMs: file.store.connect_timeout * 1000,
+    },
     limits: {
       defaultTtl: limits.default_ttl * 1000,
       maxTtl: limits.max_ttl * 1000,

@@ -1,6 +1,7 @@
 import { SCOPE_NAME_RE } from "@perishable/protocol";
 import { z } from "zod";
 import { parseRateLimit } from "../policy/rate.js";
+import { DEFAULTS } from "./defaults.js";
 
 /**
  * The YAML config file, exactly as an operator writes it (snake_case). Every object is strict:
@@ -138,7 +139,7 @@ export const ConfigFile = z.strictObject({
   listen: z
     .strictObject({
       host: z.string().min(1).default("127.0.0.1"),
-      port: z.int().min(0).max(65535).default(8420),
+      port: z.int().min(0).max(65535).default(DEFAULTS.port),
       /** A client must finish sending its headers within this many seconds (slow-loris protection). */
       headers_timeout: z.int().min(1).max(600).default(20),
       /** …and its whole request (headers and body) within this many. */
@@ -166,6 +167,18 @@ export const ConfigFile = z.strictObject({
         .string()
         .regex(/^[A-Za-z0-9:_-]{1,32}$/, "letters, digits, : _ - (max 32)")
         .default("prs"),
+      /** Seconds a Redis command may take before the request fails closed (503). */
+      command_timeout: z
+        .number()
+        .positive()
+        .max(60)
+        .default(DEFAULTS.redis.commandTimeoutMs / 1000),
+      /** Seconds start waits for Redis. */
+      connect_timeout: z
+        .number()
+        .positive()
+        .max(300)
+        .default(DEFAULTS.redis.connectTimeoutMs / 1000),
     })
     .prefault({}),
   limits: z

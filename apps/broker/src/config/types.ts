@@ -13,7 +13,12 @@ export interface BrokerConfig {
   /** Keyed-hash secret for token storage; generated per process for the memory store if unset. */
   readonly secret: Secret | undefined;
   /** Where grants live: nothing (the in-memory store), one Redis, a Cluster, or Sentinel. URLs may hold passwords. */
-  readonly store: { readonly redis: RedisTarget | undefined; readonly prefix: string };
+  readonly store: {
+    readonly redis: RedisTarget | undefined;
+    readonly prefix: string;
+    readonly commandTimeoutMs: number;
+    readonly connectTimeoutMs: number;
+  };
   readonly limits: {
     readonly defaultTtl: number;
     readonly maxTtl: number;

@@ -1,13 +1,14 @@
 import { IssueTokenRequest, RefreshTokenRequest } from "@perishable/protocol";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
-import { looksLikeJwt, matchRule, type OidcVerifier, type VerifiedIdentity } from "../auth/oidc.js";
+import { looksLikeJwt, type OidcVerifier } from "../auth/oidc.js";
 import type { KeyMatcher } from "../auth/secrets.js";
+import { verifyIdentity, workloadAuthority } from "../auth/workload.js";
 import type { KeyIssuerConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
 import { denialError, type PresentedToken, type TokenContext } from "../tokens/context.js";
 import { delegateToken } from "../tokens/delegate.js";
-import { issueRootToken, type RootAuthority } from "../tokens/issue.js";
+import { issueRootToken } from "../tokens/issue.js";
 import { refreshToken } from "../tokens/refresh.js";
 import { describeSelf, revokeSelf } from "../tokens/self.js";
 import { parseInput } from "./reply.js";
@@ -69,42 +70,6 @@ export const registerTokenRoutes = (app: FastifyInstance, { ctx, issuers, oidc }
   app.get("/v1/tokens/self", async (request) => describeSelf(ctx, requireToken(request)));
 
   app.delete("/v1/tokens/self", async (request) => revokeSelf(ctx, requireToken(request), request.id));
-};
-
-/** The identity token, verified (signature, claims), before anything else is read. */
-const verifyIdentity = async (oidc: OidcVerifier, jwt: string, now: number): Promise<VerifiedIdentity> => {
-  const verified = await oidc.verify(jwt, now);
-  if ("refused" in verified) {
-    throw new BrokerError(
-      verified.unreachable ? "upstream_error" : "unauthenticated",
-      `the identity token was refused${verified.issuerName ? ` (issuer ${verified.issuerName})` : ""}: ${verified.reason}`,
-    );
-  }
-  return verified;
-};
-
-/** A verified workload identity as the authority for a root grant: its issuer's limits, or its matching rule's. */
-const workloadAuthority = (verified: VerifiedIdentity, requested: readonly string[]): RootAuthority => {
-  const { issuer, identity, agent, claims } = verified;
-  if (issuer.rules.length === 0) return { limits: issuer, agent, identity };
-  const rule = matchRule(issuer.rules, claims, requested);
-  if (!rule) {
-    throw new BrokerError(
-      "scope_denied",
-      `no rule of issuer ${issuer.name} grants ${requested.join(", ")} to this identity`,
-    );
-  }
-  return {
-    limits: {
-      name: issuer.name,
-      scopes: rule.scopes,
-      maxTtl: rule.maxTtl,
-      maxLifetime: rule.maxLifetime,
-      defaultTtl: Math.min(issuer.defaultTtl, rule.maxTtl),
-    },
-    agent,
-    identity,
-  };
 };
 
 const requireToken = (request: FastifyRequest): PresentedToken => {

@@ -10,6 +10,8 @@ export const openStore = async (config: BrokerConfig): Promise<Store> => {
     connection: connectionOf(config.store.redis),
     prefix: config.store.prefix,
     auditMaxLen: config.audit.streamMaxLen,
+    commandTimeoutMs: config.store.commandTimeoutMs,
+    connectTimeoutMs: config.store.connectTimeoutMs,
   });
   try {
     await store.connect();

@@ -1,19 +1,10 @@
 import { grantTree, type IssueTokenRequest, type TokenResponse } from "@perishable/protocol";
 import { auditEvent } from "../audit/audit-log.js";
 import { newRootGrantId } from "../auth/secrets.js";
-import type { IssuerLimits } from "../config/types.js";
+import type { RootAuthority } from "../auth/workload.js";
 import { BrokerError } from "../errors.js";
 import type { GrantRecord } from "../store/types.js";
 import { mintToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
-
-/** Who may create this root grant, and how much it may hold. */
-export interface RootAuthority {
-  /** The issuer's (or the matched claims rule's) ceiling and limits. */
-  readonly limits: IssuerLimits;
-  /** A workload identity names the agent itself; a body `agent` that differs is refused. */
-  readonly agent?: string;
-  readonly identity: { readonly issuer: string; readonly subject: string } | null;
-}
 
 /** `POST /v1/tokens` with an issuer key or a workload identity: a new root grant and its first token. */
 export const issueRootToken = async (
@@ -92,3 +83,5 @@ export const uniqueScopes = (ctx: TokenContext, requested: readonly string[]): s
   if (unknown.length > 0) throw new BrokerError("bad_request", `unknown scope ${unknown.join(", ")}`);
   return scopes;
 };
+
+export type { RootAuthority } from "../auth/workload.js";

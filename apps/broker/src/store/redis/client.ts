@@ -1,4 +1,5 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } from "ioredis";
+import { DEFAULTS } from "../../config/defaults.js";
 import { StoreUnavailableError } from "../types.js";
 import {
   AUDIT_APPEND,
@@ -68,8 +69,8 @@ export const openClients = (
     // that may be gone for minutes; the proxy answers 503 store_unavailable at once.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs ?? 2_000,
-    connectTimeout: options.connectTimeoutMs ?? 5_000,
+    commandTimeout: options.commandTimeoutMs ?? DEFAULTS.redis.commandTimeoutMs,
+    connectTimeout: options.connectTimeoutMs ?? DEFAULTS.redis.connectTimeoutMs,
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
     enableAutoPipelining: true,
   };

@@ -1,4 +1,5 @@
 import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
+import { DEFAULTS } from "../../config/defaults.js";
 import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
 import {
@@ -76,8 +77,13 @@ export class RedisStore implements Store {
     this.#redis = redis;
     this.#subscriber = subscriber;
     this.#keys = new RedisKeys(options.prefix);
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
-    this.#rules = new RuleCache(redis, subscriber, this.#keys, options.rulesReloadMs ?? 5_000);
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.redis.connectTimeoutMs;
+    this.#rules = new RuleCache(
+      redis,
+      subscriber,
+      this.#keys,
+      options.rulesReloadMs ?? DEFAULTS.redis.rulesReloadMs,
+    );
     this.#reads = new GrantReads(redis, this.#keys);
     this.#expiries = new ExpiryIndex(redis, this.#keys);
     this.#audit = new AuditStream(redis, this.#keys.audit(), options.auditMaxLen);

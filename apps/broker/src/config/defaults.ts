@@ -1,0 +1,27 @@
+/**
+ * The broker's operational defaults, in one place (ky's habit: the default beside the option's
+ * doc). The ones an operator may need to change are config keys (named here); the rest are
+ * internal pacing that the tests and benchmarks were measured with.
+ */
+export const DEFAULTS = Object.freeze({
+  /** `listen.port`, and `perishable dev --port`. */
+  port: 8420,
+  redis: Object.freeze({
+    /** `store.command_timeout` (s): a hung Redis fails closed after this, instead of hanging requests. */
+    commandTimeoutMs: 2_000,
+    /** `store.connect_timeout` (s): how long start waits for Redis. */
+    connectTimeoutMs: 5_000,
+    /** Rules are read again this often even without a pub/sub message (the safety net). */
+    rulesReloadMs: 5_000,
+  }),
+  audit: Object.freeze({
+    /** An emitted event waits at most this long before its batch is written. */
+    flushMs: 50,
+    /** Events per write (one script call). */
+    batchSize: 500,
+  }),
+  /** Discovery and JWKS fetches give up after this long. */
+  oidcTimeoutMs: 5_000,
+  /** How often expired grants are claimed for their `expired` events. */
+  expiryIntervalMs: 1_000,
+});
