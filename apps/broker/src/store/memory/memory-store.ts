@@ -1,12 +1,11 @@
 import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
 import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { RuleIndex } from "../../policy/rule-index.js";
-import { auditMatches } from "../audit-filter.js";
 import { isLive, matchesFilter, subtreeOf } from "../grant-tree.js";
+import { windowWait } from "../sliding-window.js";
 import {
   type AuditQuery,
   type AuditRead,
-  type AuditRecord,
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
@@ -29,6 +28,7 @@ import {
   type TokenRef,
   type TokenState,
 } from "../types.js";
+import { MemoryAuditTrail } from "./audit-trail.js";
 
 interface StoredToken {
   readonly record: TokenRecord;
@@ -79,13 +79,11 @@ export class MemoryStore implements Store {
   #rules: RevocationRule[] = [];
   #closed = false;
   #index = new RuleIndex([]);
-  readonly #audit: AuditRecord[] = [];
-  #auditSeq = 0;
-  readonly #auditMaxLen: number;
+  readonly #audit: MemoryAuditTrail;
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(options: MemoryStoreOptions) {
-    this.#auditMaxLen = options.auditMaxLen;
+    this.#audit = new MemoryAuditTrail(options.auditMaxLen);
     this.#sweeper = setInterval(() => this.sweep(Date.now()), options.sweepMs ?? 30_000);
     this.#sweeper.unref();
   }
@@ -166,14 +164,14 @@ export class MemoryStore implements Store {
       const keys: string[] = [];
       for (const [i, id] of levels.entries()) {
         const base = `${grant.record.tree}:${id}:${chosen.scope}:`;
-        const c = this.#count(`${base}${cur}`, now);
-        const p = this.#count(`${base}${cur - 1}`, now);
-        const est = (p * (window - into)) / window + c;
-        if (est + 1 > chosen.limit) {
-          const wait =
-            c + 1 > chosen.limit || p === 0
-              ? window - into
-              : Math.ceil(((est + 1 - chosen.limit) * window) / p);
+        const wait = windowWait({
+          current: this.#count(`${base}${cur}`, now),
+          previous: this.#count(`${base}${cur - 1}`, now),
+          windowMs: window,
+          into,
+          limit: chosen.limit,
+        });
+        if (wait !== undefined) {
           const rule = i === 0 ? chosen.scope : `${chosen.scope} (ancestor ${id})`;
           return { ...deny("rate_limited", subject, rule), retryAfterMs: wait };
         }
@@ -369,31 +367,16 @@ export class MemoryStore implements Store {
   }
 
   async appendAudit(events: readonly AuditEvent[]): Promise<void> {
-    for (const event of events) this.#audit.push({ id: String(++this.#auditSeq), event });
-    if (this.#audit.length > this.#auditMaxLen) this.#audit.splice(0, this.#audit.length - this.#auditMaxLen);
+    this.#audit.append(events);
   }
 
   async readAudit(query: AuditQuery): Promise<AuditRead> {
-    const matching = (r: AuditRecord) => auditMatches(r.event, query);
-    if (query.after !== undefined || query.since !== undefined) {
-      const after = query.after === undefined ? 0 : Number(query.after);
-      const records: AuditRecord[] = [];
-      let next: string | null = query.after ?? null;
-      for (const record of this.#audit) {
-        if (Number(record.id) <= after) continue;
-        next = record.id;
-        if (matching(record)) records.push(record);
-        if (records.length >= query.limit) break;
-      }
-      return { records, next };
-    }
-    const records = this.#audit.filter(matching).slice(-query.limit);
-    return { records, next: this.#audit.at(-1)?.id ?? null };
+    return this.#audit.read(query);
   }
 
   /** The audit trail held in memory, oldest first. */
   auditEvents(): readonly AuditEvent[] {
-    return this.#audit.map((r) => r.event);
+    return this.#audit.events();
   }
 
   async ping(): Promise<void> {
