@@ -63,6 +63,11 @@ describe("a storm of Redis connection kills", () => {
       expect(Date.now() < deadline, "the node did not recover").toBe(true);
       await sleep(50);
     }
+    // The other node (in this process) reconnects by itself too; wait for it before using it.
+    while ((await fetch(`${a.url}/readyz`)).status !== 200) {
+      expect(Date.now() < deadline, "the other node did not recover").toBe(true);
+      await sleep(50);
+    }
     const { token: last } = await a.issue({ scopes: ["models:read"] });
     expect(await codeOf(await call(b.url, last))).toBe("ok");
     expect((await a.call("/v1/tokens/self", last, { method: "DELETE" })).status).toBe(200);

@@ -46,6 +46,7 @@ export {
   MAX_METADATA_ENTRIES,
   RefreshTokenRequest,
   RevokeResponse,
+  readError,
   SCOPE_NAME_RE,
   ScopeName,
   SelfResponse,

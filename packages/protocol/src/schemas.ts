@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ERROR_CODES } from "./errors.js";
+import { ERROR_CODES, type ErrorCode } from "./errors.js";
 import { GRANT_ID_RE, TOKEN_ID_RE, TOKEN_RE } from "./ids.js";
 
 /** Scope names as written in the config: `llm:complete`, `storage.read`, `files/rw`. */
@@ -102,3 +102,15 @@ export const ErrorEnvelopeSchema = z.object({
     requestId: z.string(),
   }),
 });
+
+/**
+ * The one decoder of a refusal, for every client (SDK transport and session, CLI, console): the
+ * broker's error when the body is its envelope, else undefined (a proxy or load balancer in front
+ * of the broker answered, or the body is not JSON).
+ */
+export const readError = (
+  json: unknown,
+): { readonly code: ErrorCode; readonly message: string; readonly requestId: string } | undefined => {
+  const envelope = ErrorEnvelopeSchema.safeParse(json);
+  return envelope.success ? envelope.data.error : undefined;
+};

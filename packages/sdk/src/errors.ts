@@ -27,10 +27,8 @@ export class PerishableError extends Error {
     this.code = code;
     this.status = details.status;
     this.requestId = details.requestId;
-    this.retryable =
-      code === "broker_unreachable" ||
-      code === "internal_error" ||
-      (isErrorCode(code) && ERROR_CATALOG[code].retryable);
+    // The catalog decides, for every wire code; a broker that could not be reached may answer later.
+    this.retryable = code === "broker_unreachable" || (isErrorCode(code) && ERROR_CATALOG[code].retryable);
   }
 }
 

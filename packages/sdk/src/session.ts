@@ -1,6 +1,7 @@
 import {
   errorEnvelope,
   REQUEST_ID_HEADER,
+  readError,
   type SelfResponse,
   type TokenResponse,
 } from "@perishable/protocol";
@@ -207,6 +208,7 @@ export class Session extends EventEmitter<SessionEvents> {
    * ends no later than this grant's. Close this session and its children close too.
    */
   async delegate(options: DelegateOptions): Promise<Session> {
+    this.#assertOpen();
     const body = issueRequest(options);
     const held = this.#keeper.usable();
     if (held instanceof PerishableError) throw held;
@@ -230,6 +232,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Revokes this session's grant and every grant below it (at the broker, for every holder). */
   async revoke(): Promise<{ revoked: number }> {
+    this.#assertOpen();
     const held = this.#keeper.usable();
     if (held instanceof PerishableError) throw held;
     const result = await this.#client.revokeSelf(held.token);
@@ -250,8 +253,13 @@ export class Session extends EventEmitter<SessionEvents> {
     for (const child of this.#children) child.#revokeTree(error);
   }
 
-  #resolve(input: string | URL | Request, init: RequestInit | undefined): { url: URL; request: RequestInit } {
+  /** Using a session after close() is a bug in the caller: the same TypeError from every method. */
+  #assertOpen(): void {
     if (this.#keeper.state === "closed") throw new TypeError("this session is closed");
+  }
+
+  #resolve(input: string | URL | Request, init: RequestInit | undefined): { url: URL; request: RequestInit } {
+    this.#assertOpen();
     let url: URL;
     let request: RequestInit = init ?? {};
     if (typeof input === "string" && input.startsWith("/")) url = new URL(input.slice(1), this.#o.broker);
@@ -396,10 +404,12 @@ const replayable = (body: RequestInit["body"]): boolean =>
 /** The broker's code on a 401, read from a clone so the caller still gets the whole response. */
 const peekDenial = async (response: Response): Promise<PerishableError | undefined> => {
   try {
-    const body = (await response.clone().json()) as { error?: { code?: string; message?: string } };
-    const code = body.error?.code;
-    if (code === "token_revoked" || code === "token_expired") {
-      return new PerishableError(code, body.error?.message ?? code, { status: 401 });
+    const refusal = readError(await response.clone().json());
+    if (refusal?.code === "token_revoked" || refusal?.code === "token_expired") {
+      return new PerishableError(refusal.code, refusal.message, {
+        status: 401,
+        requestId: refusal.requestId,
+      });
     }
   } catch {
     // Not JSON: not the broker's answer about the token.

@@ -277,6 +277,10 @@ describe("delegation", () => {
     parent.close();
     expect(child.state).toBe("closed");
     await expect(child.fetch("/proxy/openai/v1/models")).rejects.toThrow(TypeError);
+    // The same failure from every method of a closed session.
+    await expect(child.delegate({ scopes: ["models:read"] })).rejects.toThrow(TypeError);
+    await expect(child.revoke()).rejects.toThrow(TypeError);
+    await expect(parent.fetch("/proxy/openai/v1/models")).rejects.toThrow("this session is closed");
   });
 });
 

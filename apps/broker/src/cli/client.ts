@@ -1,4 +1,4 @@
-import { ErrorEnvelopeSchema } from "@perishable/protocol";
+import { readError } from "@perishable/protocol";
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -64,9 +64,9 @@ export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_00
       throw new CliError(`the broker answered ${response.status} with a body that is not JSON`, EXIT.failed);
     }
     if (!response.ok) {
-      const envelope = ErrorEnvelopeSchema.safeParse(json);
-      if (!envelope.success) throw new CliError(`the broker answered ${response.status}`, EXIT.failed);
-      const { code, message } = envelope.data.error;
+      const refusal = readError(json);
+      if (!refusal) throw new CliError(`the broker answered ${response.status}`, EXIT.failed);
+      const { code, message } = refusal;
       throw new CliError(`${code}: ${message}`, code === "not_found" ? EXIT.notFound : EXIT.failed);
     }
     return json as T;

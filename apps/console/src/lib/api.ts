@@ -7,7 +7,7 @@ import type {
   RevocationResult,
   RevocationSelector,
 } from "@perishable/protocol";
-import { neutralizeDeep } from "@perishable/protocol";
+import { neutralizeDeep, readError } from "@perishable/protocol";
 
 /** A failed admin call: the broker's code and message. */
 export class ApiError extends Error {
@@ -36,13 +36,15 @@ export const createApi = (adminKey: string) => {
       credentials: "omit",
       cache: "no-store",
     });
-    const json = (await response.json().catch(() => ({}))) as { error?: { code: string; message: string } };
-    if (!response.ok)
+    const json: unknown = await response.json().catch(() => undefined);
+    if (!response.ok) {
+      const refusal = readError(json);
       throw new ApiError(
-        json.error?.code ?? "error",
-        json.error?.message ?? `HTTP ${response.status}`,
+        refusal?.code ?? "error",
+        refusal?.message ?? `HTTP ${response.status}`,
         response.status,
       );
+    }
     // Agents and callers wrote much of what the API returns: no control or bidi character of it
     // reaches the page as such.
     return neutralizeDeep(json) as T;

@@ -1,7 +1,7 @@
 import {
-  ErrorEnvelopeSchema,
   type IssueTokenRequest,
   RevokeResponse,
+  readError,
   SelfResponse,
   TokenResponse,
 } from "@perishable/protocol";
@@ -106,9 +106,9 @@ const parseJson = (text: string): unknown => {
 
 /** A broker error envelope as a PerishableError; anything else by its status. */
 export const errorFrom = (response: Response, json: unknown): PerishableError => {
-  const envelope = ErrorEnvelopeSchema.safeParse(json);
-  if (envelope.success) {
-    const { code, message, requestId } = envelope.data.error;
+  const refusal = readError(json);
+  if (refusal) {
+    const { code, message, requestId } = refusal;
     return new PerishableError(code, message, { status: response.status, requestId });
   }
   // Not the broker's envelope: a proxy or load balancer in front of it.
