@@ -1,7 +1,9 @@
+import { SEGMENT } from "./redis/schema.js";
+
 /**
  * The one place Redis key names are built. Every key of a lineage tree shares the hash tag
  * `{tree}`, so a tree lives in one Cluster slot and one Lua script can touch all of it.
- * The Lua scripts build grant and rate-limit keys from `base(tree)` with the same suffixes.
+ * The segments are written once, in `redis/schema.ts`; the Lua scripts get them as the table `K`.
  *
  *   <p>:{<tree>}:t:<hash>                token record (hash) — the keyed hash of the token, never the token
  *   <p>:{<tree>}:ti:<tokenId>            token id → token hash (for revoking one token by its id)
@@ -14,8 +16,6 @@
  *   <p>:rules                            active revocation rules (hash id → JSON), channel of the same name
  *   <p>:expiries                         grant id → expiry of its newest token (sorted set), for `expired` events
  */
-export const GRANT_SEGMENT = "g:";
-export const RATE_SEGMENT = "rl:";
 
 export class RedisKeys {
   constructor(readonly prefix: string) {}
@@ -25,28 +25,28 @@ export class RedisKeys {
   }
 
   token(tree: string, hash: string): string {
-    return `${this.base(tree)}t:${hash}`;
+    return `${this.base(tree)}${SEGMENT.token}${hash}`;
   }
 
   tokenId(tree: string, tokenId: string): string {
-    return `${this.base(tree)}ti:${tokenId}`;
+    return `${this.base(tree)}${SEGMENT.tokenId}${tokenId}`;
   }
 
   grant(tree: string, grantId: string): string {
-    return `${this.base(tree)}${GRANT_SEGMENT}${grantId}`;
+    return `${this.base(tree)}${SEGMENT.grant}${grantId}`;
   }
 
   tree(tree: string): string {
-    return `${this.base(tree)}tree`;
+    return `${this.base(tree)}${SEGMENT.tree}`;
   }
 
   tokenSet(tree: string, grantId: string): string {
-    return `${this.base(tree)}gt:${grantId}`;
+    return `${this.base(tree)}${SEGMENT.tokenSet}${grantId}`;
   }
 
   /** What SCAN matches to find every grant record, in any tree. */
   grantPattern(): string {
-    return `${this.prefix}:{*}:${GRANT_SEGMENT}*`;
+    return `${this.prefix}:{*}:${SEGMENT.grant}*`;
   }
 
   audit(): string {

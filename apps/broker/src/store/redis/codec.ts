@@ -1,4 +1,5 @@
 import type { Denied, GrantRecord, GrantState, Subject } from "../types.js";
+import { type AUTHORIZED, DENIAL, field, type TOKEN_REVOKED } from "./schema.js";
 
 /** Grant record ⇄ Redis hash fields. Scope and ancestor lists are comma-joined (names cannot hold commas). */
 export const grantFields = (grant: GrantRecord): string[] => {
@@ -59,22 +60,33 @@ export const grantFromFields = (id: string, tree: string, f: ReadonlyMap<string,
   };
 };
 
-/** Reads the denial layout the scripts share: code, ids…, rule, retryAfterMs. */
-export const decodeDenial = <C extends string>(reply: readonly string[]): Denied<C> => {
-  const subject: Subject = {
-    grantId: reply[1] || null,
-    tokenId: reply[2] || null,
-    rootGrantId: reply[3] || null,
-    parentGrantId: reply[4] || null,
-    agent: reply[5] || null,
-    issuedAt: reply[6] ? Number(reply[6]) : null,
+/** The subject fields of a reply laid out as `layout` (a denial, a revoked token, an allowed call). */
+export const subjectOf = (
+  layout: typeof DENIAL | typeof TOKEN_REVOKED | typeof AUTHORIZED,
+  reply: readonly string[],
+): Subject => {
+  const get = (
+    name: (typeof DENIAL)[number] & (typeof TOKEN_REVOKED)[number] & (typeof AUTHORIZED)[number],
+  ) => reply[(layout as readonly string[]).indexOf(name)] ?? "";
+  const issuedAt = get("issuedAt");
+  return {
+    grantId: get("grantId") || null,
+    tokenId: get("tokenId") || null,
+    rootGrantId: get("rootGrantId") || null,
+    parentGrantId: get("parentGrantId") || null,
+    agent: get("agent") || null,
+    issuedAt: issuedAt ? Number(issuedAt) : null,
   };
-  const retry = reply[8];
+};
+
+/** Reads the denial layout the scripts share (schema.ts `DENIAL`). */
+export const decodeDenial = <C extends string>(reply: readonly string[]): Denied<C> => {
+  const retry = field(DENIAL, reply, "retryAfterMs");
   return {
     ok: false,
-    code: reply[0] as C,
-    subject,
-    rule: reply[7] || null,
+    code: field(DENIAL, reply, "code") as C,
+    subject: subjectOf(DENIAL, reply),
+    rule: field(DENIAL, reply, "rule") || null,
     ...(retry ? { retryAfterMs: Number(retry) } : {}),
   };
 };

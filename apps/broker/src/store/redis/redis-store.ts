@@ -29,11 +29,12 @@ import {
 import { AuditStream } from "./audit-stream.js";
 import type { RedisConnection } from "./client.js";
 import { type Client, call, mastersOf, openClients, type Reply, type ScriptedRedis } from "./client.js";
-import { decodeDenial, grantFields, grantFromFields, pairsToMap } from "./codec.js";
+import { decodeDenial, grantFields, grantFromFields, pairsToMap, subjectOf } from "./codec.js";
 import { ExpiryIndex } from "./expiry-index.js";
 import { GrantReads } from "./grant-reads.js";
 import { RuleCache } from "./rule-cache.js";
 import { keyBatches, ruleSubjects } from "./scan.js";
+import { AUTHORIZED, after, field, TOKEN_AND_GRANT, TOKEN_REVOKED } from "./schema.js";
 
 export type { RedisConnection } from "./client.js";
 
@@ -156,19 +157,10 @@ export class RedisStore implements Store {
     args.push(rules.wantFacts ? "1" : "0");
     const reply = await call(() => this.#redis.prsAuthorize(this.#keys.token(ref.tree, ref.hash), ...args));
     if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
-    if (rules.wantFacts && reply.length > 8) this.#rules.remember(ref.hash, reply, 8, reply[3]!);
-    return {
-      ok: true,
-      scope: reply[7]!,
-      subject: {
-        grantId: reply[1]!,
-        tokenId: reply[2]!,
-        rootGrantId: reply[3]!,
-        parentGrantId: reply[4] || null,
-        agent: reply[5]!,
-        issuedAt: Number(reply[6]),
-      },
-    };
+    const subject = subjectOf(AUTHORIZED, reply);
+    if (rules.wantFacts && reply.length > FACTS_AT)
+      this.#rules.remember(ref.hash, reply, FACTS_AT, subject.rootGrantId!);
+    return { ok: true, scope: field(AUTHORIZED, reply, "scope"), subject };
   }
 
   async inspect(ref: TokenRef, now: number): Promise<InspectResult> {
@@ -176,8 +168,8 @@ export class RedisStore implements Store {
       this.#redis.prsInspect(this.#keys.token(ref.tree, ref.hash), ...this.#prefixArgs(ref.tree, now)),
     );
     if (reply[0] !== "ok") return decodeDenial<TokenDenial>(reply);
-    const fields = pairsToMap(reply, 5);
-    const grant = grantFromFields(reply[2]!, ref.tree, fields);
+    const fields = pairsToMap(reply, after(TOKEN_AND_GRANT));
+    const grant = grantFromFields(field(TOKEN_AND_GRANT, reply, "grantId"), ref.tree, fields);
     return { ok: true, token: tokenFromReply(reply, ref.hash), grant, used: Number(fields.get("used") ?? 0) };
   }
 
@@ -196,7 +188,11 @@ export class RedisStore implements Store {
       ),
     );
     if (reply[0] !== "ok") return decodeDenial<TokenDenial | "ttl_exceeded">(reply);
-    const grant = grantFromFields(reply[2]!, ref.tree, pairsToMap(reply, 5));
+    const grant = grantFromFields(
+      field(TOKEN_AND_GRANT, reply, "grantId"),
+      ref.tree,
+      pairsToMap(reply, after(TOKEN_AND_GRANT)),
+    );
     const token = tokenFromReply(reply, next.hash);
     await this.#expiries.track(grant.id, token.expiresAt);
     return { ok: true, token, grant };
@@ -218,18 +214,9 @@ export class RedisStore implements Store {
     const reply = await call(() =>
       this.#redis.prsRevokeToken(this.#keys.tokenId(tree, tokenId), this.#keys.base(tree), now),
     );
-    if (reply[0] === "none") return { status: "none" };
-    return {
-      status: reply[0] as "revoked" | "already",
-      subject: {
-        grantId: reply[1]!,
-        tokenId: reply[2]!,
-        rootGrantId: reply[3] || null,
-        parentGrantId: reply[4] || null,
-        agent: reply[5] || null,
-        issuedAt: Number(reply[6]),
-      },
-    };
+    const status = field(TOKEN_REVOKED, reply, "status");
+    if (status === "none") return { status: "none" };
+    return { status: status as "revoked" | "already", subject: subjectOf(TOKEN_REVOKED, reply) };
   }
 
   /** Purges what a rule selects: SCAN every master in batches, one script per lineage tree of a batch. */
@@ -353,9 +340,12 @@ export class RedisStore implements Store {
 
 /** The token part of an inspect or refresh reply: {'ok', tokenId, grantId, issuedAt, expiresAt, …}. */
 const tokenFromReply = (reply: Reply, hash: string): TokenRecord => ({
-  tokenId: reply[1]!,
+  tokenId: field(TOKEN_AND_GRANT, reply, "tokenId"),
   hash,
-  grantId: reply[2]!,
-  issuedAt: Number(reply[3]),
-  expiresAt: Number(reply[4]),
+  grantId: field(TOKEN_AND_GRANT, reply, "grantId"),
+  issuedAt: Number(field(TOKEN_AND_GRANT, reply, "issuedAt")),
+  expiresAt: Number(field(TOKEN_AND_GRANT, reply, "expiresAt")),
 });
+
+/** Where an allowed call's reply carries the chain's facts (expiresAt, then triples). */
+const FACTS_AT = AUTHORIZED.indexOf("expiresAt");

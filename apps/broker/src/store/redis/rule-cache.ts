@@ -4,6 +4,7 @@ import type { RedisKeys } from "../keys.js";
 import type { AuthorizeDenial, Denied, TokenRef } from "../types.js";
 import { type Client, call, type Reply, type ScriptedRedis } from "./client.js";
 import { decodeDenial } from "./codec.js";
+import { CHAIN_FACTS, field } from "./schema.js";
 
 /** Up to this many rules go into a token's first call whole; past it, its facts are fetched first. */
 const RULES_SENT_WHOLE = 64;
@@ -111,7 +112,12 @@ export class RuleCache {
         this.#redis.prsFacts(this.#keys.token(ref.tree, ref.hash), this.#keys.base(ref.tree), now, "0"),
       );
       if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
-      facts = this.remember(ref.hash, reply, 2, reply[1]!);
+      facts = this.remember(
+        ref.hash,
+        reply,
+        CHAIN_FACTS.indexOf("expiresAt"),
+        field(CHAIN_FACTS, reply, "rootGrantId"),
+      );
     }
     if (facts === undefined || facts.expiresAt <= now) return { args: this.#all, wantFacts: true };
     return { args: encodeRules(this.#index.selecting(facts.subjects, now)), wantFacts: false };

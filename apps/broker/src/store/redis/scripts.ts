@@ -1,10 +1,12 @@
+import { LUA_SEGMENTS } from "./schema.js";
+
 /**
  * Lua scripts, registered once with ioredis `defineCommand` (EVALSHA, EVAL on NOSCRIPT).
  *
  * Every script touches only keys of one lineage tree: the declared KEYS and keys built from
  * ARGV[1], the tree's base (`<prefix>:{<tree>}:`), so each runs in one Cluster slot. The key
- * suffixes used here (`g:`, `t:`, `ti:`, `gt:`, `rl:`, `tree`, `tomb`) are the ones `keys.ts`
- * documents.
+ * segments come from `schema.ts` as the table `K` (`base .. K.grant .. id`), the same ones
+ * `keys.ts` builds keys with.
  *
  * Scripts that act on a presented token share one argument prefix:
  *   ARGV[1] base, ARGV[2] now (ms), ARGV[3] n, ARGV[4 .. 3+n] revocation rules
@@ -16,7 +18,7 @@
  * with "" for what is unknown; see `codec.ts`.
  */
 
-const CHAIN = `
+const CHAIN = `${LUA_SEGMENTS}
 local function fail(code, t, g, rule, extra)
   t = t or {}
   g = g or {}
@@ -57,13 +59,13 @@ local function chain(tkey)
   local t = redis.call('HMGET', tkey, 'g', 'i', 'a', 'e', 'r')
   if not t[1] then
     -- A purged tree leaves a tombstone: its tokens are refused as revoked, not as unknown.
-    if redis.call('EXISTS', base .. 'tomb') == 1 then return nil, fail('token_revoked', nil, nil, 'purged') end
+    if redis.call('EXISTS', base .. K.tomb) == 1 then return nil, fail('token_revoked', nil, nil, 'purged') end
     return nil, fail('token_invalid')
   end
-  local g = redis.call('HMGET', base .. 'g:' .. t[1], 'na', 'rev', 'anc', 'root', 'par', 'agent', 'scopes', 'mu', 'used', 'ttl', 'mt', 'ca')
+  local g = redis.call('HMGET', base .. K.grant .. t[1], 'na', 'rev', 'anc', 'root', 'par', 'agent', 'scopes', 'mu', 'used', 'ttl', 'mt', 'ca')
   if t[5] then return nil, fail('token_revoked', t, g, 'token ' .. t[2]) end
   if not g[1] then
-    if redis.call('EXISTS', base .. 'tomb') == 1 then return nil, fail('token_revoked', t, g, 'purged') end
+    if redis.call('EXISTS', base .. K.tomb) == 1 then return nil, fail('token_revoked', t, g, 'purged') end
     return nil, fail('token_invalid', t, g)
   end
   if g[2] then return nil, fail('token_revoked', t, g, 'grant ' .. t[1]) end
@@ -72,7 +74,7 @@ local function chain(tkey)
   local ancestors = {}
   if g[3] ~= '' then
     for aid in string.gmatch(g[3], '[^,]+') do
-      local a = redis.call('HMGET', base .. 'g:' .. aid, 'na', 'rev', 'mu', 'used', 'agent', 'scopes', 'ca')
+      local a = redis.call('HMGET', base .. K.grant .. aid, 'na', 'rev', 'mu', 'used', 'agent', 'scopes', 'ca')
       if (not a[1]) or a[2] then return nil, fail('token_revoked', t, g, 'ancestor ' .. aid) end
       hit = ruled(a[5], a[6], g[4], a[7])
       if hit then return nil, fail('token_revoked', t, g, 'rule ' .. hit .. ' (ancestor ' .. aid .. ')') end
@@ -134,7 +136,7 @@ if limit > 0 then
   for _, a in ipairs(ancestors) do ids[#ids + 1] = a[1] end
   local counters = {}
   for i, id in ipairs(ids) do
-    local k = base .. 'rl:' .. id .. ':' .. scope .. ':'
+    local k = base .. K.rate .. id .. ':' .. scope .. ':'
     local v = redis.call('MGET', k .. cur, k .. (cur - 1))
     local cnt, prev = tonumber(v[1]) or 0, tonumber(v[2]) or 0
     local est = prev * (window - into) / window + cnt
@@ -151,7 +153,7 @@ if limit > 0 then
     if redis.call('INCR', k) == 1 then redis.call('PEXPIRE', k, window * 2) end
   end
 end
-for _, id in ipairs(spend) do redis.call('HINCRBY', base .. 'g:' .. id, 'used', 1) end
+for _, id in ipairs(spend) do redis.call('HINCRBY', base .. K.grant .. id, 'used', 1) end
 local out = {'ok', t[1], t[2], g[4], g[5], g[6], t[3], scope}
 if ARGV[o + 1 + n * 4] == '1' then
   out[#out + 1] = t[4]
@@ -189,7 +191,7 @@ if KEYS[6] then
   if not t then return g end
   if t[1] ~= ARGV[o + 7] then return fail('token_invalid', t, g, 'parent mismatch') end
   -- A grant's children are counted for its whole life: a token cannot mint them without end.
-  local pkey = base .. 'g:' .. t[1]
+  local pkey = base .. K.grant .. t[1]
   local mc = tonumber(redis.call('HGET', pkey, 'mc'))
   local kids = redis.call('HINCRBY', pkey, 'kids', 1)
   if mc and kids > mc then
@@ -222,11 +224,11 @@ if ttl == 0 then ttl = tonumber(g[10]) end
 if ttl > tonumber(g[11]) then return fail('ttl_exceeded', t, g, 'max_ttl') end
 local e = math.min(now + ttl, tonumber(g[1]))
 local grace = tonumber(ARGV[o + 3])
-local gkey = base .. 'g:' .. t[1]
+local gkey = base .. K.grant .. t[1]
 redis.call('HSET', KEYS[2], 'g', t[1], 'i', ARGV[o], 'a', ARGV[2], 'e', e)
 redis.call('PEXPIREAT', KEYS[2], e + grace)
 redis.call('SET', KEYS[3], ARGV[o + 1], 'PXAT', e + grace)
-redis.call('SADD', base .. 'gt:' .. t[1], ARGV[o])
+redis.call('SADD', base .. K.tokenSet .. t[1], ARGV[o])
 redis.call('HSET', gkey, 'lt', ARGV[o], 'le', e)
 local out = {'ok', ARGV[o], t[1], ARGV[2], tostring(e)}
 local fields = redis.call('HGETALL', gkey)
@@ -239,7 +241,7 @@ export const INSPECT = `${CHAIN}
 local t, g = chain(KEYS[1])
 if not t then return g end
 local out = {'ok', t[2], t[1], t[3], t[4]}
-local fields = redis.call('HGETALL', base .. 'g:' .. t[1])
+local fields = redis.call('HGETALL', base .. K.grant .. t[1])
 for i = 1, #fields do out[#out + 1] = fields[i] end
 return out
 `;
@@ -251,7 +253,7 @@ return #ARGV - 1
 `;
 
 /** Builds a grant id → children map from the tree hash, and walks the subtree of the given ids. */
-const SUBTREE = `
+const SUBTREE = `${LUA_SEGMENTS}
 local function subtree(treeKey, roots)
   local links = redis.call('HGETALL', treeKey)
   local children = {}
@@ -282,7 +284,7 @@ export const REVOKE_GRANT = `${SUBTREE}
 local base, now = ARGV[1], tonumber(ARGV[3])
 local revoked = {}
 for _, id in ipairs(subtree(KEYS[1], {ARGV[2]})) do
-  local key = base .. 'g:' .. id
+  local key = base .. K.grant .. id
   local g = redis.call('HMGET', key, 'na', 'rev')
   if g[1] and not g[2] and tonumber(g[1]) > now then
     redis.call('HSET', key, 'rev', ARGV[3])
@@ -296,14 +298,14 @@ return revoked
  * KEYS[1] tokenId key. ARGV: base, now. Marks one token revoked.
  * → {'none'} | {'already' | 'revoked', grantId, tokenId, root, parent, agent, issuedAt}
  */
-export const REVOKE_TOKEN = `
+export const REVOKE_TOKEN = `${LUA_SEGMENTS}
 local base, now = ARGV[1], tonumber(ARGV[2])
 local hash = redis.call('GET', KEYS[1])
 if not hash then return {'none'} end
-local tkey = base .. 't:' .. hash
+local tkey = base .. K.token .. hash
 local t = redis.call('HMGET', tkey, 'g', 'i', 'a', 'e', 'r')
 if not t[1] or tonumber(t[4]) <= now then return {'none'} end
-local g = redis.call('HMGET', base .. 'g:' .. t[1], 'root', 'par', 'agent')
+local g = redis.call('HMGET', base .. K.grant .. t[1], 'root', 'par', 'agent')
 local status = 'revoked'
 if t[5] then status = 'already' else redis.call('HSET', tkey, 'r', ARGV[2]) end
 return {status, t[1], t[2], g[1] or '', g[2] or '', g[3] or '', t[3]}
@@ -322,20 +324,20 @@ for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
 local grants, tokens = 0, 0
 local gone = subtree(KEYS[1], ids)
 for _, id in ipairs(gone) do
-  local gkey = base .. 'g:' .. id
+  local gkey = base .. K.grant .. id
   local g = redis.call('HMGET', gkey, 'na', 'rev')
   if g[1] and not g[2] and tonumber(g[1]) > now then grants = grants + 1 end
-  local set = base .. 'gt:' .. id
+  local set = base .. K.tokenSet .. id
   for _, tid in ipairs(redis.call('SMEMBERS', set)) do
-    local tikey = base .. 'ti:' .. tid
+    local tikey = base .. K.tokenId .. tid
     local hash = redis.call('GET', tikey)
-    if hash then tokens = tokens + redis.call('UNLINK', base .. 't:' .. hash) end
+    if hash then tokens = tokens + redis.call('UNLINK', base .. K.token .. hash) end
     redis.call('UNLINK', tikey)
   end
   redis.call('UNLINK', set, gkey)
   redis.call('HDEL', KEYS[1], id)
 end
-local tomb = base .. 'tomb'
+local tomb = base .. K.tomb
 local left = redis.call('PTTL', tomb)
 if left < 0 or now + left < tonumber(ARGV[3]) then redis.call('SET', tomb, '1', 'PXAT', ARGV[3]) end
 return {grants, tokens, gone}
