@@ -27,45 +27,20 @@ export const LUA_SEGMENTS = `local K = {${Object.entries(SEGMENT)
   .map(([name, segment]) => `${name} = '${segment}'`)
   .join(", ")}}\n`;
 
+/** Who a reply is about, in the order every layout below carries it. */
+const SUBJECT = ["grantId", "tokenId", "rootGrantId", "parentGrantId", "agent", "issuedAt"] as const;
+
 /** A denial, as every script that acts on a token answers it (`fail()` in the Lua). */
-export const DENIAL = [
-  "code",
-  "grantId",
-  "tokenId",
-  "rootGrantId",
-  "parentGrantId",
-  "agent",
-  "issuedAt",
-  "rule",
-  "retryAfterMs",
-] as const;
+export const DENIAL = ["code", ...SUBJECT, "rule", "retryAfterMs"] as const;
 
 /** AUTHORIZE's answer when it allows (then, when asked, the chain's rule facts). */
-export const AUTHORIZED = [
-  "ok",
-  "grantId",
-  "tokenId",
-  "rootGrantId",
-  "parentGrantId",
-  "agent",
-  "issuedAt",
-  "scope",
-  "expiresAt",
-] as const;
+export const AUTHORIZED = ["ok", ...SUBJECT, "scope", "expiresAt"] as const;
 
 /** FACTS' answer: the chain's root and the token's expiry, then (agent, scopes, createdAt) per grant. */
 export const CHAIN_FACTS = ["ok", "rootGrantId", "expiresAt"] as const;
 
 /** REVOKE_TOKEN's answer: the status, then the token's subject as in a denial. */
-export const TOKEN_REVOKED = [
-  "status",
-  "grantId",
-  "tokenId",
-  "rootGrantId",
-  "parentGrantId",
-  "agent",
-  "issuedAt",
-] as const;
+export const TOKEN_REVOKED = ["status", ...SUBJECT] as const;
 
 /** INSPECT's and REFRESH's answer: the token, then the grant's fields as name/value pairs. */
 export const TOKEN_AND_GRANT = ["ok", "tokenId", "grantId", "issuedAt", "expiresAt"] as const;
