@@ -20,6 +20,7 @@ export interface StartOptions {
   readonly logStream?: Writable;
   /** Overrides `listen` from the config (tests use port 0). */
   readonly listen?: { readonly host?: string; readonly port?: number };
+  readonly cutoffMarginMs?: number;
 }
 
 /** Opens the store, builds the server and listens. Nothing listens before the store is ready. */
@@ -34,6 +35,7 @@ export const startBroker = async (
       config,
       store,
       ...(options.logStream ? { logStream: options.logStream } : {}),
+      ...(options.cutoffMarginMs === undefined ? {} : { cutoffMarginMs: options.cutoffMarginMs }),
     });
   } catch (error) {
     await store.close();

@@ -8,6 +8,7 @@ import { AuditLog, auditEvent } from "./audit/audit-log.js";
 import { ExpiryWatcher } from "./audit/expiry-watcher.js";
 import { OidcVerifier } from "./auth/oidc.js";
 import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
+import { DEFAULTS } from "./config/defaults.js";
 import { Secret } from "./config/secret.js";
 import type { BrokerConfig } from "./config/types.js";
 import { BrokerError } from "./errors.js";
@@ -30,6 +31,8 @@ export interface BuildServerOptions {
   /** Where log lines go (JSON, one per line); stdout by default. */
   readonly logStream?: Writable;
   readonly now?: () => number;
+  /** How long after a bulk revocation's walk new grants are still caught (DEFAULTS.revocationCutoffMarginMs). */
+  readonly cutoffMarginMs?: number;
 }
 
 export interface BrokerServer {
@@ -170,7 +173,14 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       oidc: new OidcVerifier(config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : []))),
     });
     registerAdminRoutes(api, {
-      ctx: { config, store, audit, metrics, now },
+      ctx: {
+        config,
+        store,
+        audit,
+        metrics,
+        now,
+        cutoffMarginMs: options.cutoffMarginMs ?? DEFAULTS.revocationCutoffMarginMs,
+      },
       admins: new KeyMatcher(config.admins.map((admin) => [admin.key, admin] as const)),
     });
   });

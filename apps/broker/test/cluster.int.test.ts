@@ -30,4 +30,6 @@ describeStoreContract("redis cluster", async () => {
   });
 });
 
-describeMultiNode("Redis Cluster (3 masters)", () => startTestBroker({ redisCluster: cluster.urls }));
+describeMultiNode("Redis Cluster (3 masters)", () =>
+  startTestBroker({ redisCluster: cluster.urls, cutoffMarginMs: 50 }),
+);

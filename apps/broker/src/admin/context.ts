@@ -10,6 +10,8 @@ export interface AdminContext {
   readonly audit: AuditLog;
   readonly metrics: Metrics;
   readonly now: () => number;
+  /** See DEFAULTS.revocationCutoffMarginMs; a seam for tests. */
+  readonly cutoffMarginMs: number;
 }
 
 /** Who is acting: an admin's configured name (never its key). */

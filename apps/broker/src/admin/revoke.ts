@@ -6,12 +6,6 @@ import type { RevocationRule } from "../policy/revocation.js";
 import { RECORD_GRACE_MS } from "../store/types.js";
 import type { Actor, AdminContext } from "./context.js";
 
-/**
- * Grants created this long after a bulk walk ends are not selected by its rule. The margin covers
- * clock differences between broker nodes: it errs toward revoking.
- */
-export const CUTOFF_MARGIN_MS = 1_000;
-
 /** `DELETE /v1/grants/:id`: the grant and its whole subtree. */
 export const revokeGrantById = async (
   ctx: AdminContext,
@@ -104,7 +98,7 @@ export const bulkRevoke = async (
   };
   await ctx.store.putRule(open);
   const { grants, tokens } = await ctx.store.purge(open, started);
-  const cutoff = ctx.now() + CUTOFF_MARGIN_MS;
+  const cutoff = ctx.now() + ctx.cutoffMarginMs;
   await ctx.store.putRule({ ...open, cutoff, expiresAt: cutoff + lifetime });
   ctx.metrics.revocations.inc({ kind: "bulk" }, grants);
   ctx.audit.emit(

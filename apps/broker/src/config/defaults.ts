@@ -22,6 +22,11 @@ export const DEFAULTS = Object.freeze({
   }),
   /** Discovery and JWKS fetches give up after this long. */
   oidcTimeoutMs: 5_000,
+  /**
+   * Grants created this long after a bulk walk ends are not selected by its rule: the margin covers
+   * clock differences between broker nodes, erring toward revoking.
+   */
+  revocationCutoffMarginMs: 1_000,
   /** How often expired grants are claimed for their `expired` events. */
   expiryIntervalMs: 1_000,
 });

@@ -29,6 +29,8 @@ export interface TestBrokerOptions {
   /** Share the Redis prefix and the mock upstream of another test broker (two nodes, one cluster). */
   readonly peerOf?: TestBroker;
   readonly mock?: MockUpstreamOptions;
+  /** A bulk revocation's cut-off margin (the default is a second). */
+  readonly cutoffMarginMs?: number;
   /** Changes to the raw config document before validation. */
   readonly configure?: (doc: ConfigInput) => void;
 }
@@ -133,7 +135,10 @@ export const startTestBroker = async (options: TestBrokerOptions = {}): Promise<
       done();
     },
   });
-  const broker = await startBroker(config, { logStream });
+  const broker = await startBroker(config, {
+    logStream,
+    ...(options.cutoffMarginMs === undefined ? {} : { cutoffMarginMs: options.cutoffMarginMs }),
+  });
   const call = (path: string, credential: string | undefined, init: RequestInit = {}) =>
     fetch(`${broker.url}${path}`, {
       ...init,
