@@ -48,6 +48,7 @@ export {
   RevokeResponse,
   readError,
   SCOPE_NAME_RE,
+  type Schema,
   ScopeName,
   SelfResponse,
   Token,

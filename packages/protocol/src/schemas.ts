@@ -103,6 +103,9 @@ export const ErrorEnvelopeSchema = z.object({
   }),
 });
 
+/** A schema of the wire API, for clients that parse answers with it (the CLI, the console). */
+export type Schema<T> = z.ZodType<T>;
+
 /**
  * The one decoder of a refusal, for every client (SDK transport and session, CLI, console): the
  * broker's error when the body is its envelope, else undefined (a proxy or load balancer in front

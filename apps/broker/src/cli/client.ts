@@ -1,4 +1,4 @@
-import { readError } from "@perishable/protocol";
+import { readError, type Schema } from "@perishable/protocol";
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -24,9 +24,10 @@ export class CliError extends Error {
   }
 }
 
+/** Every answer is parsed with its schema from @perishable/protocol, never cast. */
 export interface ApiClient {
-  get<T>(path: string): Promise<T>;
-  send<T>(method: "POST" | "DELETE", path: string, body?: unknown): Promise<T>;
+  get<T>(path: string, schema: Schema<T>): Promise<T>;
+  send<T>(method: "POST" | "DELETE", path: string, schema: Schema<T>, body?: unknown): Promise<T>;
 }
 
 /** Reads a key from the environment (never from a flag: flags end up in shell history and `ps`). */
@@ -38,7 +39,7 @@ export const keyFromEnv = (env: NodeJS.ProcessEnv, name: string): string => {
 
 /** The broker's HTTP API with one credential; every error becomes a CliError with its exit code. */
 export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_000): ApiClient => {
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+  const call = async <T>(method: string, path: string, schema: Schema<T>, body?: unknown): Promise<T> => {
     let response: Response;
     try {
       response = await fetch(new URL(path, baseUrl), {
@@ -69,10 +70,17 @@ export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_00
       const { code, message } = refusal;
       throw new CliError(`${code}: ${message}`, code === "not_found" ? EXIT.notFound : EXIT.failed);
     }
-    return json as T;
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new CliError(
+        `unexpected answer from the broker to ${method} ${path.split("?", 1)[0]}`,
+        EXIT.failed,
+      );
+    }
+    return parsed.data;
   };
   return {
-    get: (path) => call("GET", path),
-    send: (method, path, body) => call(method, path, body),
+    get: (path, schema) => call("GET", path, schema),
+    send: (method, path, schema, body) => call(method, path, schema, body),
   };
 };

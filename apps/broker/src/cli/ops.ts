@@ -1,10 +1,10 @@
 import {
-  type AuditPage,
-  type GrantDetail,
-  type GrantList,
+  AuditPage,
+  GrantDetail,
+  GrantList,
   neutralize,
-  type RevocationResult,
-  type TokenResponse,
+  RevocationResult,
+  TokenResponse,
   terminalJson,
 } from "@perishable/protocol";
 import { type Command, InvalidArgumentError, Option } from "commander";
@@ -64,9 +64,10 @@ export const registerOps = (program: Command, io: OpsIo): void => {
         url: string;
         json?: boolean;
       }) => {
-        const issued = await apiClient(o.url, keyFromEnv(env, "PERISHABLE_ISSUER_KEY")).send<TokenResponse>(
+        const issued = await apiClient(o.url, keyFromEnv(env, "PERISHABLE_ISSUER_KEY")).send(
           "POST",
           "/v1/tokens",
+          TokenResponse,
           {
             scopes: o.scope,
             ...(o.ttl ? { ttl: o.ttl } : {}),
@@ -124,10 +125,10 @@ export const registerOps = (program: Command, io: OpsIo): void => {
       if (o.all && !o.yes) throw new CliError("--all revokes every grant: add --yes to confirm", EXIT.usage);
       const api = admin(o.url);
       const result = o.grant
-        ? await api.send<RevocationResult>("DELETE", `/v1/grants/${encodeURIComponent(String(o.grant))}`)
+        ? await api.send("DELETE", `/v1/grants/${encodeURIComponent(String(o.grant))}`, RevocationResult)
         : o.token
-          ? await api.send<RevocationResult>("DELETE", `/v1/tokens/${encodeURIComponent(String(o.token))}`)
-          : await api.send<RevocationResult>("POST", "/v1/revocations", selector);
+          ? await api.send("DELETE", `/v1/tokens/${encodeURIComponent(String(o.token))}`, RevocationResult)
+          : await api.send("POST", "/v1/revocations", RevocationResult, selector);
       print(!!o.json, result, () =>
         o.token
           ? `revoked ${result.tokens ?? 0} token`
@@ -158,7 +159,7 @@ export const registerOps = (program: Command, io: OpsIo): void => {
         if (o.agent) query.set("agent", o.agent);
         if (o.scope) query.set("scope", o.scope);
         if (o.root) query.set("root", o.root);
-        const list = await admin(o.url).get<GrantList>(`/v1/grants?${query}`);
+        const list = await admin(o.url).get(`/v1/grants?${query}`, GrantList);
         print(!!o.json, list, () =>
           list.grants.length === 0
             ? "no live grants"
@@ -176,10 +177,10 @@ export const registerOps = (program: Command, io: OpsIo): void => {
     .addOption(jsonOption)
     .action(async (grantId: string, o: { url: string; json?: boolean }) => {
       const api = admin(o.url);
-      const asked = await api.get<GrantDetail>(`/v1/grants/${encodeURIComponent(grantId)}`);
+      const asked = await api.get(`/v1/grants/${encodeURIComponent(grantId)}`, GrantDetail);
       const rootId = asked.ancestors[0]?.grantId ?? asked.grant.grantId;
       const root =
-        rootId === asked.grant.grantId ? asked : await api.get<GrantDetail>(`/v1/grants/${rootId}`);
+        rootId === asked.grant.grantId ? asked : await api.get(`/v1/grants/${rootId}`, GrantDetail);
       print(!!o.json, root, () => drawTree(root.grant, root.subtree, grantId));
     });
 
@@ -219,16 +220,18 @@ export const registerOps = (program: Command, io: OpsIo): void => {
           for (const event of page.events)
             out(o.json ? terminalJson(JSON.stringify(event)) : auditLine(event));
         };
-        const page = await api.get<AuditPage>(
+        const page = await api.get(
           `/v1/audit?${new URLSearchParams([...filters, ["limit", String(o.limit)]])}`,
+          AuditPage,
         );
         show(page);
         // An empty trail has no cursor yet: then everything from its beginning is new.
         let after = page.next ?? "0";
         while (o.follow) {
           await new Promise((resolve) => setTimeout(resolve, o.interval));
-          const next = await api.get<AuditPage>(
+          const next = await api.get(
             `/v1/audit?${new URLSearchParams([...filters, ["limit", "1000"], ["after", after]])}`,
+            AuditPage,
           );
           show(next);
           after = next.next ?? after;

@@ -1,13 +1,15 @@
-import type {
-  AdminGrantView,
+import {
+  type AdminGrantView,
   AdminTokenView,
   AuditPage,
   GrantDetail,
   GrantList,
+  neutralizeDeep,
   RevocationResult,
-  RevocationSelector,
+  type RevocationSelector,
+  readError,
+  type Schema,
 } from "@perishable/protocol";
-import { neutralizeDeep, readError } from "@perishable/protocol";
 
 /** A failed admin call: the broker's code and message. */
 export class ApiError extends Error {
@@ -25,7 +27,8 @@ export class ApiError extends Error {
  * Authorization header of same-origin requests; it is never put in a URL or a cookie.
  */
 export const createApi = (adminKey: string) => {
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+  // Every answer is parsed with its schema from @perishable/protocol, never cast.
+  const call = async <T>(schema: Schema<T>, method: string, path: string, body?: unknown): Promise<T> => {
     const response = await fetch(path, {
       method,
       headers: {
@@ -47,7 +50,10 @@ export const createApi = (adminKey: string) => {
     }
     // Agents and callers wrote much of what the API returns: no control or bidi character of it
     // reaches the page as such.
-    return neutralizeDeep(json) as T;
+    const parsed = schema.safeParse(json);
+    if (!parsed.success)
+      throw new ApiError("bad_answer", `unexpected answer to ${method} ${path.split("?", 1)[0]}`, 0);
+    return neutralizeDeep(parsed.data);
   };
   const query = (params: Record<string, string | undefined>) => {
     const q = new URLSearchParams();
@@ -57,9 +63,9 @@ export const createApi = (adminKey: string) => {
   };
   return {
     grants: (filter: { agent?: string; scope?: string; root?: string } = {}) =>
-      call<GrantList>("GET", `/v1/grants${query({ ...filter, limit: "1000" })}`),
-    grant: (id: string) => call<GrantDetail>("GET", `/v1/grants/${encodeURIComponent(id)}`),
-    token: (id: string) => call<AdminTokenView>("GET", `/v1/tokens/${encodeURIComponent(id)}`),
+      call(GrantList, "GET", `/v1/grants${query({ ...filter, limit: "1000" })}`),
+    grant: (id: string) => call(GrantDetail, "GET", `/v1/grants/${encodeURIComponent(id)}`),
+    token: (id: string) => call(AdminTokenView, "GET", `/v1/tokens/${encodeURIComponent(id)}`),
     audit: (filter: {
       after?: string;
       grantId?: string;
@@ -67,12 +73,12 @@ export const createApi = (adminKey: string) => {
       agent?: string;
       type?: string;
       limit?: string;
-    }) => call<AuditPage>("GET", `/v1/audit${query(filter)}`),
-    revokeGrant: (id: string) => call<RevocationResult>("DELETE", `/v1/grants/${encodeURIComponent(id)}`),
-    revokeToken: (id: string) => call<RevocationResult>("DELETE", `/v1/tokens/${encodeURIComponent(id)}`),
+    }) => call(AuditPage, "GET", `/v1/audit${query(filter)}`),
+    revokeGrant: (id: string) => call(RevocationResult, "DELETE", `/v1/grants/${encodeURIComponent(id)}`),
+    revokeToken: (id: string) => call(RevocationResult, "DELETE", `/v1/tokens/${encodeURIComponent(id)}`),
     preview: (selector: RevocationSelector) =>
-      call<RevocationResult>("POST", "/v1/revocations?dryRun=true", selector),
-    revoke: (selector: RevocationSelector) => call<RevocationResult>("POST", "/v1/revocations", selector),
+      call(RevocationResult, "POST", "/v1/revocations?dryRun=true", selector),
+    revoke: (selector: RevocationSelector) => call(RevocationResult, "POST", "/v1/revocations", selector),
     metrics: async () => (await fetch("/metrics", { credentials: "omit", cache: "no-store" })).text(),
   };
 };
