@@ -435,6 +435,15 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
         code: "token_revoked",
         rule: `rule rv_scope (ancestor ${planner.grant.id})`,
       });
+      // The other scripts that act on a token carry only the rules that could select it too.
+      expect(await store.inspect(sub.ref, now)).toMatchObject({ code: "token_revoked" });
+      expect(await store.refresh(sub.ref, now, nextToken(sub.grant.tree).input)).toMatchObject({
+        code: "token_revoked",
+      });
+      const grandchild = childGrant(now, sub.grant);
+      expect(await store.createGrant(grandchild.grant, grandchild.record, sub.ref, now)).toMatchObject({
+        code: "token_revoked",
+      });
       const other = rootGrant(now, { agent: "bystander-x" });
       await store.createGrant(other.grant, other.record);
       expect(await store.authorize(other.ref, now, [allow("llm:complete")])).toMatchObject({

@@ -9,6 +9,7 @@ import {
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
+  type Denied,
   type ExpiredGrant,
   type GrantFilter,
   type GrantLineage,
@@ -129,8 +130,10 @@ export class RedisStore implements Store {
       k.tokenSet(grant.tree, grant.id),
     ];
     if (parent) keys.push(k.token(parent.tree, parent.hash));
+    const prefix = await this.#prefixArgs(grant.tree, parent, now);
+    if (!Array.isArray(prefix)) return prefix;
     const args = [
-      ...this.#prefixArgs(grant.tree, now),
+      ...prefix,
       grant.id,
       token.tokenId,
       token.hash,
@@ -164,9 +167,9 @@ export class RedisStore implements Store {
   }
 
   async inspect(ref: TokenRef, now: number): Promise<InspectResult> {
-    const reply = await call(() =>
-      this.#redis.prsInspect(this.#keys.token(ref.tree, ref.hash), ...this.#prefixArgs(ref.tree, now)),
-    );
+    const prefix = await this.#prefixArgs(ref.tree, ref, now);
+    if (!Array.isArray(prefix)) return prefix;
+    const reply = await call(() => this.#redis.prsInspect(this.#keys.token(ref.tree, ref.hash), ...prefix));
     if (reply[0] !== "ok") return decodeDenial<TokenDenial>(reply);
     const fields = pairsToMap(reply, after(TOKEN_AND_GRANT));
     const grant = grantFromFields(field(TOKEN_AND_GRANT, reply, "grantId"), ref.tree, fields);
@@ -175,12 +178,14 @@ export class RedisStore implements Store {
 
   async refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult> {
     const k = this.#keys;
+    const prefix = await this.#prefixArgs(ref.tree, ref, now);
+    if (!Array.isArray(prefix)) return prefix;
     const reply = await call(() =>
       this.#redis.prsRefresh(
         k.token(ref.tree, ref.hash),
         k.token(ref.tree, next.hash),
         k.tokenId(ref.tree, next.tokenId),
-        ...this.#prefixArgs(ref.tree, now),
+        ...prefix,
         next.tokenId,
         next.hash,
         next.ttl ?? 0,
@@ -332,9 +337,20 @@ export class RedisStore implements Store {
     return this.#redis;
   }
 
-  /** The argument prefix of every script that acts on a token: base, now, rules. */
-  #prefixArgs(tree: string, now: number): (string | number)[] {
-    return [this.#keys.base(tree), now, ...this.#rules.all];
+  /**
+   * The argument prefix of every script that acts on a token: base, now, and the rules that could
+   * select that token's chain (as for authorize: with many live rules, issuing, refreshing or
+   * delegating must not carry all of them). No token (a new root grant): no chain, no rules.
+   */
+  async #prefixArgs(
+    tree: string,
+    ref: TokenRef | undefined,
+    now: number,
+  ): Promise<(string | number)[] | Denied<TokenDenial>> {
+    if (!ref) return [this.#keys.base(tree), now, "0"];
+    const rules = await this.#rules.forToken(ref, now);
+    if ("code" in rules) return rules as Denied<TokenDenial>;
+    return [this.#keys.base(tree), now, ...rules.args];
   }
 }
 
