@@ -1,4 +1,5 @@
 import { BrokerError, DENIAL_MESSAGES } from "../errors.js";
+import { describeReason } from "../store/reason.js";
 import type { AuthorizeDenial, Denied } from "../store/types.js";
 import type { Plan, ProxyTarget } from "./plan.js";
 
@@ -16,12 +17,18 @@ interface DenialContext {
 }
 
 /** A constraint denial names the scope and what in the body failed it, so the trail says why. */
-const constraintReason = ({ denied, plan }: DenialContext): string =>
-  `${denied.rule}: ${plan.check?.reasons.get(denied.rule ?? "") ?? "constraint not met"}`;
+const constraintReason = ({ denied, plan }: DenialContext): string | null => {
+  if (denied.reason?.kind !== "constraint") return null;
+  const { scope } = denied.reason;
+  return `${scope}: ${plan.check?.reasons.get(scope) ?? "constraint not met"}`;
+};
+
+const ruleOf = (denied: Denied<AuthorizeDenial>): string | null =>
+  denied.reason ? describeReason(denied.reason) : null;
 
 const plain = ({ denied }: DenialContext): ProxyDenial => ({
   error: new BrokerError(denied.code, DENIAL_MESSAGES[denied.code]),
-  rule: denied.rule,
+  rule: ruleOf(denied),
 });
 
 /**
@@ -41,17 +48,17 @@ const DENIALS: Readonly<Record<AuthorizeDenial, (c: DenialContext) => ProxyDenia
         "scope_denied",
         `no scope of this token allows ${method} ${target.rest || "/"} on upstream ${target.upstreamName}`,
       ),
-    rule: denied.rule,
+    rule: ruleOf(denied),
   }),
   constraint_denied: (c) => ({
     error: new BrokerError("constraint_denied", `scope ${constraintReason(c)}`),
-    rule: c.denied.rule ? constraintReason(c) : null,
+    rule: constraintReason(c),
   }),
   rate_limited: ({ denied }) => ({
-    error: new BrokerError("rate_limited", `rate limit of scope ${denied.rule} reached`, {
+    error: new BrokerError("rate_limited", `rate limit of scope ${ruleOf(denied)} reached`, {
       "retry-after": String(Math.max(1, Math.ceil((denied.retryAfterMs ?? 1000) / 1000))),
     }),
-    rule: denied.rule,
+    rule: ruleOf(denied),
   }),
 };
 

@@ -1,5 +1,6 @@
 import type { AuditEvent, AuditEventType } from "@perishable/protocol";
 import type { RevocationRule } from "../policy/revocation.js";
+import type { Reason } from "./reason.js";
 
 /**
  * A grant as the store keeps it. Times are epoch milliseconds. Scopes are names from the config;
@@ -75,8 +76,8 @@ export type Denied<C extends string> = {
   readonly ok: false;
   readonly code: C;
   readonly subject: Subject;
-  /** The rule that denied: the revoked ancestor, the scope whose limit or constraint applied. */
-  readonly rule: string | null;
+  /** Why, as data (the revoked ancestor, the scope whose limit or constraint applied); `describeReason` words it. */
+  readonly reason: Reason | null;
   readonly retryAfterMs?: number;
 };
 

@@ -85,7 +85,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.authorize(newRef, now + 20_000, [allow("llm:complete")])).toMatchObject({
         ok: false,
         code: "token_expired",
-        rule: "grant notAfter",
+        reason: { kind: "expired", what: "grant" },
       });
     });
 
@@ -106,7 +106,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.authorize(root.ref, now, [fail("llm:complete")])).toMatchObject({
         ok: false,
         code: "constraint_denied",
-        rule: "llm:complete",
+        reason: { kind: "constraint", scope: "llm:complete" },
       });
       expect(
         await store.authorize(root.ref, now, [
@@ -135,7 +135,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({
         ok: false,
         code: "token_revoked",
-        rule: `grant ${child.grant.id}`,
+        reason: { kind: "grant", id: child.grant.id },
       });
       expect(await store.authorize(grandchild.ref, now, [allow("llm:complete")])).toMatchObject({
         ok: false,
@@ -185,7 +185,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.createGrant(third.grant, third.record, root.ref, now)).toMatchObject({
         ok: false,
         code: "delegation_denied",
-        rule: "max_children 2",
+        reason: { kind: "children", limit: 2 },
       });
       expect(await store.authorize(third.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "token_invalid",
@@ -265,11 +265,11 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.authorize(root.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
       expect(await store.authorize(root.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "forbidden",
-        rule: "maxUses 3",
+        reason: { kind: "uses", limit: 3 },
       });
       expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "forbidden",
-        rule: `maxUses 3 of ancestor ${root.grant.id}`,
+        reason: { kind: "uses", limit: 3, ancestor: root.grant.id },
       });
       // A denied request spends nothing.
       expect(await store.inspect(root.ref, now)).toMatchObject({ used: 3 });
@@ -289,11 +289,15 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.authorize(child.ref, now, limited)).toMatchObject({ ok: true });
       expect(await store.authorize(root.ref, now, limited)).toMatchObject({ ok: true });
       const denied = await store.authorize(root.ref, now + 10, limited);
-      expect(denied).toMatchObject({ ok: false, code: "rate_limited", rule: "llm:complete" });
+      expect(denied).toMatchObject({
+        ok: false,
+        code: "rate_limited",
+        reason: { kind: "rate", scope: "llm:complete" },
+      });
       if (!denied.ok) expect(denied.retryAfterMs).toBe(window - 1_010);
       expect(await store.authorize(child.ref, now + 10, limited)).toMatchObject({
         code: "rate_limited",
-        rule: `llm:complete (ancestor ${root.grant.id})`,
+        reason: { kind: "rate", scope: "llm:complete", ancestor: root.grant.id },
       });
       // Other grants and other scopes have their own counters.
       expect(await store.authorize(other.ref, now, limited)).toMatchObject({ ok: true });
@@ -403,11 +407,11 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(store.rules().map((r) => r.id)).toEqual(["rv_1"]);
       expect(await store.authorize(planner.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "token_revoked",
-        rule: "rule rv_1",
+        reason: { kind: "rule", id: "rv_1" },
       });
       expect(await store.authorize(sub.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "token_revoked",
-        rule: `rule rv_1 (ancestor ${planner.grant.id})`,
+        reason: { kind: "rule", id: "rv_1", ancestor: planner.grant.id },
       });
       expect(await store.inspect(sub.ref, now)).toMatchObject({ code: "token_revoked" });
       expect(await store.refresh(planner.ref, now, nextToken(planner.grant.tree).input)).toMatchObject({
@@ -417,7 +421,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       await store.putRule(rule("rv_2", { scope: "llm:embed" }, now));
       expect(await store.authorize(other.ref, now, [allow("llm:embed")])).toMatchObject({
         code: "token_revoked",
-        rule: "rule rv_2",
+        reason: { kind: "rule", id: "rv_2" },
       });
     });
 
@@ -433,7 +437,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       await store.putRule(rule("rv_scope", { scope: "llm:complete" }, now));
       expect(await store.authorize(sub.ref, now, [allow("llm:embed")])).toMatchObject({
         code: "token_revoked",
-        rule: `rule rv_scope (ancestor ${planner.grant.id})`,
+        reason: { kind: "rule", id: "rv_scope", ancestor: planner.grant.id },
       });
       // The other scripts that act on a token carry only the rules that could select it too.
       expect(await store.inspect(sub.ref, now)).toMatchObject({ code: "token_revoked" });
@@ -448,7 +452,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       await store.createGrant(other.grant, other.record);
       expect(await store.authorize(other.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "token_revoked",
-        rule: "rule rv_scope",
+        reason: { kind: "rule", id: "rv_scope" },
       });
       const free = rootGrant(now, { agent: "bystander-y", scopes: ["llm:embed"] });
       await store.createGrant(free.grant, free.record);
@@ -457,7 +461,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       await store.putRule(rule("rv_root", { rootGrantId: free.grant.id }, now));
       expect(await store.authorize(free.ref, now, [allow("llm:embed")])).toMatchObject({
         code: "token_revoked",
-        rule: "rule rv_root",
+        reason: { kind: "rule", id: "rv_root" },
       });
     });
 
@@ -481,7 +485,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       );
       expect(await store.authorize(after.ref, now + 20, [allow("llm:complete")])).toMatchObject({
         code: "token_revoked",
-        rule: "rule rv_win",
+        reason: { kind: "rule", id: "rv_win" },
       });
     });
 

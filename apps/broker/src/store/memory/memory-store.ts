@@ -2,6 +2,7 @@ import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
 import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { RuleIndex } from "../../policy/rule-index.js";
 import { isLive, matchesFilter, subtreeOf } from "../grant-tree.js";
+import type { Reason } from "../reason.js";
 import { windowWait } from "../sliding-window.js";
 import {
   type AuditQuery,
@@ -98,11 +99,14 @@ export class MemoryStore implements Store {
       const chain = this.#chain(parent, now);
       if (!chain.ok) return chain;
       if (chain.token.record.grantId !== grant.parentId) {
-        return deny("token_invalid", subjectOf(chain.token, chain.grant), "parent mismatch");
+        return deny("token_invalid", subjectOf(chain.token, chain.grant), { kind: "parent_mismatch" });
       }
       const cap = chain.grant.record.maxChildren;
       if (cap !== undefined && chain.grant.children >= cap) {
-        return deny("delegation_denied", subjectOf(chain.token, chain.grant), `max_children ${cap}`);
+        return deny("delegation_denied", subjectOf(chain.token, chain.grant), {
+          kind: "children",
+          limit: cap,
+        });
       }
       chain.grant.children += 1;
     }
@@ -141,19 +145,21 @@ export class MemoryStore implements Store {
       failed ??= c.scope;
     }
     if (!chosen)
-      return failed ? deny("constraint_denied", subject, failed) : deny("scope_denied", subject, null);
+      return failed
+        ? deny("constraint_denied", subject, { kind: "constraint", scope: failed })
+        : deny("scope_denied", subject, null);
     // maxUses of the grant and of every ancestor that has one: a use by a child is a use of each.
     const spend: StoredGrant[] = [];
     const { maxUses } = grant.record;
     if (maxUses !== null) {
-      if (grant.used >= maxUses) return deny("forbidden", subject, `maxUses ${maxUses}`);
+      if (grant.used >= maxUses) return deny("forbidden", subject, { kind: "uses", limit: maxUses });
       spend.push(grant);
     }
     for (const ancestor of chain.ancestors) {
       const limit = ancestor.record.maxUses;
       if (limit === null) continue;
       if (ancestor.used >= limit)
-        return deny("forbidden", subject, `maxUses ${limit} of ancestor ${ancestor.record.id}`);
+        return deny("forbidden", subject, { kind: "uses", limit, ancestor: ancestor.record.id });
       spend.push(ancestor);
     }
     if (chosen.limit > 0) {
@@ -172,8 +178,8 @@ export class MemoryStore implements Store {
           limit: chosen.limit,
         });
         if (wait !== undefined) {
-          const rule = i === 0 ? chosen.scope : `${chosen.scope} (ancestor ${id})`;
-          return { ...deny("rate_limited", subject, rule), retryAfterMs: wait };
+          const reason = { kind: "rate", scope: chosen.scope, ...(i === 0 ? {} : { ancestor: id }) } as const;
+          return { ...deny("rate_limited", subject, reason), retryAfterMs: wait };
         }
         keys.push(`${base}${cur}`);
       }
@@ -198,7 +204,8 @@ export class MemoryStore implements Store {
     if (!chain.ok) return chain;
     const grant = chain.grant.record;
     const ttl = next.ttl ?? grant.ttl;
-    if (ttl > grant.maxTtl) return deny("ttl_exceeded", subjectOf(chain.token, chain.grant), "max_ttl");
+    if (ttl > grant.maxTtl)
+      return deny("ttl_exceeded", subjectOf(chain.token, chain.grant), { kind: "max_ttl" });
     const token: TokenRecord = {
       tokenId: next.tokenId,
       hash: next.hash,
@@ -454,27 +461,29 @@ export class MemoryStore implements Store {
     const tomb = (this.#tombs.get(ref.tree) ?? 0) > now;
     const token = this.#tokens.get(`${ref.tree}/${ref.hash}`);
     if (!token || token.expireAt <= now) {
-      return tomb
-        ? deny("token_revoked", EMPTY_SUBJECT, "purged")
-        : deny("token_invalid", EMPTY_SUBJECT, null);
+      return tomb ? deny("token_revoked", EMPTY_SUBJECT, PURGED) : deny("token_invalid", EMPTY_SUBJECT, null);
     }
     const grant = this.#grant(token.record.grantId, now);
     const subject = subjectOf(token, grant);
-    if (token.revoked) return deny("token_revoked", subject, `token ${token.record.tokenId}`);
-    if (!grant) return tomb ? deny("token_revoked", subject, "purged") : deny("token_invalid", subject, null);
-    if (grant.revokedAt !== null) return deny("token_revoked", subject, `grant ${grant.record.id}`);
+    if (token.revoked) return deny("token_revoked", subject, { kind: "token", id: token.record.tokenId });
+    if (!grant) return tomb ? deny("token_revoked", subject, PURGED) : deny("token_invalid", subject, null);
+    if (grant.revokedAt !== null)
+      return deny("token_revoked", subject, { kind: "grant", id: grant.record.id });
     const hit = this.#ruleHit(grant.record, now);
-    if (hit) return deny("token_revoked", subject, `rule ${hit}`);
+    if (hit) return deny("token_revoked", subject, { kind: "rule", id: hit });
     const ancestors: StoredGrant[] = [];
     for (const id of grant.record.ancestors) {
       const ancestor = this.#grant(id, now);
-      if (!ancestor || ancestor.revokedAt !== null) return deny("token_revoked", subject, `ancestor ${id}`);
+      if (!ancestor || ancestor.revokedAt !== null)
+        return deny("token_revoked", subject, { kind: "ancestor", id });
       const ancestorHit = this.#ruleHit(ancestor.record, now);
-      if (ancestorHit) return deny("token_revoked", subject, `rule ${ancestorHit} (ancestor ${id})`);
+      if (ancestorHit) return deny("token_revoked", subject, { kind: "rule", id: ancestorHit, ancestor: id });
       ancestors.push(ancestor);
     }
-    if (grant.record.notAfter <= now) return deny("token_expired", subject, "grant notAfter");
-    if (token.record.expiresAt <= now) return deny("token_expired", subject, "token");
+    if (grant.record.notAfter <= now)
+      return deny("token_expired", subject, { kind: "expired", what: "grant" });
+    if (token.record.expiresAt <= now)
+      return deny("token_expired", subject, { kind: "expired", what: "token" });
     return { ok: true, token, grant, ancestors };
   }
 }
@@ -505,9 +514,11 @@ const subjectOf = (token: StoredToken, grant: StoredGrant | undefined): Subject 
   issuedAt: token.record.issuedAt,
 });
 
-const deny = <C extends string>(code: C, subject: Subject, rule: string | null): Denied<C> => ({
+const PURGED: Reason = { kind: "purged" };
+
+const deny = <C extends string>(code: C, subject: Subject, reason: Reason | null): Denied<C> => ({
   ok: false,
   code,
   subject,
-  rule,
+  reason,
 });

@@ -1,3 +1,4 @@
+import { reasonFromWire } from "../reason.js";
 import type { Denied, GrantRecord, GrantState, Subject } from "../types.js";
 import { type AUTHORIZED, DENIAL, field, type TOKEN_REVOKED } from "./schema.js";
 
@@ -86,7 +87,11 @@ export const decodeDenial = <C extends string>(reply: readonly string[]): Denied
     ok: false,
     code: field(DENIAL, reply, "code") as C,
     subject: subjectOf(DENIAL, reply),
-    rule: field(DENIAL, reply, "rule") || null,
+    reason: reasonFromWire(
+      field(DENIAL, reply, "reason"),
+      field(DENIAL, reply, "reasonValue"),
+      field(DENIAL, reply, "reasonAncestor"),
+    ),
     ...(retry ? { retryAfterMs: Number(retry) } : {}),
   };
 };

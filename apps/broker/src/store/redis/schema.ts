@@ -31,7 +31,14 @@ export const LUA_SEGMENTS = `local K = {${Object.entries(SEGMENT)
 const SUBJECT = ["grantId", "tokenId", "rootGrantId", "parentGrantId", "agent", "issuedAt"] as const;
 
 /** A denial, as every script that acts on a token answers it (`fail()` in the Lua). */
-export const DENIAL = ["code", ...SUBJECT, "rule", "retryAfterMs"] as const;
+export const DENIAL = [
+  "code",
+  ...SUBJECT,
+  "reason",
+  "reasonValue",
+  "reasonAncestor",
+  "retryAfterMs",
+] as const;
 
 /** AUTHORIZE's answer when it allows (then, when asked, the chain's rule facts). */
 export const AUTHORIZED = ["ok", ...SUBJECT, "scope", "expiresAt"] as const;

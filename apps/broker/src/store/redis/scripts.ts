@@ -13,16 +13,17 @@ import { LUA_SEGMENTS } from "./schema.js";
  * and read their own arguments from ARGV[4+n] on. A rule is six tab-separated fields
  * (id, agent, scope, rootGrantId, createdAfter, createdBefore; empty = any).
  *
- * Results are flat arrays of strings. A denial is
- *   { code, grantId, tokenId, rootGrantId, parentGrantId, agent, issuedAt, rule, retryAfterMs }
- * with "" for what is unknown; see `codec.ts`.
+ * Results are flat arrays of strings laid out as `schema.ts` says; a denial is `DENIAL`, with ""
+ * for what is unknown and its reason as data (`reason.ts`).
  */
 
 const CHAIN = `${LUA_SEGMENTS}
-local function fail(code, t, g, rule, extra)
+-- A denial (schema.ts DENIAL): the code, who, and why as data (reason.ts: kind, value, ancestor).
+local function fail(code, t, g, kind, value, ancestor, extra)
   t = t or {}
   g = g or {}
-  return {code, t[1] or '', t[2] or '', g[4] or '', g[5] or '', g[6] or '', t[3] or '', rule or '', extra or ''}
+  return {code, t[1] or '', t[2] or '', g[4] or '', g[5] or '', g[6] or '', t[3] or '',
+    kind or '', value or '', ancestor or '', extra or ''}
 end
 
 local base, now = ARGV[1], tonumber(ARGV[2])
@@ -63,26 +64,26 @@ local function chain(tkey)
     return nil, fail('token_invalid')
   end
   local g = redis.call('HMGET', base .. K.grant .. t[1], 'na', 'rev', 'anc', 'root', 'par', 'agent', 'scopes', 'mu', 'used', 'ttl', 'mt', 'ca')
-  if t[5] then return nil, fail('token_revoked', t, g, 'token ' .. t[2]) end
+  if t[5] then return nil, fail('token_revoked', t, g, 'token', t[2]) end
   if not g[1] then
     if redis.call('EXISTS', base .. K.tomb) == 1 then return nil, fail('token_revoked', t, g, 'purged') end
     return nil, fail('token_invalid', t, g)
   end
-  if g[2] then return nil, fail('token_revoked', t, g, 'grant ' .. t[1]) end
+  if g[2] then return nil, fail('token_revoked', t, g, 'grant', t[1]) end
   local hit = ruled(g[6], g[7], g[4], g[12])
-  if hit then return nil, fail('token_revoked', t, g, 'rule ' .. hit) end
+  if hit then return nil, fail('token_revoked', t, g, 'rule', hit) end
   local ancestors = {}
   if g[3] ~= '' then
     for aid in string.gmatch(g[3], '[^,]+') do
       local a = redis.call('HMGET', base .. K.grant .. aid, 'na', 'rev', 'mu', 'used', 'agent', 'scopes', 'ca')
-      if (not a[1]) or a[2] then return nil, fail('token_revoked', t, g, 'ancestor ' .. aid) end
+      if (not a[1]) or a[2] then return nil, fail('token_revoked', t, g, 'ancestor', aid) end
       hit = ruled(a[5], a[6], g[4], a[7])
-      if hit then return nil, fail('token_revoked', t, g, 'rule ' .. hit .. ' (ancestor ' .. aid .. ')') end
+      if hit then return nil, fail('token_revoked', t, g, 'rule', hit, aid) end
       ancestors[#ancestors + 1] = {aid, tonumber(a[3]), tonumber(a[4]) or 0, a[5], a[6], a[7]}
     end
   end
-  if tonumber(g[1]) <= now then return nil, fail('token_expired', t, g, 'grant notAfter') end
-  if tonumber(t[4]) <= now then return nil, fail('token_expired', t, g, 'token') end
+  if tonumber(g[1]) <= now then return nil, fail('token_expired', t, g, 'expired', 'grant') end
+  if tonumber(t[4]) <= now then return nil, fail('token_expired', t, g, 'expired', 'token') end
   return t, g, ancestors
 end
 `;
@@ -109,7 +110,7 @@ for i = 0, n - 1 do
   end
 end
 if not chosen then
-  if failed then return fail('constraint_denied', t, g, failed) end
+  if failed then return fail('constraint_denied', t, g, 'constraint', failed) end
   return fail('scope_denied', t, g)
 end
 local c = o + 1 + chosen * 4
@@ -118,12 +119,12 @@ local scope, limit, window = ARGV[c], tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3
 local spend = {}
 local mu = tonumber(g[8])
 if mu then
-  if (tonumber(g[9]) or 0) >= mu then return fail('forbidden', t, g, 'maxUses ' .. g[8]) end
+  if (tonumber(g[9]) or 0) >= mu then return fail('forbidden', t, g, 'uses', g[8]) end
   spend[1] = t[1]
 end
 for _, a in ipairs(ancestors) do
   if a[2] then
-    if a[3] >= a[2] then return fail('forbidden', t, g, 'maxUses ' .. a[2] .. ' of ancestor ' .. a[1]) end
+    if a[3] >= a[2] then return fail('forbidden', t, g, 'uses', tostring(a[2]), a[1]) end
     spend[#spend + 1] = a[1]
   end
 end
@@ -143,9 +144,9 @@ if limit > 0 then
     if est + 1 > limit then
       local wait
       if cnt + 1 > limit or prev == 0 then wait = window - into else wait = math.ceil((est + 1 - limit) * window / prev) end
-      local rule = scope
-      if i > 1 then rule = scope .. ' (ancestor ' .. id .. ')' end
-      return fail('rate_limited', t, g, rule, tostring(wait))
+      local above = nil
+      if i > 1 then above = id end
+      return fail('rate_limited', t, g, 'rate', scope, above, tostring(wait))
     end
     counters[i] = k .. cur
   end
@@ -189,14 +190,14 @@ export const CREATE = `${CHAIN}
 if KEYS[6] then
   local t, g = chain(KEYS[6])
   if not t then return g end
-  if t[1] ~= ARGV[o + 7] then return fail('token_invalid', t, g, 'parent mismatch') end
+  if t[1] ~= ARGV[o + 7] then return fail('token_invalid', t, g, 'parent_mismatch') end
   -- A grant's children are counted for its whole life: a token cannot mint them without end.
   local pkey = base .. K.grant .. t[1]
   local mc = tonumber(redis.call('HGET', pkey, 'mc'))
   local kids = redis.call('HINCRBY', pkey, 'kids', 1)
   if mc and kids > mc then
     redis.call('HINCRBY', pkey, 'kids', -1)
-    return fail('delegation_denied', t, g, 'max_children ' .. mc)
+    return fail('delegation_denied', t, g, 'children', tostring(mc))
   end
 end
 local gid, tid = ARGV[o], ARGV[o + 1]
