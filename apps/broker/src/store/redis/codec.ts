@@ -1,28 +1,30 @@
 import { reasonFromWire } from "../reason.js";
 import type { Denied, GrantRecord, GrantState, Subject } from "../types.js";
-import { type AUTHORIZED, DENIAL, field, type TOKEN_REVOKED } from "./schema.js";
+import { type AUTHORIZED, DENIAL, field, GRANT, type TOKEN_REVOKED } from "./schema.js";
 
-/** Grant record ⇄ Redis hash fields. Scope and ancestor lists are comma-joined (names cannot hold commas). */
+/** Grant record ⇄ Redis hash fields (schema.ts `GRANT`). Scope and ancestor lists are comma-joined (names cannot hold commas). */
 export const grantFields = (grant: GrantRecord): string[] => {
-  // biome-ignore format: field/value pairs read best two to a line
-  const fields = [
-    "root", grant.rootId,
-    "par", grant.parentId ?? "",
-    "anc", grant.ancestors.join(","),
-    "agent", grant.agent,
-    "task", grant.task ?? "",
-    "scopes", grant.scopes.join(","),
-    "depth", String(grant.depth),
-    "iss", grant.issuer,
-    "ca", String(grant.createdAt),
-    "na", String(grant.notAfter),
-    "ttl", String(grant.ttl),
-    "mt", String(grant.maxTtl),
-    "meta", JSON.stringify(grant.metadata),
-  ];
-  if (grant.maxUses !== null) fields.push("mu", String(grant.maxUses));
-  if (grant.maxChildren !== undefined) fields.push("mc", String(grant.maxChildren));
-  if (grant.identity) fields.push("idi", grant.identity.issuer, "ids", grant.identity.subject);
+  const fields: string[] = [];
+  const put = (name: keyof typeof GRANT, value: string) => fields.push(GRANT[name], value);
+  put("rootId", grant.rootId);
+  put("parentId", grant.parentId ?? "");
+  put("ancestors", grant.ancestors.join(","));
+  put("agent", grant.agent);
+  put("task", grant.task ?? "");
+  put("scopes", grant.scopes.join(","));
+  put("depth", String(grant.depth));
+  put("issuer", grant.issuer);
+  put("createdAt", String(grant.createdAt));
+  put("notAfter", String(grant.notAfter));
+  put("ttl", String(grant.ttl));
+  put("maxTtl", String(grant.maxTtl));
+  put("metadata", JSON.stringify(grant.metadata));
+  if (grant.maxUses !== null) put("maxUses", String(grant.maxUses));
+  if (grant.maxChildren !== undefined) put("maxChildren", String(grant.maxChildren));
+  if (grant.identity) {
+    put("identityIssuer", grant.identity.issuer);
+    put("identitySubject", grant.identity.subject);
+  }
   return fields;
 };
 
@@ -32,32 +34,42 @@ export const pairsToMap = (flat: readonly string[], from: number): Map<string, s
   return map;
 };
 
-export const grantFromFields = (id: string, tree: string, f: ReadonlyMap<string, string>): GrantRecord => {
-  const list = (name: string) => {
-    const value = f.get(name) ?? "";
+/** A grant hash's fields read by the names the code uses. */
+export const grantHash = (fields: ReadonlyMap<string, string>) => (name: keyof typeof GRANT) =>
+  fields.get(GRANT[name]);
+
+export const grantFromFields = (
+  id: string,
+  tree: string,
+  fields: ReadonlyMap<string, string>,
+): GrantRecord => {
+  const f = grantHash(fields);
+  const list = (name: "ancestors" | "scopes") => {
+    const value = f(name) ?? "";
     return value === "" ? [] : value.split(",");
   };
-  const mu = f.get("mu");
-  const mc = f.get("mc");
+  const mu = f("maxUses");
+  const mc = f("maxChildren");
+  const idi = f("identityIssuer");
   return {
     id,
     tree,
-    rootId: f.get("root") ?? id,
-    parentId: f.get("par") || null,
-    ancestors: list("anc"),
-    agent: f.get("agent") ?? "",
-    task: f.get("task") || null,
+    rootId: f("rootId") ?? id,
+    parentId: f("parentId") || null,
+    ancestors: list("ancestors"),
+    agent: f("agent") ?? "",
+    task: f("task") || null,
     scopes: list("scopes"),
-    depth: Number(f.get("depth") ?? 0),
-    issuer: f.get("iss") ?? "",
-    createdAt: Number(f.get("ca")),
-    notAfter: Number(f.get("na")),
-    ttl: Number(f.get("ttl")),
-    maxTtl: Number(f.get("mt")),
+    depth: Number(f("depth") ?? 0),
+    issuer: f("issuer") ?? "",
+    createdAt: Number(f("createdAt")),
+    notAfter: Number(f("notAfter")),
+    ttl: Number(f("ttl")),
+    maxTtl: Number(f("maxTtl")),
     maxUses: mu === undefined ? null : Number(mu),
     ...(mc === undefined ? {} : { maxChildren: Number(mc) }),
-    metadata: JSON.parse(f.get("meta") ?? "{}") as Record<string, string>,
-    identity: f.has("idi") ? { issuer: f.get("idi")!, subject: f.get("ids") ?? "" } : null,
+    metadata: JSON.parse(f("metadata") ?? "{}") as Record<string, string>,
+    identity: idi === undefined ? null : { issuer: idi, subject: f("identitySubject") ?? "" },
   };
 };
 
@@ -100,11 +112,16 @@ export const decodeDenial = <C extends string>(reply: readonly string[]): Denied
 export const grantStateFromFields = (
   id: string,
   tree: string,
-  f: ReadonlyMap<string, string>,
-): GrantState => ({
-  grant: grantFromFields(id, tree, f),
-  revokedAt: f.has("rev") ? Number(f.get("rev")) : null,
-  used: Number(f.get("used") ?? 0),
-  latestTokenId: f.get("lt") ?? null,
-  latestExpiresAt: f.has("le") ? Number(f.get("le")) : null,
-});
+  fields: ReadonlyMap<string, string>,
+): GrantState => {
+  const f = grantHash(fields);
+  const revokedAt = f("revokedAt");
+  const latestExpiresAt = f("latestExpiresAt");
+  return {
+    grant: grantFromFields(id, tree, fields),
+    revokedAt: revokedAt === undefined ? null : Number(revokedAt),
+    used: Number(f("used") ?? 0),
+    latestTokenId: f("latestTokenId") ?? null,
+    latestExpiresAt: latestExpiresAt === undefined ? null : Number(latestExpiresAt),
+  };
+};

@@ -3,6 +3,7 @@ import type { RedisKeys } from "../keys.js";
 import type { ExpiredGrant } from "../types.js";
 import { type Client, call } from "./client.js";
 import { SCAN_COUNT } from "./scan.js";
+import { GRANT_FIELDS } from "./schema.js";
 
 /**
  * Grants by the expiry of their newest token (a sorted set of its own, so its own slot on a
@@ -46,7 +47,18 @@ export class ExpiryIndex {
       const tree = grantTree(grantId);
       if (!tree) continue;
       const [na, rev, agent, root, par, lt, le] = await call(() =>
-        this.#redis.hmget(this.#keys.grant(tree, grantId), "na", "rev", "agent", "root", "par", "lt", "le"),
+        this.#redis.hmget(
+          this.#keys.grant(tree, grantId),
+          ...GRANT_FIELDS(
+            "notAfter",
+            "revokedAt",
+            "agent",
+            "rootId",
+            "parentId",
+            "latestTokenId",
+            "latestExpiresAt",
+          ),
+        ),
       );
       if (!na || rev) continue; // purged or revoked: that was its end, already audited
       if (le && Number(le) > now) {

@@ -12,6 +12,7 @@ import {
 import { type Client, call, mastersOf } from "./client.js";
 import { grantStateFromFields } from "./codec.js";
 import { keyBatches, ruleSubjects, SCAN_COUNT } from "./scan.js";
+import { TOKEN_FIELDS } from "./schema.js";
 
 /** The admin API's reads of grants and tokens: records as they are, never through a script. */
 export class GrantReads {
@@ -103,7 +104,10 @@ export class GrantReads {
     const hash = await call(() => this.#redis.get(this.#keys.tokenId(tree, tokenId)));
     if (!hash) return undefined;
     const [grantId, issuedAt, expiresAt, revoked] = await call(() =>
-      this.#redis.hmget(this.#keys.token(tree, hash), "g", "a", "e", "r"),
+      this.#redis.hmget(
+        this.#keys.token(tree, hash),
+        ...TOKEN_FIELDS("grantId", "issuedAt", "expiresAt", "revokedAt"),
+      ),
     );
     if (!grantId || Number(expiresAt) + RECORD_GRACE_MS <= now) return undefined;
     return {

@@ -30,7 +30,7 @@ import {
 import { AuditStream } from "./audit-stream.js";
 import type { RedisConnection } from "./client.js";
 import { type Client, call, mastersOf, openClients, type Reply, type ScriptedRedis } from "./client.js";
-import { decodeDenial, grantFields, grantFromFields, pairsToMap, subjectOf } from "./codec.js";
+import { decodeDenial, grantFields, grantFromFields, grantHash, pairsToMap, subjectOf } from "./codec.js";
 import { ExpiryIndex } from "./expiry-index.js";
 import { GrantReads } from "./grant-reads.js";
 import { RuleCache } from "./rule-cache.js";
@@ -173,7 +173,12 @@ export class RedisStore implements Store {
     if (reply[0] !== "ok") return decodeDenial<TokenDenial>(reply);
     const fields = pairsToMap(reply, after(TOKEN_AND_GRANT));
     const grant = grantFromFields(field(TOKEN_AND_GRANT, reply, "grantId"), ref.tree, fields);
-    return { ok: true, token: tokenFromReply(reply, ref.hash), grant, used: Number(fields.get("used") ?? 0) };
+    return {
+      ok: true,
+      token: tokenFromReply(reply, ref.hash),
+      grant,
+      used: Number(grantHash(fields)("used") ?? 0),
+    };
   }
 
   async refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult> {

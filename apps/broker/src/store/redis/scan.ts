@@ -2,6 +2,7 @@ import { grantTree } from "@perishable/protocol";
 import type { Redis } from "ioredis";
 import type { RuleSubject } from "../../policy/revocation.js";
 import { type Client, call } from "./client.js";
+import { GRANT_FIELDS } from "./schema.js";
 
 /** Grants read per SCAN step of a walk or a listing. */
 export const SCAN_COUNT = 2_000;
@@ -24,7 +25,11 @@ export const ruleSubjects = async (
   keys: readonly string[],
 ): Promise<{ id: string; tree: string; notAfter: number; subject: RuleSubject }[]> => {
   const fields = await call(() =>
-    Promise.all(keys.map((key) => redis.hmget(key, "agent", "scopes", "root", "ca", "na"))),
+    Promise.all(
+      keys.map((key) =>
+        redis.hmget(key, ...GRANT_FIELDS("agent", "scopes", "rootId", "createdAt", "notAfter")),
+      ),
+    ),
   );
   return fields.flatMap(([agent, scopes, root, ca, na], i) => {
     const id = keys[i]!.slice(keys[i]!.lastIndexOf(":") + 1);

@@ -22,10 +22,100 @@ export const SEGMENT = {
   tomb: "tomb",
 } as const;
 
-/** The segments as a Lua table `K`, prepended to every script: `base .. K.grant .. id`. */
-export const LUA_SEGMENTS = `local K = {${Object.entries(SEGMENT)
-  .map(([name, segment]) => `${name} = '${segment}'`)
-  .join(", ")}}\n`;
+/** A grant record's hash fields: the name the code uses → the short name stored. */
+export const GRANT = {
+  rootId: "root",
+  parentId: "par",
+  ancestors: "anc",
+  agent: "agent",
+  task: "task",
+  scopes: "scopes",
+  depth: "depth",
+  issuer: "iss",
+  createdAt: "ca",
+  notAfter: "na",
+  ttl: "ttl",
+  maxTtl: "mt",
+  metadata: "meta",
+  maxUses: "mu",
+  maxChildren: "mc",
+  identityIssuer: "idi",
+  identitySubject: "ids",
+  /** Set when revoked (epoch ms). */
+  revokedAt: "rev",
+  /** Proxied calls counted (only when it or an ancestor has maxUses). */
+  used: "used",
+  /** Children created, for maxChildren. */
+  children: "kids",
+  latestTokenId: "lt",
+  latestExpiresAt: "le",
+} as const;
+
+/** A token record's hash fields. */
+export const TOKEN = {
+  grantId: "g",
+  tokenId: "i",
+  issuedAt: "a",
+  expiresAt: "e",
+  /** Set when the token alone was revoked. */
+  revokedAt: "r",
+} as const;
+
+/** The stored names of some grant fields, for an HMGET. */
+export const GRANT_FIELDS = (...names: (keyof typeof GRANT)[]): string[] => names.map((n) => GRANT[n]);
+/** The stored names of some token fields, for an HMGET. */
+export const TOKEN_FIELDS = (...names: (keyof typeof TOKEN)[]): string[] => names.map((n) => TOKEN[n]);
+
+/**
+ * What `chain()` reads of the token, its grant and each ancestor, in one HMGET each; the Lua
+ * reads a value as `t[TR.expiresAt]`, `g[GR.agent]`, `a[AR.used]` (indexes generated below).
+ */
+export const TOKEN_READ = ["grantId", "tokenId", "issuedAt", "expiresAt", "revokedAt"] as const;
+export const GRANT_READ = [
+  "notAfter",
+  "revokedAt",
+  "ancestors",
+  "rootId",
+  "parentId",
+  "agent",
+  "scopes",
+  "maxUses",
+  "used",
+  "ttl",
+  "maxTtl",
+  "createdAt",
+] as const;
+export const ANCESTOR_READ = [
+  "notAfter",
+  "revokedAt",
+  "maxUses",
+  "used",
+  "agent",
+  "scopes",
+  "createdAt",
+] as const;
+
+const luaTable = (entries: ReadonlyArray<readonly [string, string | number]>): string =>
+  `{${entries.map(([k, v]) => `${k} = ${typeof v === "number" ? v : `'${v}'`}`).join(", ")}}`;
+const luaList = (values: readonly string[]): string => `{${values.map((v) => `'${v}'`).join(", ")}}`;
+const indexes = (read: readonly string[]) => luaTable(read.map((name, i) => [name, i + 1] as const));
+
+/**
+ * Prepended to every script: the key segments `K` (`base .. K.grant .. id`), the field names
+ * `F` (grant) and `T` (token), and for `chain()` the read lists and their indexes.
+ */
+export const LUA_SCHEMA = [
+  `local K = ${luaTable(Object.entries(SEGMENT))}`,
+  `local F = ${luaTable(Object.entries(GRANT))}`,
+  `local T = ${luaTable(Object.entries(TOKEN))}`,
+  `local TOKEN_READ = ${luaList(TOKEN_READ.map((n) => TOKEN[n]))}`,
+  `local GRANT_READ = ${luaList(GRANT_READ.map((n) => GRANT[n]))}`,
+  `local ANCESTOR_READ = ${luaList(ANCESTOR_READ.map((n) => GRANT[n]))}`,
+  `local TR = ${indexes(TOKEN_READ)}`,
+  `local GR = ${indexes(GRANT_READ)}`,
+  `local AR = ${indexes(ANCESTOR_READ)}`,
+  "",
+].join("\n");
 
 /** Who a reply is about, in the order every layout below carries it. */
 const SUBJECT = ["grantId", "tokenId", "rootGrantId", "parentGrantId", "agent", "issuedAt"] as const;

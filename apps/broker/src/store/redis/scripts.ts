@@ -1,12 +1,12 @@
-import { LUA_SEGMENTS } from "./schema.js";
+import { LUA_SCHEMA } from "./schema.js";
 
 /**
  * Lua scripts, registered once with ioredis `defineCommand` (EVALSHA, EVAL on NOSCRIPT).
  *
  * Every script touches only keys of one lineage tree: the declared KEYS and keys built from
  * ARGV[1], the tree's base (`<prefix>:{<tree>}:`), so each runs in one Cluster slot. The key
- * segments come from `schema.ts` as the table `K` (`base .. K.grant .. id`), the same ones
- * `keys.ts` builds keys with.
+ * segments and hash fields come from `schema.ts` as the tables `K` (`base .. K.grant .. id`), `F`
+ * and `T` (`F.notAfter`), and `chain()` reads values by name (`g[GR.agent]`), never by a bare index.
  *
  * Scripts that act on a presented token share one argument prefix:
  *   ARGV[1] base, ARGV[2] now (ms), ARGV[3] n, ARGV[4 .. 3+n] revocation rules
@@ -17,13 +17,13 @@ import { LUA_SEGMENTS } from "./schema.js";
  * for what is unknown and its reason as data (`reason.ts`).
  */
 
-const CHAIN = `${LUA_SEGMENTS}
+const CHAIN = `${LUA_SCHEMA}
 -- A denial (schema.ts DENIAL): the code, who, and why as data (reason.ts: kind, value, ancestor).
 local function fail(code, t, g, kind, value, ancestor, extra)
   t = t or {}
   g = g or {}
-  return {code, t[1] or '', t[2] or '', g[4] or '', g[5] or '', g[6] or '', t[3] or '',
-    kind or '', value or '', ancestor or '', extra or ''}
+  return {code, t[TR.grantId] or '', t[TR.tokenId] or '', g[GR.rootId] or '', g[GR.parentId] or '',
+    g[GR.agent] or '', t[TR.issuedAt] or '', kind or '', value or '', ancestor or '', extra or ''}
 end
 
 local base, now = ARGV[1], tonumber(ARGV[2])
@@ -53,37 +53,39 @@ local function ruled(agent, scopes, root, ca)
 end
 
 -- token → grant → every ancestor: revoked (by mark, by rule, by purge), expired?
--- Returns t, g (fields below) and the ancestors as {id, mu, used}, root first; or nil and a denial.
---   t: g i a e r            (grantId tokenId issuedAt expiresAt revoked)
---   g: na rev anc root par agent scopes mu used ttl mt ca
+-- Returns t (TOKEN_READ), g (GRANT_READ) and the ancestors, root first, as
+-- {id, mu, used, agent, scopes, ca}; or nil and a denial.
 local function chain(tkey)
-  local t = redis.call('HMGET', tkey, 'g', 'i', 'a', 'e', 'r')
-  if not t[1] then
+  local t = redis.call('HMGET', tkey, unpack(TOKEN_READ))
+  if not t[TR.grantId] then
     -- A purged tree leaves a tombstone: its tokens are refused as revoked, not as unknown.
     if redis.call('EXISTS', base .. K.tomb) == 1 then return nil, fail('token_revoked', nil, nil, 'purged') end
     return nil, fail('token_invalid')
   end
-  local g = redis.call('HMGET', base .. K.grant .. t[1], 'na', 'rev', 'anc', 'root', 'par', 'agent', 'scopes', 'mu', 'used', 'ttl', 'mt', 'ca')
-  if t[5] then return nil, fail('token_revoked', t, g, 'token', t[2]) end
-  if not g[1] then
+  local g = redis.call('HMGET', base .. K.grant .. t[TR.grantId], unpack(GRANT_READ))
+  if t[TR.revokedAt] then return nil, fail('token_revoked', t, g, 'token', t[TR.tokenId]) end
+  if not g[GR.notAfter] then
     if redis.call('EXISTS', base .. K.tomb) == 1 then return nil, fail('token_revoked', t, g, 'purged') end
     return nil, fail('token_invalid', t, g)
   end
-  if g[2] then return nil, fail('token_revoked', t, g, 'grant', t[1]) end
-  local hit = ruled(g[6], g[7], g[4], g[12])
+  if g[GR.revokedAt] then return nil, fail('token_revoked', t, g, 'grant', t[TR.grantId]) end
+  local hit = ruled(g[GR.agent], g[GR.scopes], g[GR.rootId], g[GR.createdAt])
   if hit then return nil, fail('token_revoked', t, g, 'rule', hit) end
   local ancestors = {}
-  if g[3] ~= '' then
-    for aid in string.gmatch(g[3], '[^,]+') do
-      local a = redis.call('HMGET', base .. K.grant .. aid, 'na', 'rev', 'mu', 'used', 'agent', 'scopes', 'ca')
-      if (not a[1]) or a[2] then return nil, fail('token_revoked', t, g, 'ancestor', aid) end
-      hit = ruled(a[5], a[6], g[4], a[7])
+  if g[GR.ancestors] ~= '' then
+    for aid in string.gmatch(g[GR.ancestors], '[^,]+') do
+      local a = redis.call('HMGET', base .. K.grant .. aid, unpack(ANCESTOR_READ))
+      if (not a[AR.notAfter]) or a[AR.revokedAt] then return nil, fail('token_revoked', t, g, 'ancestor', aid) end
+      hit = ruled(a[AR.agent], a[AR.scopes], g[GR.rootId], a[AR.createdAt])
       if hit then return nil, fail('token_revoked', t, g, 'rule', hit, aid) end
-      ancestors[#ancestors + 1] = {aid, tonumber(a[3]), tonumber(a[4]) or 0, a[5], a[6], a[7]}
+      ancestors[#ancestors + 1] = {
+        id = aid, mu = tonumber(a[AR.maxUses]), used = tonumber(a[AR.used]) or 0,
+        agent = a[AR.agent], scopes = a[AR.scopes], ca = a[AR.createdAt],
+      }
     end
   end
-  if tonumber(g[1]) <= now then return nil, fail('token_expired', t, g, 'expired', 'grant') end
-  if tonumber(t[4]) <= now then return nil, fail('token_expired', t, g, 'expired', 'token') end
+  if tonumber(g[GR.notAfter]) <= now then return nil, fail('token_expired', t, g, 'expired', 'grant') end
+  if tonumber(t[TR.expiresAt]) <= now then return nil, fail('token_expired', t, g, 'expired', 'token') end
   return t, g, ancestors
 end
 `;
@@ -100,7 +102,7 @@ local t, g, ancestors = chain(KEYS[1])
 if not t then return g end
 local n = tonumber(ARGV[o])
 local held = {}
-for s in string.gmatch(g[7], '[^,]+') do held[s] = true end
+for s in string.gmatch(g[GR.scopes], '[^,]+') do held[s] = true end
 local chosen, failed = nil, nil
 for i = 0, n - 1 do
   local name = ARGV[o + 1 + i * 4]
@@ -117,15 +119,15 @@ local c = o + 1 + chosen * 4
 local scope, limit, window = ARGV[c], tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3])
 -- maxUses of the grant and of every ancestor that has one: a use by a child is a use of each.
 local spend = {}
-local mu = tonumber(g[8])
+local mu = tonumber(g[GR.maxUses])
 if mu then
-  if (tonumber(g[9]) or 0) >= mu then return fail('forbidden', t, g, 'uses', g[8]) end
-  spend[1] = t[1]
+  if (tonumber(g[GR.used]) or 0) >= mu then return fail('forbidden', t, g, 'uses', g[GR.maxUses]) end
+  spend[1] = t[TR.grantId]
 end
 for _, a in ipairs(ancestors) do
-  if a[2] then
-    if a[3] >= a[2] then return fail('forbidden', t, g, 'uses', tostring(a[2]), a[1]) end
-    spend[#spend + 1] = a[1]
+  if a.mu then
+    if a.used >= a.mu then return fail('forbidden', t, g, 'uses', tostring(a.mu), a.id) end
+    spend[#spend + 1] = a.id
   end
 end
 if limit > 0 then
@@ -133,8 +135,8 @@ if limit > 0 then
   -- parent may, and a parent cannot multiply its rate by delegating.
   local cur = math.floor(now / window)
   local into = now - cur * window
-  local ids = {t[1]}
-  for _, a in ipairs(ancestors) do ids[#ids + 1] = a[1] end
+  local ids = {t[TR.grantId]}
+  for _, a in ipairs(ancestors) do ids[#ids + 1] = a.id end
   local counters = {}
   for i, id in ipairs(ids) do
     local k = base .. K.rate .. id .. ':' .. scope .. ':'
@@ -154,13 +156,13 @@ if limit > 0 then
     if redis.call('INCR', k) == 1 then redis.call('PEXPIRE', k, window * 2) end
   end
 end
-for _, id in ipairs(spend) do redis.call('HINCRBY', base .. K.grant .. id, 'used', 1) end
-local out = {'ok', t[1], t[2], g[4], g[5], g[6], t[3], scope}
+for _, id in ipairs(spend) do redis.call('HINCRBY', base .. K.grant .. id, F.used, 1) end
+local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], scope}
 if ARGV[o + 1 + n * 4] == '1' then
-  out[#out + 1] = t[4]
-  out[#out + 1] = g[6] out[#out + 1] = g[7] out[#out + 1] = g[12] or '0'
+  out[#out + 1] = t[TR.expiresAt]
+  out[#out + 1] = g[GR.agent] out[#out + 1] = g[GR.scopes] out[#out + 1] = g[GR.createdAt] or '0'
   for _, a in ipairs(ancestors) do
-    out[#out + 1] = a[4] or '' out[#out + 1] = a[5] or '' out[#out + 1] = a[6] or '0'
+    out[#out + 1] = a.agent or '' out[#out + 1] = a.scopes or '' out[#out + 1] = a.ca or '0'
   end
 end
 return out
@@ -174,9 +176,9 @@ return out
 export const FACTS = `${CHAIN}
 local t, g, ancestors = chain(KEYS[1])
 if not t then return g end
-local out = {'ok', g[4], t[4], g[6], g[7], g[12] or '0'}
+local out = {'ok', g[GR.rootId], t[TR.expiresAt], g[GR.agent], g[GR.scopes], g[GR.createdAt] or '0'}
 for _, a in ipairs(ancestors) do
-  out[#out + 1] = a[4] or '' out[#out + 1] = a[5] or '' out[#out + 1] = a[6] or '0'
+  out[#out + 1] = a.agent or '' out[#out + 1] = a.scopes or '' out[#out + 1] = a.ca or '0'
 end
 return out
 `;
@@ -190,20 +192,20 @@ export const CREATE = `${CHAIN}
 if KEYS[6] then
   local t, g = chain(KEYS[6])
   if not t then return g end
-  if t[1] ~= ARGV[o + 7] then return fail('token_invalid', t, g, 'parent_mismatch') end
+  if t[TR.grantId] ~= ARGV[o + 7] then return fail('token_invalid', t, g, 'parent_mismatch') end
   -- A grant's children are counted for its whole life: a token cannot mint them without end.
-  local pkey = base .. K.grant .. t[1]
-  local mc = tonumber(redis.call('HGET', pkey, 'mc'))
-  local kids = redis.call('HINCRBY', pkey, 'kids', 1)
+  local pkey = base .. K.grant .. t[TR.grantId]
+  local mc = tonumber(redis.call('HGET', pkey, F.maxChildren))
+  local kids = redis.call('HINCRBY', pkey, F.children, 1)
   if mc and kids > mc then
-    redis.call('HINCRBY', pkey, 'kids', -1)
+    redis.call('HINCRBY', pkey, F.children, -1)
     return fail('delegation_denied', t, g, 'children', tostring(mc))
   end
 end
 local gid, tid = ARGV[o], ARGV[o + 1]
-redis.call('HSET', KEYS[1], 'lt', tid, 'le', ARGV[o + 4], unpack(ARGV, o + 8))
+redis.call('HSET', KEYS[1], F.latestTokenId, tid, F.latestExpiresAt, ARGV[o + 4], unpack(ARGV, o + 8))
 redis.call('PEXPIREAT', KEYS[1], ARGV[o + 5])
-redis.call('HSET', KEYS[2], 'g', gid, 'i', tid, 'a', ARGV[o + 3], 'e', ARGV[o + 4])
+redis.call('HSET', KEYS[2], T.grantId, gid, T.tokenId, tid, T.issuedAt, ARGV[o + 3], T.expiresAt, ARGV[o + 4])
 redis.call('PEXPIREAT', KEYS[2], ARGV[o + 6])
 redis.call('SET', KEYS[3], ARGV[o + 2], 'PXAT', ARGV[o + 6])
 redis.call('HSET', KEYS[4], gid, ARGV[o + 7])
@@ -221,17 +223,18 @@ export const REFRESH = `${CHAIN}
 local t, g = chain(KEYS[1])
 if not t then return g end
 local ttl = tonumber(ARGV[o + 2])
-if ttl == 0 then ttl = tonumber(g[10]) end
-if ttl > tonumber(g[11]) then return fail('ttl_exceeded', t, g, 'max_ttl') end
-local e = math.min(now + ttl, tonumber(g[1]))
+if ttl == 0 then ttl = tonumber(g[GR.ttl]) end
+if ttl > tonumber(g[GR.maxTtl]) then return fail('ttl_exceeded', t, g, 'max_ttl') end
+local e = math.min(now + ttl, tonumber(g[GR.notAfter]))
 local grace = tonumber(ARGV[o + 3])
-local gkey = base .. K.grant .. t[1]
-redis.call('HSET', KEYS[2], 'g', t[1], 'i', ARGV[o], 'a', ARGV[2], 'e', e)
+local gid = t[TR.grantId]
+local gkey = base .. K.grant .. gid
+redis.call('HSET', KEYS[2], T.grantId, gid, T.tokenId, ARGV[o], T.issuedAt, ARGV[2], T.expiresAt, e)
 redis.call('PEXPIREAT', KEYS[2], e + grace)
 redis.call('SET', KEYS[3], ARGV[o + 1], 'PXAT', e + grace)
-redis.call('SADD', base .. K.tokenSet .. t[1], ARGV[o])
-redis.call('HSET', gkey, 'lt', ARGV[o], 'le', e)
-local out = {'ok', ARGV[o], t[1], ARGV[2], tostring(e)}
+redis.call('SADD', base .. K.tokenSet .. gid, ARGV[o])
+redis.call('HSET', gkey, F.latestTokenId, ARGV[o], F.latestExpiresAt, e)
+local out = {'ok', ARGV[o], gid, ARGV[2], tostring(e)}
 local fields = redis.call('HGETALL', gkey)
 for i = 1, #fields do out[#out + 1] = fields[i] end
 return out
@@ -241,8 +244,8 @@ return out
 export const INSPECT = `${CHAIN}
 local t, g = chain(KEYS[1])
 if not t then return g end
-local out = {'ok', t[2], t[1], t[3], t[4]}
-local fields = redis.call('HGETALL', base .. K.grant .. t[1])
+local out = {'ok', t[TR.tokenId], t[TR.grantId], t[TR.issuedAt], t[TR.expiresAt]}
+local fields = redis.call('HGETALL', base .. K.grant .. t[TR.grantId])
 for i = 1, #fields do out[#out + 1] = fields[i] end
 return out
 `;
@@ -254,7 +257,7 @@ return #ARGV - 1
 `;
 
 /** Builds a grant id → children map from the tree hash, and walks the subtree of the given ids. */
-const SUBTREE = `${LUA_SEGMENTS}
+const SUBTREE = `${LUA_SCHEMA}
 local function subtree(treeKey, roots)
   local links = redis.call('HGETALL', treeKey)
   local children = {}
@@ -286,9 +289,9 @@ local base, now = ARGV[1], tonumber(ARGV[3])
 local revoked = {}
 for _, id in ipairs(subtree(KEYS[1], {ARGV[2]})) do
   local key = base .. K.grant .. id
-  local g = redis.call('HMGET', key, 'na', 'rev')
+  local g = redis.call('HMGET', key, F.notAfter, F.revokedAt)
   if g[1] and not g[2] and tonumber(g[1]) > now then
-    redis.call('HSET', key, 'rev', ARGV[3])
+    redis.call('HSET', key, F.revokedAt, ARGV[3])
     revoked[#revoked + 1] = id
   end
 end
@@ -299,17 +302,17 @@ return revoked
  * KEYS[1] tokenId key. ARGV: base, now. Marks one token revoked.
  * → {'none'} | {'already' | 'revoked', grantId, tokenId, root, parent, agent, issuedAt}
  */
-export const REVOKE_TOKEN = `${LUA_SEGMENTS}
+export const REVOKE_TOKEN = `${LUA_SCHEMA}
 local base, now = ARGV[1], tonumber(ARGV[2])
 local hash = redis.call('GET', KEYS[1])
 if not hash then return {'none'} end
 local tkey = base .. K.token .. hash
-local t = redis.call('HMGET', tkey, 'g', 'i', 'a', 'e', 'r')
-if not t[1] or tonumber(t[4]) <= now then return {'none'} end
-local g = redis.call('HMGET', base .. K.grant .. t[1], 'root', 'par', 'agent')
+local t = redis.call('HMGET', tkey, unpack(TOKEN_READ))
+if not t[TR.grantId] or tonumber(t[TR.expiresAt]) <= now then return {'none'} end
+local g = redis.call('HMGET', base .. K.grant .. t[TR.grantId], F.rootId, F.parentId, F.agent)
 local status = 'revoked'
-if t[5] then status = 'already' else redis.call('HSET', tkey, 'r', ARGV[2]) end
-return {status, t[1], t[2], g[1] or '', g[2] or '', g[3] or '', t[3]}
+if t[TR.revokedAt] then status = 'already' else redis.call('HSET', tkey, T.revokedAt, ARGV[2]) end
+return {status, t[TR.grantId], t[TR.tokenId], g[1] or '', g[2] or '', g[3] or '', t[TR.issuedAt]}
 `;
 
 /**
@@ -326,7 +329,7 @@ local grants, tokens = 0, 0
 local gone = subtree(KEYS[1], ids)
 for _, id in ipairs(gone) do
   local gkey = base .. K.grant .. id
-  local g = redis.call('HMGET', gkey, 'na', 'rev')
+  local g = redis.call('HMGET', gkey, F.notAfter, F.revokedAt)
   if g[1] and not g[2] and tonumber(g[1]) > now then grants = grants + 1 end
   local set = base .. K.tokenSet .. id
   for _, tid in ipairs(redis.call('SMEMBERS', set)) do
