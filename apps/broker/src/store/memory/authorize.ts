@@ -1,0 +1,78 @@
+import { windowWait } from "../sliding-window.js";
+import type { AuthorizeResult, Candidate, TokenRef } from "../types.js";
+import { deny, type MemoryState, type StoredGrant, subjectOf } from "./state.js";
+
+/**
+ * A proxied call's check and spend, as AUTHORIZE does it in Lua: the chain, the first candidate
+ * scope the grant holds whose constraints pass, maxUses of the grant and of every ancestor, the
+ * sliding window on the grant and every ancestor; spend only when every check passed.
+ */
+export const authorize = (
+  state: MemoryState,
+  ref: TokenRef,
+  now: number,
+  candidates: readonly Candidate[],
+): AuthorizeResult => {
+  const chain = state.chain(ref, now);
+  if (!chain.ok) return chain;
+  const { token, grant } = chain;
+  const subject = subjectOf(token, grant);
+  const held = new Set(grant.record.scopes);
+  let chosen: Candidate | undefined;
+  let failed: string | undefined;
+  for (const c of candidates) {
+    if (!held.has(c.scope)) continue;
+    if (c.pass) {
+      chosen = c;
+      break;
+    }
+    failed ??= c.scope;
+  }
+  if (!chosen)
+    return failed
+      ? deny("constraint_denied", subject, { kind: "constraint", scope: failed })
+      : deny("scope_denied", subject, null);
+  // maxUses of the grant and of every ancestor that has one: a use by a child is a use of each.
+  const spend: StoredGrant[] = [];
+  const { maxUses } = grant.record;
+  if (maxUses !== null) {
+    if (grant.used >= maxUses) return deny("forbidden", subject, { kind: "uses", limit: maxUses });
+    spend.push(grant);
+  }
+  for (const ancestor of chain.ancestors) {
+    const limit = ancestor.record.maxUses;
+    if (limit === null) continue;
+    if (ancestor.used >= limit)
+      return deny("forbidden", subject, { kind: "uses", limit, ancestor: ancestor.record.id });
+    spend.push(ancestor);
+  }
+  if (chosen.limit > 0) {
+    const window = chosen.windowMs;
+    const cur = Math.floor(now / window);
+    const into = now - cur * window;
+    const levels = [grant.record.id, ...grant.record.ancestors];
+    const keys: string[] = [];
+    for (const [i, id] of levels.entries()) {
+      const base = `${grant.record.tree}:${id}:${chosen.scope}:`;
+      const wait = windowWait({
+        current: state.count(`${base}${cur}`, now),
+        previous: state.count(`${base}${cur - 1}`, now),
+        windowMs: window,
+        into,
+        limit: chosen.limit,
+      });
+      if (wait !== undefined) {
+        const reason = { kind: "rate", scope: chosen.scope, ...(i === 0 ? {} : { ancestor: id }) } as const;
+        return { ...deny("rate_limited", subject, reason), retryAfterMs: wait };
+      }
+      keys.push(`${base}${cur}`);
+    }
+    for (const key of keys) {
+      const counter = state.counters.get(key);
+      if (counter && counter.expireAt > now) counter.count += 1;
+      else state.counters.set(key, { count: 1, expireAt: now + window * 2 });
+    }
+  }
+  for (const g of spend) g.used += 1;
+  return { ok: true, subject, scope: chosen.scope };
+};
