@@ -1,5 +1,13 @@
 export { redact } from "@perishable/protocol";
 export { isPerishableError, PerishableError, type SdkErrorCode } from "./errors.js";
+export type {
+  ExpiredEvent,
+  GrantInfo,
+  RefreshedEvent,
+  RevokedEvent,
+  SessionErrorEvent,
+  SessionEvents,
+} from "./grant-info.js";
 export type { AnthropicOptions, ClientOptions } from "./integrations/clients.js";
 export {
   type ConnectOptions,
@@ -9,14 +17,4 @@ export {
   type SessionOptions,
 } from "./options.js";
 export type { KeeperState as SessionState } from "./refresh/keeper.js";
-export {
-  connect,
-  type ExpiredEvent,
-  fromToken,
-  type GrantInfo,
-  type RefreshedEvent,
-  type RevokedEvent,
-  Session,
-  type SessionErrorEvent,
-  type SessionEvents,
-} from "./session.js";
+export { connect, fromToken, Session } from "./session.js";

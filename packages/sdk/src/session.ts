@@ -1,12 +1,14 @@
-import {
-  errorEnvelope,
-  REQUEST_ID_HEADER,
-  readError,
-  type SelfResponse,
-  type TokenResponse,
-} from "@perishable/protocol";
+import type { TokenResponse } from "@perishable/protocol";
 import { EventEmitter } from "eventemitter3";
 import { isPerishableError, PerishableError } from "./errors.js";
+import {
+  type GrantInfo,
+  grantFromResponse,
+  grantFromSelf,
+  heldFromResponse,
+  heldFromSelf,
+  type SessionEvents,
+} from "./grant-info.js";
 import {
   type AnthropicOptions,
   anthropicOptions,
@@ -23,55 +25,9 @@ import {
   resolveSessionOptions,
   type SessionOptions,
 } from "./options.js";
+import { localError, peekDenial, replayable, withToken } from "./proxied-request.js";
 import { type HeldToken, type KeeperState, TokenKeeper } from "./refresh/keeper.js";
 import { BrokerClient } from "./transport/broker-client.js";
-
-/** What a session knows about its grant. `expiresAt` is the current token's and changes on refresh. */
-export interface GrantInfo {
-  readonly grantId: string;
-  readonly rootGrantId: string;
-  readonly parentGrantId: string | null;
-  readonly agent: string;
-  readonly task: string | null;
-  readonly scopes: readonly string[];
-  readonly depth: number;
-  readonly expiresAt: string;
-  readonly notAfter: string;
-}
-
-export interface RefreshedEvent {
-  readonly token: string;
-  readonly tokenId: string;
-  readonly expiresAt: string;
-  readonly grant: GrantInfo;
-  readonly previous: { readonly token: string; readonly tokenId: string; readonly expiresAt: string };
-}
-export interface ExpiredEvent {
-  readonly tokenId: string;
-  readonly grant: GrantInfo;
-  /** `grant`: the grant reached its notAfter; `token`: the token could not be refreshed in time. */
-  readonly reason: "token" | "grant";
-}
-export interface RevokedEvent {
-  readonly tokenId: string;
-  readonly grant: GrantInfo;
-  /** `self`: this session (or an ancestor session in this process) revoked it; `broker`: the broker said so. */
-  readonly by: "self" | "broker";
-  readonly error: PerishableError | undefined;
-}
-export interface SessionErrorEvent {
-  readonly error: Error;
-  /** True when the refresh loop will try again while the current token is still valid. */
-  readonly willRetry: boolean;
-  readonly attempt: number;
-}
-
-export interface SessionEvents {
-  refreshed: [RefreshedEvent];
-  expired: [ExpiredEvent];
-  revoked: [RevokedEvent];
-  error: [SessionErrorEvent];
-}
 
 interface SessionInit {
   readonly options: ResolvedSessionOptions;
@@ -79,8 +35,6 @@ interface SessionInit {
   readonly held: HeldToken;
   readonly grant: Omit<GrantInfo, "expiresAt">;
 }
-
-const LOCAL_REQUEST_ID = "local";
 
 /**
  * An agent's hold on one grant: the current token (refreshed at half its lifetime, with jitter),
@@ -325,104 +279,3 @@ export const fromToken = async (token: string, options: SessionOptions): Promise
     grant: grantFromSelf(self),
   });
 };
-
-/**
- * Local times for a token: its lifetime is measured from when the request was sent, so the
- * local expiry is never later than the broker's, whatever the clocks say.
- */
-const heldFromResponse = (response: TokenResponse, sentAt: number): HeldToken => {
-  const issued = Date.parse(response.issuedAt);
-  return {
-    token: response.token,
-    tokenId: response.tokenId,
-    issuedAt: sentAt,
-    expiresAt: sentAt + (Date.parse(response.expiresAt) - issued),
-    notAfter: sentAt + (Date.parse(response.notAfter) - issued),
-    expiresAtIso: response.expiresAt,
-  };
-};
-
-const heldFromSelf = (token: string, self: SelfResponse, sentAt: number): HeldToken => {
-  const expiresAt = sentAt + self.expiresIn * 1000;
-  const lifetime = Date.parse(self.expiresAt) - Date.parse(self.issuedAt);
-  return {
-    token,
-    tokenId: self.tokenId,
-    issuedAt: expiresAt - lifetime,
-    expiresAt,
-    notAfter: expiresAt + (Date.parse(self.grant.notAfter) - Date.parse(self.expiresAt)),
-    expiresAtIso: self.expiresAt,
-  };
-};
-
-const grantFromResponse = (r: TokenResponse): Omit<GrantInfo, "expiresAt"> => ({
-  grantId: r.grantId,
-  rootGrantId: r.rootGrantId,
-  parentGrantId: r.parentGrantId,
-  agent: r.agent,
-  task: r.task,
-  scopes: r.scopes,
-  depth: r.depth,
-  notAfter: r.notAfter,
-});
-
-const grantFromSelf = ({ grant }: SelfResponse): Omit<GrantInfo, "expiresAt"> => ({
-  grantId: grant.grantId,
-  rootGrantId: grant.rootGrantId,
-  parentGrantId: grant.parentGrantId,
-  agent: grant.agent,
-  task: grant.task,
-  scopes: grant.scopes,
-  depth: grant.depth,
-  notAfter: grant.notAfter,
-});
-
-/** The request with the current token in every credential header it uses (Authorization by default). */
-const withToken = (request: RequestInit, token: string): RequestInit => {
-  const headers = new Headers(request.headers);
-  let placed = false;
-  for (const name of ["x-api-key", "api-key"]) {
-    if (headers.has(name)) {
-      headers.set(name, token);
-      placed = true;
-    }
-  }
-  if (headers.has("authorization") || !placed) headers.set("authorization", `Bearer ${token}`);
-  return { ...request, headers };
-};
-
-const replayable = (body: RequestInit["body"]): boolean =>
-  body === undefined ||
-  body === null ||
-  typeof body === "string" ||
-  body instanceof ArrayBuffer ||
-  ArrayBuffer.isView(body) ||
-  body instanceof URLSearchParams ||
-  (typeof Blob !== "undefined" && body instanceof Blob) ||
-  (typeof FormData !== "undefined" && body instanceof FormData);
-
-/** The broker's code on a 401, read from a clone so the caller still gets the whole response. */
-const peekDenial = async (response: Response): Promise<PerishableError | undefined> => {
-  try {
-    const refusal = readError(await response.clone().json());
-    if (refusal?.code === "token_revoked" || refusal?.code === "token_expired") {
-      return new PerishableError(refusal.code, refusal.message, {
-        status: 401,
-        requestId: refusal.requestId,
-      });
-    }
-  } catch {
-    // Not JSON: not the broker's answer about the token.
-  }
-  return undefined;
-};
-
-/** The answer the broker would give, without asking it: the session knows its token is dead. */
-const localError = (error: PerishableError): Response =>
-  new Response(
-    JSON.stringify(errorEnvelope(error.code as "token_expired", error.message, LOCAL_REQUEST_ID)),
-    {
-      status: 401,
-      headers: { "content-type": "application/json", [REQUEST_ID_HEADER]: LOCAL_REQUEST_ID },
-    },
-  );
