@@ -1,6 +1,6 @@
 import { reasonFromWire } from "../reason.js";
-import type { Denied, GrantRecord, GrantState, Subject } from "../types.js";
-import { type AUTHORIZED, DENIAL, field, GRANT, type TOKEN_REVOKED } from "./schema.js";
+import type { Denied, GrantRecord, GrantState, Subject, TokenRecord } from "../types.js";
+import { type AUTHORIZED, DENIAL, field, GRANT, TOKEN_AND_GRANT, type TOKEN_REVOKED } from "./schema.js";
 
 /** Grant record ⇄ Redis hash fields (schema.ts `GRANT`). Scope and ancestor lists are comma-joined (names cannot hold commas). */
 export const grantFields = (grant: GrantRecord): string[] => {
@@ -125,3 +125,12 @@ export const grantStateFromFields = (
     latestExpiresAt: latestExpiresAt === undefined ? null : Number(latestExpiresAt),
   };
 };
+
+/** The token part of an inspect or refresh reply: {'ok', tokenId, grantId, issuedAt, expiresAt, …}. */
+export const tokenFromReply = (reply: readonly string[], hash: string): TokenRecord => ({
+  tokenId: field(TOKEN_AND_GRANT, reply, "tokenId"),
+  hash,
+  grantId: field(TOKEN_AND_GRANT, reply, "grantId"),
+  issuedAt: Number(field(TOKEN_AND_GRANT, reply, "issuedAt")),
+  expiresAt: Number(field(TOKEN_AND_GRANT, reply, "expiresAt")),
+});

@@ -1,6 +1,6 @@
 import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
 import { DEFAULTS } from "../../config/defaults.js";
-import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
+import type { RevocationRule } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
 import {
   type AuditQuery,
@@ -28,13 +28,21 @@ import {
   type TokenState,
 } from "../types.js";
 import { AuditStream } from "./audit-stream.js";
+import { purgeByRule } from "./bulk-purge.js";
 import type { RedisConnection } from "./client.js";
-import { type Client, call, mastersOf, openClients, type Reply, type ScriptedRedis } from "./client.js";
-import { decodeDenial, grantFields, grantFromFields, grantHash, pairsToMap, subjectOf } from "./codec.js";
+import { type Client, call, openClients, type ScriptedRedis } from "./client.js";
+import {
+  decodeDenial,
+  grantFields,
+  grantFromFields,
+  grantHash,
+  pairsToMap,
+  subjectOf,
+  tokenFromReply,
+} from "./codec.js";
 import { ExpiryIndex } from "./expiry-index.js";
 import { GrantReads } from "./grant-reads.js";
 import { RuleCache } from "./rule-cache.js";
-import { keyBatches, ruleSubjects } from "./scan.js";
 import { AUTHORIZED, after, field, TOKEN_AND_GRANT, TOKEN_REVOKED } from "./schema.js";
 
 export type { RedisConnection } from "./client.js";
@@ -229,42 +237,9 @@ export class RedisStore implements Store {
     return { status: status as "revoked" | "already", subject: subjectOf(TOKEN_REVOKED, reply) };
   }
 
-  /** Purges what a rule selects: SCAN every master in batches, one script per lineage tree of a batch. */
-  async purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
-    let grants = 0;
-    let tokens = 0;
-    for await (const keys of keyBatches(mastersOf(this.#redis), this.#keys.grantPattern())) {
-      const selected = new Map<string, { ids: string[]; tombUntil: number }>();
-      for (const { id, tree, notAfter, subject } of await ruleSubjects(this.#redis, keys)) {
-        if (!ruleSelects(rule, subject)) continue;
-        const batch = selected.get(tree) ?? { ids: [], tombUntil: 0 };
-        batch.ids.push(id);
-        batch.tombUntil = Math.max(batch.tombUntil, notAfter + RECORD_GRACE_MS);
-        selected.set(tree, batch);
-      }
-      const results = await call(() =>
-        Promise.all(
-          [...selected].map(([tree, batch]) =>
-            this.#redis.prsPurge(
-              this.#keys.tree(tree),
-              this.#keys.base(tree),
-              now,
-              batch.tombUntil,
-              ...batch.ids,
-            ),
-          ),
-        ),
-      );
-      const gone: string[] = [];
-      for (const [g, t, ids] of results) {
-        grants += Number(g);
-        tokens += Number(t);
-        gone.push(...ids);
-      }
-      // One ZREM per chunk of this SCAN batch, not one per tree: every root grant is a tree.
-      await this.#expiries.forget(gone);
-    }
-    return { grants, tokens };
+  /** Purges what a rule selects (`bulk-purge.ts`). */
+  purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
+    return purgeByRule(this.#redis, this.#keys, this.#expiries, rule, now);
   }
 
   putRule(rule: RevocationRule): Promise<void> {
@@ -358,15 +333,6 @@ export class RedisStore implements Store {
     return [this.#keys.base(tree), now, ...rules.args];
   }
 }
-
-/** The token part of an inspect or refresh reply: {'ok', tokenId, grantId, issuedAt, expiresAt, …}. */
-const tokenFromReply = (reply: Reply, hash: string): TokenRecord => ({
-  tokenId: field(TOKEN_AND_GRANT, reply, "tokenId"),
-  hash,
-  grantId: field(TOKEN_AND_GRANT, reply, "grantId"),
-  issuedAt: Number(field(TOKEN_AND_GRANT, reply, "issuedAt")),
-  expiresAt: Number(field(TOKEN_AND_GRANT, reply, "expiresAt")),
-});
 
 /** Where an allowed call's reply carries the chain's facts (expiresAt, then triples). */
 const FACTS_AT = AUTHORIZED.indexOf("expiresAt");
