@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Writable } from "node:stream";
 import { REQUEST_ID_HEADER } from "@perishable/protocol";
-import Fastify, { type FastifyInstance, LogController } from "fastify";
+import type { FastifyInstance } from "fastify";
+import type { AdminContext } from "./admin/context.js";
 import { AuditLog, auditEvent } from "./audit/audit-log.js";
 import { ExpiryWatcher } from "./audit/expiry-watcher.js";
 import { OidcVerifier } from "./auth/oidc.js";
@@ -13,9 +13,9 @@ import { Secret } from "./config/secret.js";
 import type { BrokerConfig } from "./config/types.js";
 import { BrokerError } from "./errors.js";
 import { registerAdminRoutes } from "./http/admin-routes.js";
+import { createApp } from "./http/app.js";
 import { registerConsoleRoutes } from "./http/console-routes.js";
-import { endSocketWithError, sendError, writeError } from "./http/error-response.js";
-import { clientErrorHandler, installErrorHandling } from "./http/errors-plugin.js";
+import { installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
 import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
@@ -44,9 +44,6 @@ export interface BrokerServer {
   close(): Promise<void>;
 }
 
-/** Largest JSON body on the /v1 API; proxied bodies have their own limit. */
-const API_BODY_LIMIT = 64 * 1024;
-
 /**
  * The broker as a fastify app. It never listens by itself (tests inject or listen on port 0;
  * `startBroker` listens on the configured address). Everything it opens it closes in `close()`.
@@ -59,72 +56,15 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
   // store, audit trail and pools exist, and reached through this binding.
   let proxy: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let closing = false;
-  const app = Fastify({
-    logger: {
-      level: config.log.level,
-      ...(options.logStream ? { stream: options.logStream } : {}),
-      // Nothing logs request headers; this is the second lock on the door.
-      redact: ["req.headers.authorization", 'req.headers["x-api-key"]', 'req.headers["api-key"]'],
+  const app = createApp({
+    config,
+    ...(options.logStream ? { logStream: options.logStream } : {}),
+    requestId: nextRequestId,
+    proxy: (req, res) => {
+      if (!proxy || !isProxyTarget(req.url)) return false;
+      proxy(req, res);
+      return true;
     },
-    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "requestId" }),
-    genReqId: () => nextRequestId(),
-    requestIdHeader: false,
-    bodyLimit: API_BODY_LIMIT,
-    return503OnClosing: true,
-    clientErrorHandler,
-    // Router-level failures (a malformed %-escape) skip the error handler: answer them here.
-    frameworkErrors: (error, request, reply) =>
-      sendError(
-        request,
-        reply,
-        new BrokerError(
-          "bad_request",
-          error.code === "FST_ERR_BAD_URL" ? "the URL is malformed" : "bad request",
-        ),
-      ),
-    // Node checks header and request timeouts only every connectionsCheckingInterval (30 s by
-    // default): a slow client would hold a connection far past the configured limits.
-    serverFactory: (handler) =>
-      createServer(
-        {
-          headersTimeout: config.listen.headersTimeoutMs,
-          requestTimeout: config.listen.requestTimeoutMs,
-          keepAliveTimeout: 72_000,
-          connectionsCheckingInterval: 500,
-          noDelay: true,
-          // Node answers these two with an empty body of its own; the broker answers them with
-          // the envelope, like every other refusal (see missingHost and checkExpectation below).
-          requireHostHeader: false,
-        },
-        (req, res) => {
-          if (missingHost(req)) {
-            res.setHeader("connection", "close");
-            writeError(
-              res,
-              new BrokerError("bad_request", "an HTTP/1.1 request needs a Host header"),
-              nextRequestId(),
-            );
-            return;
-          }
-          return proxy && isProxyTarget(req.url) ? proxy(req, res) : handler(req, res);
-        },
-      ),
-  });
-
-  // An Expect other than 100-continue: node would answer an empty 417.
-  app.server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
-    res.setHeader("connection", "close");
-    const expectation = String(req.headers.expect ?? "").slice(0, 64);
-    writeError(
-      res,
-      new BrokerError("bad_request", `Expect: ${expectation} is not supported (only 100-continue)`),
-      nextRequestId(),
-    );
-  });
-
-  // CONNECT (authority-form) never reaches a route: answer it rather than drop the socket.
-  app.server.on("connect", (_request, socket: Socket) => {
-    endSocketWithError(socket, new BrokerError("bad_request", "CONNECT is not supported"));
   });
 
   const audit = new AuditLog({
@@ -145,44 +85,16 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
   const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
   const ctx: TokenContext = { config, store, hasher, audit, metrics, now };
 
-  installErrorHandling(app);
-  await app.register(async (api) => {
-    api.addHook("onRequest", async (request, reply) => {
-      reply.header(REQUEST_ID_HEADER, request.id);
-    });
-    // A refused request on the API is a security event: count it and audit it, then answer.
-    api.addHook("onError", async (request, _reply, error) => {
-      if (!(error instanceof BrokerError)) return;
-      metrics.denial(error.code);
-      audit.emit(
-        auditEvent("denied", error.subject ?? null, request.id, now(), {
-          code: error.code,
-          rule: error.message,
-          method: request.method,
-          path: request.routeOptions.url ?? "",
-        }),
-      );
-    });
-    registerOpsRoutes(api, store, metrics);
-    registerConsoleRoutes(api);
-    registerTokenRoutes(api, {
-      ctx,
-      issuers: new KeyMatcher(
-        config.issuers.flatMap((issuer) => (issuer.kind === "key" ? [[issuer.key, issuer] as const] : [])),
-      ),
-      oidc: new OidcVerifier(config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : []))),
-    });
-    registerAdminRoutes(api, {
-      ctx: {
-        config,
-        store,
-        audit,
-        metrics,
-        now,
-        cutoffMarginMs: options.cutoffMarginMs ?? DEFAULTS.revocationCutoffMarginMs,
-      },
-      admins: new KeyMatcher(config.admins.map((admin) => [admin.key, admin] as const)),
-    });
+  await registerApi(app, {
+    ctx,
+    admin: {
+      config,
+      store,
+      audit,
+      metrics,
+      now,
+      cutoffMarginMs: options.cutoffMarginMs ?? DEFAULTS.revocationCutoffMarginMs,
+    },
   });
   proxy = createProxyHandler({
     config,
@@ -213,9 +125,45 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
   };
 };
 
-/** HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 may omit it. */
-const missingHost = (req: IncomingMessage): boolean =>
-  req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1;
+/** The fastify routes: ops, console, tokens and admin, with the request id and denial hooks. */
+const registerApi = async (
+  app: FastifyInstance,
+  deps: { readonly ctx: TokenContext; readonly admin: AdminContext },
+): Promise<void> => {
+  const { config, store, audit, metrics, now } = deps.ctx;
+  installErrorHandling(app);
+  await app.register(async (api) => {
+    api.addHook("onRequest", async (request, reply) => {
+      reply.header(REQUEST_ID_HEADER, request.id);
+    });
+    // A refused request on the API is a security event: count it and audit it, then answer.
+    api.addHook("onError", async (request, _reply, error) => {
+      if (!(error instanceof BrokerError)) return;
+      metrics.denial(error.code);
+      audit.emit(
+        auditEvent("denied", error.subject ?? null, request.id, now(), {
+          code: error.code,
+          rule: error.message,
+          method: request.method,
+          path: request.routeOptions.url ?? "",
+        }),
+      );
+    });
+    registerOpsRoutes(api, store, metrics);
+    registerConsoleRoutes(api);
+    registerTokenRoutes(api, {
+      ctx: deps.ctx,
+      issuers: new KeyMatcher(
+        config.issuers.flatMap((issuer) => (issuer.kind === "key" ? [[issuer.key, issuer] as const] : [])),
+      ),
+      oidc: new OidcVerifier(config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : []))),
+    });
+    registerAdminRoutes(api, {
+      ctx: deps.admin,
+      admins: new KeyMatcher(config.admins.map((admin) => [admin.key, admin] as const)),
+    });
+  });
+};
 
 /** `req_` + a per-process random part + a counter: unique, cheap, and no clock in it. */
 const requestIds = () => {

@@ -11,7 +11,7 @@ import { proxyDenial } from "../proxy/denials.js";
 import { forward } from "../proxy/forward.js";
 import { forwardRequestHeaders } from "../proxy/headers.js";
 import { recordOutcome } from "../proxy/outcome.js";
-import { Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
+import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import { Secrets } from "../proxy/scrub.js";
 import type { UpstreamPools } from "../proxy/upstreams.js";
 import { type Store, StoreUnavailableError, type Subject } from "../store/types.js";
@@ -48,100 +48,41 @@ export const isProxyTarget = (url: string | undefined): boolean =>
 export const createProxyHandler = (
   deps: ProxyDeps,
 ): ((req: IncomingMessage, res: ServerResponse) => void) => {
-  const { config, store, hasher, audit, pools, metrics } = deps;
-  const planner = new Planner(config);
-  const authValues = new Map([...config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
-  // What to mask in upstream answers: the auth value, and the bare key after a scheme.
-  const secrets = new Map(
+  const handler = new ProxyHandler(deps);
+  return (req, res) => handler.serve(req, res);
+};
+
+/** What each upstream's answers are scrubbed of: its auth value, and the bare key after a scheme. */
+const upstreamSecrets = (authValues: ReadonlyMap<string, string | undefined>) =>
+  new Map(
     [...authValues].map(([name, value]) => {
       const bare = value?.replace(/^(Bearer|Basic|Token)\s+/i, "");
       return [name, new Secrets(value && bare ? [value, bare] : [])];
     }),
   );
 
-  const refuse = (
-    res: ServerResponse,
-    requestId: string,
-    request: { target: ProxyTarget; method: string },
-    denial: { error: BrokerError; subject: Subject | null; rule: string | null },
-  ) => {
-    metrics.denial(denial.error.code);
-    audit.emit(
-      auditEvent("denied", denial.subject, requestId, deps.now(), {
-        code: denial.error.code,
-        rule: denial.rule ?? denial.error.message,
-        upstream: request.target.upstreamName,
-        method: request.method,
-        path: request.target.rest,
-      }),
-    );
-    writeError(res, denial.error, requestId);
-  };
+interface Refusal {
+  readonly error: BrokerError;
+  readonly subject: Subject | null;
+  readonly rule: string | null;
+}
 
-  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string) => {
-    const start = performance.now();
-    const target = parseTarget(req.url ?? "");
-    const method = req.method ?? "GET";
-    const request = { target, method };
-    const presented = presentedCredential(req.rawHeaders);
-    const problem =
-      credentialProblem(presented) ??
-      (presented.kind === "key"
-        ? new BrokerError("token_invalid", "the proxy takes a prs_ token, not a key")
-        : undefined);
-    if (problem || presented.kind !== "token") {
-      return refuse(res, requestId, request, { error: problem!, subject: null, rule: null });
-    }
+class ProxyHandler {
+  readonly #deps: ProxyDeps;
+  readonly #planner: Planner;
+  readonly #authValues: ReadonlyMap<string, string | undefined>;
+  readonly #secrets: ReadonlyMap<string, Secrets>;
 
-    const plan = await planner.plan(req, target, method);
-    const result = await store.authorize(
-      { tree: presented.tree, hash: hasher.hash(presented.token) },
-      deps.now(),
-      plan.candidates,
-    );
-    if (!result.ok) {
-      const { error, rule } = proxyDenial({ denied: result, plan, target, method });
-      return refuse(res, requestId, request, { error, subject: result.subject, rule });
-    }
+  constructor(deps: ProxyDeps) {
+    this.#deps = deps;
+    this.#planner = new Planner(deps.config);
+    this.#authValues = new Map([...deps.config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
+    this.#secrets = upstreamSecrets(this.#authValues);
+  }
 
-    const upstream = plan.upstream!;
-    const forwarded = {
-      subject: result.subject,
-      requestId,
-      upstream: target.upstreamName,
-      method,
-      path: target.rest,
-      scope: result.scope,
-      start,
-      // A checked body is forwarded as the broker read it, with the ceiling filled in where the
-      // scope that allowed it sets one the body did not state; an unchecked one as it came.
-      ceiling: plan.check?.fills.get(result.scope),
-    };
-    const body = plan.check ? forwardedBody(plan.check, result.scope) : plan.body;
-    forward({
-      pool: pools.get(target.upstreamName)!,
-      upstreamName: target.upstreamName,
-      method: method as Dispatcher.HttpMethod,
-      path: upstream.basePath + target.rest + target.query,
-      headers: forwardRequestHeaders(
-        req.rawHeaders,
-        upstream,
-        authValues.get(target.upstreamName),
-        !Buffer.isBuffer(body),
-        plan.check ? "application/json" : undefined,
-      ),
-      body,
-      req,
-      res,
-      requestId,
-      secrets: secrets.get(target.upstreamName)!,
-      onDone: (outcome) => recordOutcome(deps, forwarded, outcome),
-    });
-  };
-
-  return (req, res) => {
-    const requestId = deps.requestId();
-    if (deps.closing()) {
+  serve(req: IncomingMessage, res: ServerResponse): void {
+    const requestId = this.#deps.requestId();
+    if (this.#deps.closing()) {
       res.setHeader("connection", "close");
       writeError(res, new BrokerError("store_unavailable", "the broker is shutting down"), requestId);
       return;
@@ -155,18 +96,123 @@ export const createProxyHandler = (
       );
       return;
     }
-    handle(req, res, requestId).catch((error: unknown) =>
-      writeError(res, toBrokerError(error, requestId), requestId),
+    this.#handle(req, res, requestId).catch((error: unknown) =>
+      writeError(res, this.#toBrokerError(error, requestId), requestId),
     );
-  };
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const { store, hasher } = this.#deps;
+    const start = performance.now();
+    const target = parseTarget(req.url ?? "");
+    const method = req.method ?? "GET";
+    const request = { target, method };
+    const presented = presentedCredential(req.rawHeaders);
+    const problem =
+      credentialProblem(presented) ??
+      (presented.kind === "key"
+        ? new BrokerError("token_invalid", "the proxy takes a prs_ token, not a key")
+        : undefined);
+    if (problem || presented.kind !== "token") {
+      return this.#refuse(res, requestId, request, { error: problem!, subject: null, rule: null });
+    }
+
+    const plan = await this.#planner.plan(req, target, method);
+    const result = await store.authorize(
+      { tree: presented.tree, hash: hasher.hash(presented.token) },
+      this.#deps.now(),
+      plan.candidates,
+    );
+    if (!result.ok) {
+      const { error, rule } = proxyDenial({ denied: result, plan, target, method });
+      return this.#refuse(res, requestId, request, { error, subject: result.subject, rule });
+    }
+    this.#forward(req, res, {
+      requestId,
+      start,
+      target,
+      method,
+      plan,
+      subject: result.subject,
+      scope: result.scope,
+    });
+  }
+
+  /** Sends an allowed request on, and records its outcome when the answer has been relayed. */
+  #forward(req: IncomingMessage, res: ServerResponse, allowed: Allowed): void {
+    const { requestId, target, method, plan, scope } = allowed;
+    const upstream = plan.upstream!;
+    const forwarded = {
+      subject: allowed.subject,
+      requestId,
+      upstream: target.upstreamName,
+      method,
+      path: target.rest,
+      scope,
+      start: allowed.start,
+      // A checked body is forwarded as the broker read it, with the ceiling filled in where the
+      // scope that allowed it sets one the body did not state; an unchecked one as it came.
+      ceiling: plan.check?.fills.get(scope),
+    };
+    const body = plan.check ? forwardedBody(plan.check, scope) : plan.body;
+    forward({
+      pool: this.#deps.pools.get(target.upstreamName)!,
+      upstreamName: target.upstreamName,
+      method: method as Dispatcher.HttpMethod,
+      path: upstream.basePath + target.rest + target.query,
+      headers: forwardRequestHeaders(
+        req.rawHeaders,
+        upstream,
+        this.#authValues.get(target.upstreamName),
+        !Buffer.isBuffer(body),
+        plan.check ? "application/json" : undefined,
+      ),
+      body,
+      req,
+      res,
+      requestId,
+      secrets: this.#secrets.get(target.upstreamName)!,
+      onDone: (outcome) => recordOutcome(this.#deps, forwarded, outcome),
+    });
+  }
+
+  #refuse(
+    res: ServerResponse,
+    requestId: string,
+    request: { target: ProxyTarget; method: string },
+    denial: Refusal,
+  ): void {
+    this.#deps.metrics.denial(denial.error.code);
+    this.#deps.audit.emit(
+      auditEvent("denied", denial.subject, requestId, this.#deps.now(), {
+        code: denial.error.code,
+        rule: denial.rule ?? denial.error.message,
+        upstream: request.target.upstreamName,
+        method: request.method,
+        path: request.target.rest,
+      }),
+    );
+    writeError(res, denial.error, requestId);
+  }
 
   /** What an error thrown on the way becomes (anything unexpected is logged, and a bare 500). */
-  function toBrokerError(error: unknown, requestId: string): BrokerError {
+  #toBrokerError(error: unknown, requestId: string): BrokerError {
     if (error instanceof BrokerError) return error;
     if (error instanceof StoreUnavailableError) {
       return new BrokerError("store_unavailable", "the broker cannot reach its store");
     }
-    deps.logError(error, requestId);
+    this.#deps.logError(error, requestId);
     return new BrokerError("internal_error", "internal error");
   }
-};
+}
+
+/** A request the store allowed, on its way to the upstream. */
+interface Allowed {
+  readonly requestId: string;
+  readonly start: number;
+  readonly target: ProxyTarget;
+  readonly method: string;
+  readonly plan: Plan;
+  readonly subject: Subject;
+  readonly scope: string;
+}
