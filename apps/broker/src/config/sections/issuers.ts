@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import { compileGlob } from "../../policy/pattern.js";
 import type { Problems } from "../problems.js";
 import { ASYMMETRIC_ALGORITHMS, type ConfigFile, KeyIssuer, OidcIssuer } from "../schema.js";
@@ -55,26 +56,7 @@ export const resolveIssuers = (
     issuer.scopes.forEach((scope, j) => {
       if (!scopes.has(scope)) problems.add(`${path}.scopes[${j}]`, `no scope named ${scope}`);
     });
-    const maxTtl = issuer.max_ttl ?? limits.max_ttl;
-    const maxLifetime = issuer.max_lifetime ?? limits.max_lifetime;
-    const defaultTtl = issuer.default_ttl ?? Math.min(limits.default_ttl, maxTtl);
-    if (maxTtl > limits.max_ttl)
-      problems.add(`${path}.max_ttl`, `${maxTtl} is above limits.max_ttl (${limits.max_ttl})`);
-    if (maxLifetime > limits.max_lifetime) {
-      problems.add(
-        `${path}.max_lifetime`,
-        `${maxLifetime} is above limits.max_lifetime (${limits.max_lifetime})`,
-      );
-    }
-    if (defaultTtl > maxTtl)
-      problems.add(`${path}.default_ttl`, `${defaultTtl} is above the issuer's max_ttl (${maxTtl})`);
-    const common = {
-      name: issuer.name,
-      scopes: new Set(issuer.scopes),
-      defaultTtl: defaultTtl * 1000,
-      maxTtl: maxTtl * 1000,
-      maxLifetime: maxLifetime * 1000,
-    };
+    const common = issuerLimits(issuer, limits, path, problems);
     if (!("oidc" in issuer)) {
       claimKey(issuer.key, `issuer ${issuer.name}`, `${path}.key`);
       issuers.push(Object.freeze({ kind: "key" as const, key: new Secret(issuer.key), ...common }));
@@ -84,29 +66,7 @@ export const resolveIssuers = (
     if (oidcIssuers.has(o.issuer))
       problems.add(`${path}.oidc.issuer`, "another OIDC issuer has the same issuer URL");
     oidcIssuers.add(o.issuer);
-    const rules = (issuer.rules ?? []).map((rule, r) => {
-      const rulePath = `${path}.rules[${r}]`;
-      (rule.scopes ?? []).forEach((scope, j) => {
-        if (!issuer.scopes.includes(scope)) {
-          problems.add(`${rulePath}.scopes[${j}]`, `${scope} is not among the issuer's scopes`);
-        }
-      });
-      if ((rule.max_ttl ?? 0) > maxTtl)
-        problems.add(`${rulePath}.max_ttl`, `above the issuer's max_ttl (${maxTtl})`);
-      if ((rule.max_lifetime ?? 0) > maxLifetime) {
-        problems.add(`${rulePath}.max_lifetime`, `above the issuer's max_lifetime (${maxLifetime})`);
-      }
-      return Object.freeze({
-        claims: Object.entries(rule.claims).map(
-          ([claim, pattern]) =>
-            [claim, (Array.isArray(pattern) ? pattern : [pattern]).map(compileGlob)] as const,
-        ),
-        description: `rules[${r}] ${JSON.stringify(rule.claims)}`,
-        scopes: new Set(rule.scopes ?? issuer.scopes),
-        maxTtl: (rule.max_ttl ?? maxTtl) * 1000,
-        maxLifetime: (rule.max_lifetime ?? maxLifetime) * 1000,
-      });
-    });
+    const rules = claimRules(issuer, common, path, problems);
     issuers.push(
       Object.freeze({
         kind: "oidc" as const,
@@ -126,6 +86,72 @@ export const resolveIssuers = (
     );
   });
   return issuers;
+};
+
+type ParsedIssuer = NonNullable<ReturnType<typeof parseIssuer>>;
+
+/** An issuer's lifetimes (seconds in the file, ms resolved), each within the global limits. */
+const issuerLimits = (
+  issuer: ParsedIssuer,
+  limits: ConfigFile["limits"],
+  path: string,
+  problems: Problems,
+) => {
+  const maxTtl = issuer.max_ttl ?? limits.max_ttl;
+  const maxLifetime = issuer.max_lifetime ?? limits.max_lifetime;
+  const defaultTtl = issuer.default_ttl ?? Math.min(limits.default_ttl, maxTtl);
+  if (maxTtl > limits.max_ttl)
+    problems.add(`${path}.max_ttl`, `${maxTtl} is above limits.max_ttl (${limits.max_ttl})`);
+  if (maxLifetime > limits.max_lifetime) {
+    problems.add(
+      `${path}.max_lifetime`,
+      `${maxLifetime} is above limits.max_lifetime (${limits.max_lifetime})`,
+    );
+  }
+  if (defaultTtl > maxTtl)
+    problems.add(`${path}.default_ttl`, `${defaultTtl} is above the issuer's max_ttl (${maxTtl})`);
+  const common = {
+    name: issuer.name,
+    scopes: new Set(issuer.scopes),
+    defaultTtl: defaultTtl * 1000,
+    maxTtl: maxTtl * 1000,
+    maxLifetime: maxLifetime * 1000,
+  };
+  return common;
+};
+
+/** An OIDC issuer's claims rules, each within the issuer's scopes and lifetimes. */
+const claimRules = (
+  issuer: z.infer<typeof OidcIssuer>,
+  common: { readonly maxTtl: number; readonly maxLifetime: number },
+  path: string,
+  problems: Problems,
+) => {
+  const maxTtl = common.maxTtl / 1000;
+  const maxLifetime = common.maxLifetime / 1000;
+  return (issuer.rules ?? []).map((rule, r) => {
+    const rulePath = `${path}.rules[${r}]`;
+    (rule.scopes ?? []).forEach((scope, j) => {
+      if (!issuer.scopes.includes(scope)) {
+        problems.add(`${rulePath}.scopes[${j}]`, `${scope} is not among the issuer's scopes`);
+      }
+    });
+    if ((rule.max_ttl ?? 0) > maxTtl)
+      problems.add(`${rulePath}.max_ttl`, `above the issuer's max_ttl (${maxTtl})`);
+    if ((rule.max_lifetime ?? 0) > maxLifetime) {
+      problems.add(`${rulePath}.max_lifetime`, `above the issuer's max_lifetime (${maxLifetime})`);
+    }
+    return Object.freeze({
+      claims: Object.entries(rule.claims).map(
+        ([claim, pattern]) =>
+          [claim, (Array.isArray(pattern) ? pattern : [pattern]).map(compileGlob)] as const,
+      ),
+      description: `rules[${r}] ${JSON.stringify(rule.claims)}`,
+      scopes: new Set(rule.scopes ?? issuer.scopes),
+      maxTtl: (rule.max_ttl ?? maxTtl) * 1000,
+      maxLifetime: (rule.max_lifetime ?? maxLifetime) * 1000,
+    });
+  });
 };
 
 /** `admins:` → names and keys. */
