@@ -33,13 +33,32 @@ const urlOption = (env: NodeJS.ProcessEnv) =>
   );
 const jsonOption = new Option("--json", "print JSON for scripts instead of a table");
 
+/** What every operator command needs: where to print, the admin client, and `--json` printing. */
+interface OpsContext {
+  readonly env: NodeJS.ProcessEnv;
+  readonly out: (text: string) => void;
+  readonly admin: (url: string) => ReturnType<typeof apiClient>;
+  readonly print: (json: boolean, value: unknown, human: () => string) => void;
+}
+
 /** The operator's commands: they talk to a running broker with keys from the environment. */
 export const registerOps = (program: Command, io: OpsIo): void => {
   const { env, out } = io;
-  const admin = (url: string) => apiClient(url, keyFromEnv(env, "PERISHABLE_ADMIN_KEY"));
-  const print = (json: boolean, value: unknown, human: () => string) =>
-    out(json ? terminalJson(JSON.stringify(value, null, 2)) : human().split("\n").map(neutralize).join("\n"));
+  const ctx: OpsContext = {
+    env,
+    out,
+    admin: (url: string) => apiClient(url, keyFromEnv(env, "PERISHABLE_ADMIN_KEY")),
+    print: (json, value, human) =>
+      out(
+        json ? terminalJson(JSON.stringify(value, null, 2)) : human().split("\n").map(neutralize).join("\n"),
+      ),
+  };
+  for (const register of [registerIssue, registerRevoke, registerGrants, registerAudit])
+    register(program, ctx);
+};
 
+/** `token issue`: a root grant and its first token, with an issuer key. */
+const registerIssue = (program: Command, { env, print }: OpsContext): void => {
   program
     .command("token")
     .description("tokens")
@@ -93,7 +112,10 @@ export const registerOps = (program: Command, io: OpsIo): void => {
         );
       },
     );
+};
 
+/** `revoke`: a grant, a token, or what a selector matches. */
+const registerRevoke = (program: Command, { env, admin, print }: OpsContext): void => {
   program
     .command("revoke")
     .description("revoke a grant and its subtree, one token, or every grant a selector matches (admin)")
@@ -135,7 +157,10 @@ export const registerOps = (program: Command, io: OpsIo): void => {
           : `revoked ${result.revoked} grant${result.revoked === 1 ? "" : "s"}${result.tokens === undefined ? "" : ` and ${result.tokens} token${result.tokens === 1 ? "" : "s"}`}${result.ruleId ? ` (rule ${result.ruleId})` : ""}`,
       );
     });
+};
 
+/** `grants ls` and `grants tree`. */
+const registerGrants = (program: Command, { env, admin, print }: OpsContext): void => {
   const grants = program.command("grants").description("live grants (admin)");
   grants
     .command("ls")
@@ -183,7 +208,10 @@ export const registerOps = (program: Command, io: OpsIo): void => {
         rootId === asked.grant.grantId ? asked : await api.get(`/v1/grants/${rootId}`, GrantDetail);
       print(!!o.json, root, () => drawTree(root.grant, root.subtree, grantId));
     });
+};
 
+/** `audit tail [-f]`. */
+const registerAudit = (program: Command, { env, out, admin }: OpsContext): void => {
   program
     .command("audit")
     .description("the audit trail (admin)")
