@@ -120,21 +120,17 @@ export interface RedisServer {
   readonly [Symbol.asyncDispose]: () => Promise<void>;
 }
 
-/**
- * A private `redis-server` on a free port, with nothing on disk unless `durable`: for fault tests
- * (stop and restart it) and anything that must not touch the shared server.
- */
-export const startRedisServer = async (
-  options: {
-    port?: number;
-    args?: string[];
-    /** Keep data across stop/start (an append-only file in a temporary directory). */
-    durable?: boolean;
-    /** Pin the server to this CPU core (taskset), for benchmarks. */
-    cpu?: number;
-  } = {},
-): Promise<RedisServer> => {
-  const port = options.port ?? (await freePort());
+export interface RedisServerOptions {
+  readonly port?: number;
+  readonly args?: readonly string[];
+  /** Keep data across stop/start (an append-only file in a temporary directory). */
+  readonly durable?: boolean;
+  /** Pin the server to this CPU core (taskset), for benchmarks. */
+  readonly cpu?: number;
+}
+
+/** The command line of a private server: nothing on disk unless durable, pinned when asked. */
+const serverCommand = (port: number, options: RedisServerOptions): [string, string[]] => {
   const durable = options.durable
     ? [
         "--appendonly",
@@ -145,27 +141,35 @@ export const startRedisServer = async (
         mkdtempSync(join(tmpdir(), "perishable-aof-")),
       ]
     : [];
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    ...durable,
+    ...(options.args ?? []),
+  ];
+  return options.cpu === undefined
+    ? ["redis-server", args]
+    : ["taskset", ["-c", String(options.cpu), "redis-server", ...args]];
+};
+
+/**
+ * A private `redis-server` on a free port, with nothing on disk unless `durable`: for fault tests
+ * (stop and restart it) and anything that must not touch the shared server.
+ */
+export const startRedisServer = async (options: RedisServerOptions = {}): Promise<RedisServer> => {
+  const port = options.port ?? (await freePort());
+  // Once: a durable server keeps its directory across stop/start.
+  const [command, args] = serverCommand(port, options);
   let child: ChildProcess | undefined;
   const start = async () => {
     if (child) return;
-    const pin = options.cpu === undefined ? [] : ["-c", String(options.cpu), "redis-server"];
-    const proc = spawn(
-      options.cpu === undefined ? "redis-server" : "taskset",
-      [
-        ...pin,
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        ...durable,
-        ...(options.args ?? []),
-      ],
-      { stdio: "ignore" },
-    );
+    const proc = spawn(command, args, { stdio: "ignore" });
     child = proc;
     proc.once("exit", () => {
       if (child === proc) child = undefined;
