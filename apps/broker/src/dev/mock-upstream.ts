@@ -59,7 +59,7 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
       const body = Buffer.concat(parts).toString("utf8");
       if (options.record !== false)
         requests.push({ method: req.method ?? "", url: req.url ?? "", headers: { ...req.headers }, body });
-      void route(req, res, body).then(
+      void route(req, res, body, { chunks, delay, gate: options.streamGate }).then(
         (ended) => {
           if (ended !== undefined) lastStreamEnd = ended;
         },
@@ -67,68 +67,6 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
       );
     });
   });
-
-  const route = async (
-    req: IncomingMessage,
-    res: ServerResponse,
-    raw: string,
-  ): Promise<number | undefined> => {
-    const path = (req.url ?? "/").split("?")[0];
-    const json = parse(raw);
-    // Fault paths for tests: never answer, or drop the connection.
-    if (path?.includes("/hang")) return undefined;
-    if (path?.includes("/reset")) {
-      req.socket.destroy();
-      return undefined;
-    }
-    if (path?.includes("/malformed")) {
-      // Not HTTP at all, then gone.
-      req.socket.end("HTTP/1.1 ???\r\nthis is not a header\r\n\r\n");
-      return undefined;
-    }
-    if (path?.includes("/truncated")) {
-      // Promises 1,000 bytes of SSE, sends a few events, then drops the connection.
-      res.writeHead(200, { "content-type": "text/event-stream", "content-length": "1000" });
-      res.write('data: {"choices":[{"delta":{"content":"partial"}}]}\n\n');
-      setTimeout(() => req.socket.destroy(), 50);
-      return undefined;
-    }
-    if (path?.includes("/leak-key")) return leakKey(req, res, path);
-    if (req.method === "POST" && path?.endsWith("/chat/completions")) {
-      return json.stream === true
-        ? streamChat(res, json, chunks, delay, options.streamGate)
-        : sendJson(res, 200, chatCompletion(json));
-    }
-    if (req.method === "POST" && path?.endsWith("/responses")) return sendJson(res, 200, response(json));
-    if (req.method === "POST" && path?.endsWith("/messages/count_tokens")) {
-      return sendJson(res, 200, { input_tokens: 9 });
-    }
-    if (req.method === "POST" && path?.endsWith("/messages")) {
-      return json.stream === true
-        ? streamMessages(res, json, chunks, delay, options.streamGate)
-        : sendJson(res, 200, message(json));
-    }
-    if (req.method === "POST" && path?.endsWith("/embeddings")) {
-      const vector = [0.1, 0.2, 0.3];
-      const embedding =
-        json.encoding_format === "base64"
-          ? Buffer.from(new Float32Array(vector).buffer).toString("base64")
-          : vector;
-      return sendJson(res, 200, {
-        object: "list",
-        data: [{ object: "embedding", index: 0, embedding }],
-        model: json.model ?? "text-embedding-3-small",
-        usage: { prompt_tokens: 3, total_tokens: 3 },
-      });
-    }
-    if (req.method === "GET" && path?.endsWith("/models")) {
-      return sendJson(res, 200, {
-        object: "list",
-        data: [{ id: "gpt-4o-mini", object: "model", owned_by: "mock" }],
-      });
-    }
-    return sendJson(res, 200, { mock: true, method: req.method, path: req.url });
-  };
 
   await new Promise<void>((resolve) =>
     server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve),
@@ -145,6 +83,83 @@ export const startMockUpstream = async (options: MockUpstreamOptions = {}): Prom
         server.close(() => resolve());
       }),
   };
+};
+
+interface Streaming {
+  readonly chunks: number;
+  readonly delay: number;
+  readonly gate: MockUpstreamOptions["streamGate"];
+}
+
+/** Answers one request; resolves to when its stream ended, if it streamed. */
+const route = async (
+  req: IncomingMessage,
+  res: ServerResponse,
+  raw: string,
+  streaming: Streaming,
+): Promise<number | undefined> => {
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  if (FAULTS.some((fault) => path.includes(fault))) return fault(req, res, path);
+  const json = parse(raw);
+  const { chunks, delay, gate } = streaming;
+  if (req.method === "POST" && path.endsWith("/chat/completions")) {
+    return json.stream === true
+      ? streamChat(res, json, chunks, delay, gate)
+      : sendJson(res, 200, chatCompletion(json));
+  }
+  if (req.method === "POST" && path.endsWith("/responses")) return sendJson(res, 200, response(json));
+  if (req.method === "POST" && path.endsWith("/messages/count_tokens")) {
+    return sendJson(res, 200, { input_tokens: 9 });
+  }
+  if (req.method === "POST" && path.endsWith("/messages")) {
+    return json.stream === true
+      ? streamMessages(res, json, chunks, delay, gate)
+      : sendJson(res, 200, message(json));
+  }
+  if (req.method === "POST" && path.endsWith("/embeddings")) {
+    const vector = [0.1, 0.2, 0.3];
+    const embedding =
+      json.encoding_format === "base64"
+        ? Buffer.from(new Float32Array(vector).buffer).toString("base64")
+        : vector;
+    return sendJson(res, 200, {
+      object: "list",
+      data: [{ object: "embedding", index: 0, embedding }],
+      model: json.model ?? "text-embedding-3-small",
+      usage: { prompt_tokens: 3, total_tokens: 3 },
+    });
+  }
+  if (req.method === "GET" && path.endsWith("/models")) {
+    return sendJson(res, 200, {
+      object: "list",
+      data: [{ id: "gpt-4o-mini", object: "model", owned_by: "mock" }],
+    });
+  }
+  return sendJson(res, 200, { mock: true, method: req.method, path: req.url });
+};
+
+/** Fault paths for tests: never answer, drop the connection, answer garbage, or leak a key. */
+const FAULTS = ["/hang", "/reset", "/malformed", "/truncated", "/leak-key"];
+
+const fault = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<undefined> => {
+  if (path.includes("/leak-key")) return leakKey(req, res, path);
+  if (path.includes("/reset")) {
+    req.socket.destroy();
+    return undefined;
+  }
+  if (path.includes("/malformed")) {
+    // Not HTTP at all, then gone.
+    req.socket.end("HTTP/1.1 ???\r\nthis is not a header\r\n\r\n");
+    return undefined;
+  }
+  if (path.includes("/truncated")) {
+    // Promises 1,000 bytes of SSE, sends a few events, then drops the connection.
+    res.writeHead(200, { "content-type": "text/event-stream", "content-length": "1000" });
+    res.write('data: {"choices":[{"delta":{"content":"partial"}}]}\n\n');
+    setTimeout(() => req.socket.destroy(), 50);
+    return undefined;
+  }
+  return undefined; // "/hang": never answer
 };
 
 type Json = Record<string, unknown>;
