@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { request } from "node:http";
-import type { TokenResponse } from "@perishable/protocol";
+import { AuditEvent, type TokenResponse } from "@perishable/protocol";
 import { describe, expect, it } from "vitest";
 import type { MemoryStore } from "../src/store/memory/memory-store.js";
 import { SECRETS, startTestBroker } from "./support/broker.js";
@@ -27,8 +27,17 @@ describe("the broker on the in-memory store", () => {
     const denied = await t.call("/proxy/openai/v1/models", child.token);
     expect(await denied.json()).toMatchObject({ error: { code: "token_revoked" } });
     await t.broker.server.audit.flush();
-    const events = (t.broker.store as MemoryStore).auditEvents().map((e) => e.type);
-    expect(events).toEqual(["issued", "used", "refreshed", "delegated", "revoked", "denied"]);
+    const trail = (t.broker.store as MemoryStore).auditEvents();
+    expect(trail.map((e) => e.type)).toEqual([
+      "issued",
+      "used",
+      "refreshed",
+      "delegated",
+      "revoked",
+      "denied",
+    ]);
+    // Each event is exactly its type's shape on the wire: nothing missing, nothing extra.
+    for (const event of trail) expect(AuditEvent.parse(event)).toEqual(event);
     expect(t.mock.requests.every((r) => r.headers.authorization === `Bearer ${SECRETS.openai}`)).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import type { AuditPage } from "@perishable/protocol";
+import { type AuditPage, eventsOf } from "@perishable/protocol";
 import { describe, expect, inject, it } from "vitest";
 import { SECRETS, startTestBroker } from "./support/broker.js";
 
@@ -46,7 +46,9 @@ describe("what one agent or an unknown caller can make the broker keep", () => {
     const anonymous = page.events.filter((e) => e.grantId === null);
     expect(anonymous.length).toBeGreaterThan(0);
     expect(anonymous.length).toBeLessThanOrEqual(15); // 5 a second, and the burst spans at most 3 seconds
-    expect(page.events.some((e) => e.grantId === grantId && e.code === "scope_denied")).toBe(true);
+    expect(
+      eventsOf(page.events, "denied").some((e) => e.grantId === grantId && e.code === "scope_denied"),
+    ).toBe(true);
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     const suppressed = Number(/^perishable_audit_suppressed (\d+)/m.exec(metrics)?.[1]);
     expect(suppressed + anonymous.length).toBe(200);

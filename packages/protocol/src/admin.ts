@@ -76,7 +76,7 @@ export type GrantDetail = z.infer<typeof GrantDetail>;
 
 /** `GET /v1/audit`: events oldest first; `next` is the cursor to pass as `after` for newer ones. */
 export const AuditPage = z.object({
-  events: z.array(AuditEvent.extend({ id: z.string() })),
+  events: z.array(z.intersection(AuditEvent, z.object({ id: z.string() }))),
   next: z.string().nullable(),
 });
 export type AuditPage = z.infer<typeof AuditPage>;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ERROR_CODES } from "./errors.js";
 
 export const AUDIT_EVENT_TYPES = [
   "issued",
@@ -11,48 +12,108 @@ export const AUDIT_EVENT_TYPES = [
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
-/**
- * One line of the audit trail. The fields every event carries come first; the rest depend on
- * the type. No field ever holds a token, a key or an upstream secret: tokens appear only as
- * their public `tokenId`.
- */
-export const AuditEvent = z.object({
+/** Who an event is about: the fields every event carries (null where nobody is known). */
+const Common = {
   at: z.string(),
-  type: z.enum(AUDIT_EVENT_TYPES),
   requestId: z.string().nullable(),
   grantId: z.string().nullable(),
   tokenId: z.string().nullable(),
   rootGrantId: z.string().nullable(),
   parentGrantId: z.string().nullable(),
   agent: z.string().nullable(),
-  /** issued / refreshed / delegated */
-  issuer: z.string().optional(),
-  /** issued with a workload identity: its OIDC issuer and subject. */
+};
+
+/** How a forwarded request ended when it did not end with the upstream's whole answer. */
+export const USED_FAILURES = ["upstream_timeout", "upstream_error", "client_closed"] as const;
+
+const Issued = z.object({
+  ...Common,
+  type: z.literal("issued"),
+  issuer: z.string(),
+  scopes: z.array(z.string()),
+  expiresAt: z.string(),
+  /** Issued with a workload identity: its OIDC issuer and subject. */
   identity: z.object({ issuer: z.string(), subject: z.string() }).optional(),
-  scopes: z.array(z.string()).optional(),
-  expiresAt: z.string().optional(),
-  childGrantId: z.string().optional(),
-  /** used / denied */
-  upstream: z.string().optional(),
-  method: z.string().optional(),
-  path: z.string().optional(),
-  scope: z.string().optional(),
-  status: z.int().optional(),
-  upstreamMs: z.number().optional(),
-  totalMs: z.number().optional(),
+});
+
+const Refreshed = z.object({ ...Common, type: z.literal("refreshed"), expiresAt: z.string() });
+
+const Delegated = z.object({
+  ...Common,
+  type: z.literal("delegated"),
+  issuer: z.string(),
+  scopes: z.array(z.string()),
+  expiresAt: z.string(),
+});
+
+const Used = z.object({
+  ...Common,
+  type: z.literal("used"),
+  upstream: z.string(),
+  method: z.string(),
+  path: z.string(),
+  scope: z.string(),
+  status: z.int(),
+  upstreamMs: z.number(),
+  totalMs: z.number(),
   /** Seconds since the token was issued, at the moment of use. */
   credentialAge: z.number().optional(),
   model: z.string().optional(),
   usage: z.record(z.string(), z.number()).optional(),
-  /** used: the scope's output ceiling was filled in because the body stated no limit. */
+  /** The scope's output ceiling was filled in because the body stated no limit. */
   ceiling: z.object({ field: z.string(), value: z.int() }).optional(),
-  code: z.string().optional(),
-  rule: z.string().optional(),
-  /** expired: `grant` (it reached notAfter) or `token` (its holder stopped refreshing). */
-  reason: z.string().optional(),
-  /** revoked */
-  by: z.string().optional(),
-  selector: z.record(z.string(), z.unknown()).optional(),
-  count: z.int().optional(),
+  code: z.enum(USED_FAILURES).optional(),
 });
+
+const Denied = z.object({
+  ...Common,
+  type: z.literal("denied"),
+  code: z.enum(ERROR_CODES),
+  /** What refused: the revoked ancestor, the scope and constraint, the rule, or the message. */
+  rule: z.string(),
+  upstream: z.string().optional(),
+  method: z.string().optional(),
+  path: z.string().optional(),
+});
+
+const Expired = z.object({
+  ...Common,
+  type: z.literal("expired"),
+  /** `grant`: it reached notAfter; `token`: its holder stopped refreshing. */
+  reason: z.enum(["grant", "token"]),
+});
+
+const Revoked = z.object({
+  ...Common,
+  type: z.literal("revoked"),
+  by: z.string(),
+  count: z.int(),
+  /** A bulk revocation: what it selected, and the rule that keeps selecting it. */
+  selector: z.record(z.string(), z.unknown()).optional(),
+  rule: z.string().optional(),
+});
+
+/**
+ * One line of the audit trail, by type: each type carries the fields every event does, then its
+ * own. No field ever holds a token, a key or an upstream secret: tokens appear only as their
+ * public `tokenId`.
+ */
+export const AuditEvent = z.discriminatedUnion("type", [
+  Issued,
+  Refreshed,
+  Delegated,
+  Used,
+  Denied,
+  Expired,
+  Revoked,
+]);
 export type AuditEvent = z.infer<typeof AuditEvent>;
+/** The event of one type. */
+export type AuditEventOf<T extends AuditEventType> = Extract<AuditEvent, { type: T }>;
+/** The events of one type, typed as such. */
+export const eventsOf = <T extends AuditEventType, E extends AuditEvent>(
+  events: readonly E[],
+  type: T,
+): Extract<E, { type: T }>[] => events.filter((e): e is Extract<E, { type: T }> => e.type === type);
+/** What an event of a type carries beyond who it is about. */
+export type AuditDetails<T extends AuditEventType> = Omit<AuditEventOf<T>, keyof typeof Common | "type">;

@@ -8,7 +8,15 @@ export {
   RevocationResult,
   RevocationSelector,
 } from "./admin.js";
-export { AUDIT_EVENT_TYPES, AuditEvent, type AuditEventType } from "./audit.js";
+export {
+  AUDIT_EVENT_TYPES,
+  type AuditDetails,
+  AuditEvent,
+  type AuditEventOf,
+  type AuditEventType,
+  eventsOf,
+  USED_FAILURES,
+} from "./audit.js";
 export {
   ERROR_CATALOG,
   ERROR_CODES,

@@ -1,5 +1,11 @@
 import { createWriteStream, type WriteStream } from "node:fs";
-import { type AuditEvent, type AuditEventType, callerText } from "@perishable/protocol";
+import {
+  type AuditDetails,
+  type AuditEvent,
+  type AuditEventOf,
+  type AuditEventType,
+  callerText,
+} from "@perishable/protocol";
 import { DEFAULTS } from "../config/defaults.js";
 import type { Store, Subject } from "../store/types.js";
 
@@ -163,16 +169,16 @@ export class AuditLog {
 
 /**
  * The fields every event carries, from what the store told about the subject. Every string of
- * `extra` (rules, paths, upstream and model names: much of it caller-supplied) goes through
+ * `details` (rules, paths, upstream and model names: much of it caller-supplied) goes through
  * `callerText`: the one choke point between what a caller sent and what the trail stores.
  */
-export const auditEvent = (
-  type: AuditEventType,
+export const auditEvent = <T extends AuditEventType>(
+  type: T,
   subject: Subject | null,
   requestId: string | null,
   at: number,
-  extra: Partial<AuditEvent> = {},
-): AuditEvent => {
+  details: AuditDetails<T>,
+): AuditEventOf<T> => {
   const event: Record<string, unknown> = {
     at: new Date(at).toISOString(),
     type,
@@ -183,15 +189,11 @@ export const auditEvent = (
     parentGrantId: subject?.parentGrantId ?? null,
     agent: subject?.agent ?? null,
   };
-  for (const key in extra) {
-    const value = extra[key as keyof AuditEvent];
+  for (const [key, value] of Object.entries(details)) {
     event[key] = typeof value === "string" ? callerText(value) : value;
   }
-  if (extra.identity) {
-    event.identity = {
-      issuer: callerText(extra.identity.issuer),
-      subject: callerText(extra.identity.subject),
-    };
-  }
-  return event as AuditEvent;
+  const { identity } = details as { identity?: { issuer: string; subject: string } };
+  if (identity)
+    event.identity = { issuer: callerText(identity.issuer), subject: callerText(identity.subject) };
+  return event as AuditEventOf<T>;
 };

@@ -1,4 +1,4 @@
-import type { AdminGrantView, AuditEvent } from "@perishable/protocol";
+import type { AdminGrantView, AuditEvent, AuditEventOf } from "@perishable/protocol";
 import { describe, expect, it } from "vitest";
 import { auditLine, drawTree, table } from "./format.js";
 
@@ -7,9 +7,11 @@ const HOSTILE = "x\u001b[2J\u001b[31m\rFAKE\nline\u202e";
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
 const UNSEEN = /[\u0000-\u001f\u007f-\u009f\u202e]/;
 
-const event = (extra: Partial<AuditEvent>): AuditEvent => ({
+const event = (extra: Partial<AuditEventOf<"denied">>): AuditEvent => ({
   at: "2026-12-01T08:00:00.000Z",
   type: "denied",
+  code: "bad_request",
+  rule: "",
   requestId: "req_1",
   grantId: "gr_1",
   tokenId: null,

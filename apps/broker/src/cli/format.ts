@@ -95,10 +95,11 @@ export const auditLine = (e: AuditEvent): string => {
         return `by ${e.by}, ${e.count ?? 0} revoked${e.selector ? ` ${JSON.stringify(e.selector)}` : ""}`;
       case "expired":
         return `reason ${e.reason}`;
-      case "issued":
       case "refreshed":
+        return `expires ${e.expiresAt}`;
+      case "issued":
       case "delegated":
-        return `${e.scopes ? `[${e.scopes.join(", ")}] ` : ""}expires ${e.expiresAt ?? "-"}${e.parentGrantId ? ` parent ${e.parentGrantId}` : ""}`;
+        return `[${e.scopes.join(", ")}] expires ${e.expiresAt}${e.parentGrantId ? ` parent ${e.parentGrantId}` : ""}`;
     }
   })();
   return neutralize(`${time}  ${e.type.padEnd(9)}  ${who}  ${what}`);

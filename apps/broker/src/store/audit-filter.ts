@@ -5,6 +5,6 @@ import type { AuditQuery } from "./types.js";
 export const auditMatches = (event: AuditEvent, query: AuditQuery): boolean =>
   (query.type === undefined || event.type === query.type) &&
   (query.agent === undefined || event.agent === query.agent) &&
-  (query.grantId === undefined || event.grantId === query.grantId || event.childGrantId === query.grantId) &&
+  (query.grantId === undefined || event.grantId === query.grantId) &&
   (query.rootGrantId === undefined || event.rootGrantId === query.rootGrantId) &&
   (query.since === undefined || Date.parse(event.at) >= query.since);

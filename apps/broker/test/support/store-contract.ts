@@ -19,16 +19,18 @@ const rule = (
   cutoff,
   expiresAt: now + 3_600_000,
 });
-const event = (type: AuditEvent["type"], agent: string, grantId: string | null = null): AuditEvent => ({
-  at: new Date().toISOString(),
-  type,
-  requestId: null,
-  grantId,
-  tokenId: null,
-  rootGrantId: grantId,
-  parentGrantId: null,
-  agent,
-});
+// A store keeps events as it is given them (their shape is the broker's): only who and when count here.
+const event = (type: AuditEvent["type"], agent: string, grantId: string | null = null): AuditEvent =>
+  ({
+    at: new Date().toISOString(),
+    type,
+    requestId: null,
+    grantId,
+    tokenId: null,
+    rootGrantId: grantId,
+    parentGrantId: null,
+    agent,
+  }) as AuditEvent;
 
 /**
  * The one contract every Store implementation passes. Times are passed in explicitly and stay

@@ -99,12 +99,16 @@ const describe = (e: AuditPage["events"][number]): string => {
     case "used":
       return `${e.method} ${e.upstream}${e.path} → ${e.status} in ${e.totalMs} ms${e.model ? ` · ${e.model}` : ""}${e.usage?.total_tokens ? ` · ${e.usage.total_tokens} tokens` : ""}`;
     case "denied":
-      return `${e.code} — ${e.rule ?? ""}${e.path ? ` (${e.method} ${e.upstream ?? ""}${e.path})` : ""}`;
+      return `${e.code} — ${e.rule}${e.path ? ` (${e.method} ${e.upstream ?? ""}${e.path})` : ""}`;
     case "revoked":
-      return `by ${e.by}: ${e.count ?? 0} revoked${e.selector ? ` ${JSON.stringify(e.selector)}` : ""}`;
+      return `by ${e.by}: ${e.count} revoked${e.selector ? ` ${JSON.stringify(e.selector)}` : ""}`;
     case "expired":
       return e.reason === "grant" ? "the grant reached its end" : "its holder stopped refreshing";
-    default:
-      return `${(e.scopes ?? []).join(", ")}${e.parentGrantId ? ` from ${shortId(e.parentGrantId)}` : ""}${e.identity ? ` · identity ${e.identity.subject}` : ""}`;
+    case "refreshed":
+      return `until ${e.expiresAt}`;
+    case "delegated":
+      return `${e.scopes.join(", ")}${e.parentGrantId ? ` from ${shortId(e.parentGrantId)}` : ""}`;
+    case "issued":
+      return `${e.scopes.join(", ")}${e.identity ? ` · identity ${e.identity.subject}` : ""}`;
   }
 };

@@ -265,7 +265,9 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
                 ? `${e.method} ${e.upstream}${e.path} → ${e.status}`
                 : e.type === "denied"
                   ? `${e.code}: ${e.rule}`
-                  : (e.by ?? "")}
+                  : e.type === "revoked"
+                    ? e.by
+                    : ""}
             </li>
           ))}
       </ul>
