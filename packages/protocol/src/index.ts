@@ -9,6 +9,18 @@ export {
   RevocationSelector,
 } from "./admin.js";
 export {
+  ADMIN_ROUTES,
+  type AdminAnswer,
+  type AdminClient,
+  type AdminInput,
+  type AdminRouteName,
+  AuditQuery,
+  adminClient,
+  adminRequest,
+  GrantsQuery,
+  RevocationQuery,
+} from "./admin-api.js";
+export {
   AUDIT_EVENT_TYPES,
   type AuditDetails,
   AuditEvent,

@@ -1,4 +1,4 @@
-import { readError, type Schema } from "@perishable/protocol";
+import { type AdminClient, adminClient, readError, type Schema } from "@perishable/protocol";
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -37,9 +37,10 @@ export const keyFromEnv = (env: NodeJS.ProcessEnv, name: string): string => {
   return value;
 };
 
-/** The broker's HTTP API with one credential; every error becomes a CliError with its exit code. */
-export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_000): ApiClient => {
-  const call = async <T>(method: string, path: string, schema: Schema<T>, body?: unknown): Promise<T> => {
+/** One request to the broker with one credential → the answer's JSON; every failure a CliError. */
+const transport =
+  (baseUrl: string, credential: string, timeoutMs: number) =>
+  async ({ method, path, body }: { method: string; path: string; body?: unknown }): Promise<unknown> => {
     let response: Response;
     try {
       response = await fetch(new URL(path, baseUrl), {
@@ -70,13 +71,18 @@ export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_00
       const { code, message } = refusal;
       throw new CliError(`${code}: ${message}`, code === "not_found" ? EXIT.notFound : EXIT.failed);
     }
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) {
-      throw new CliError(
-        `unexpected answer from the broker to ${method} ${path.split("?", 1)[0]}`,
-        EXIT.failed,
-      );
-    }
+    return json;
+  };
+
+const badAnswer = ({ method, path }: { method: string; path: string }) =>
+  new CliError(`unexpected answer from the broker to ${method} ${path}`, EXIT.failed);
+
+/** The token API with an issuer key; every error becomes a CliError with its exit code. */
+export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_000): ApiClient => {
+  const send = transport(baseUrl, credential, timeoutMs);
+  const call = async <T>(method: string, path: string, schema: Schema<T>, body?: unknown): Promise<T> => {
+    const parsed = schema.safeParse(await send({ method, path, body }));
+    if (!parsed.success) throw badAnswer({ method, path: path.split("?", 1)[0]! });
     return parsed.data;
   };
   return {
@@ -84,3 +90,7 @@ export const apiClient = (baseUrl: string, credential: string, timeoutMs = 15_00
     send: (method, path, schema, body) => call(method, path, schema, body),
   };
 };
+
+/** The admin API (`ADMIN_ROUTES`) with an admin key: every answer parsed with its route's schema. */
+export const adminApi = (baseUrl: string, adminKey: string, timeoutMs = 15_000): AdminClient =>
+  adminClient(transport(baseUrl, adminKey, timeoutMs), badAnswer);

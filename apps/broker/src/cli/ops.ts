@@ -1,14 +1,13 @@
 import {
-  AuditPage,
-  GrantDetail,
-  GrantList,
+  type AdminClient,
+  type AuditPage,
   neutralize,
-  RevocationResult,
+  type RevocationSelector,
   TokenResponse,
   terminalJson,
 } from "@perishable/protocol";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { apiClient, CliError, EXIT, keyFromEnv } from "./client.js";
+import { adminApi, apiClient, CliError, EXIT, keyFromEnv } from "./client.js";
 import { auditLine, drawTree, GRANT_HEADER, grantRow, relative, table } from "./format.js";
 
 export interface OpsIo {
@@ -37,7 +36,7 @@ const jsonOption = new Option("--json", "print JSON for scripts instead of a tab
 interface OpsContext {
   readonly env: NodeJS.ProcessEnv;
   readonly out: (text: string) => void;
-  readonly admin: (url: string) => ReturnType<typeof apiClient>;
+  readonly admin: (url: string) => AdminClient;
   readonly print: (json: boolean, value: unknown, human: () => string) => void;
 }
 
@@ -47,7 +46,7 @@ export const registerOps = (program: Command, io: OpsIo): void => {
   const ctx: OpsContext = {
     env,
     out,
-    admin: (url: string) => apiClient(url, keyFromEnv(env, "PERISHABLE_ADMIN_KEY")),
+    admin: (url: string) => adminApi(url, keyFromEnv(env, "PERISHABLE_ADMIN_KEY")),
     print: (json, value, human) =>
       out(
         json ? terminalJson(JSON.stringify(value, null, 2)) : human().split("\n").map(neutralize).join("\n"),
@@ -147,10 +146,10 @@ const registerRevoke = (program: Command, { env, admin, print }: OpsContext): vo
       if (o.all && !o.yes) throw new CliError("--all revokes every grant: add --yes to confirm", EXIT.usage);
       const api = admin(o.url);
       const result = o.grant
-        ? await api.send("DELETE", `/v1/grants/${encodeURIComponent(String(o.grant))}`, RevocationResult)
+        ? await api("revokeGrant", { params: { grantId: String(o.grant) } })
         : o.token
-          ? await api.send("DELETE", `/v1/tokens/${encodeURIComponent(String(o.token))}`, RevocationResult)
-          : await api.send("POST", "/v1/revocations", RevocationResult, selector);
+          ? await api("revokeToken", { params: { tokenId: String(o.token) } })
+          : await api("revoke", { body: selector as RevocationSelector });
       print(!!o.json, result, () =>
         o.token
           ? `revoked ${result.tokens ?? 0} token`
@@ -180,11 +179,9 @@ const registerGrants = (program: Command, { env, admin, print }: OpsContext): vo
         url: string;
         json?: boolean;
       }) => {
-        const query = new URLSearchParams({ limit: String(o.limit) });
-        if (o.agent) query.set("agent", o.agent);
-        if (o.scope) query.set("scope", o.scope);
-        if (o.root) query.set("root", o.root);
-        const list = await admin(o.url).get(`/v1/grants?${query}`, GrantList);
+        const list = await admin(o.url)("listGrants", {
+          query: { limit: o.limit, agent: o.agent, scope: o.scope, root: o.root },
+        });
         print(!!o.json, list, () =>
           list.grants.length === 0
             ? "no live grants"
@@ -202,10 +199,10 @@ const registerGrants = (program: Command, { env, admin, print }: OpsContext): vo
     .addOption(jsonOption)
     .action(async (grantId: string, o: { url: string; json?: boolean }) => {
       const api = admin(o.url);
-      const asked = await api.get(`/v1/grants/${encodeURIComponent(grantId)}`, GrantDetail);
+      const asked = await api("grant", { params: { grantId } });
       const rootId = asked.ancestors[0]?.grantId ?? asked.grant.grantId;
       const root =
-        rootId === asked.grant.grantId ? asked : await api.get(`/v1/grants/${rootId}`, GrantDetail);
+        rootId === asked.grant.grantId ? asked : await api("grant", { params: { grantId: rootId } });
       print(!!o.json, root, () => drawTree(root.grant, root.subtree, grantId));
     });
 };
@@ -239,28 +236,18 @@ const registerAudit = (program: Command, { env, out, admin }: OpsContext): void 
         json?: boolean;
       }) => {
         const api = admin(o.url);
-        const filters = new URLSearchParams();
-        if (o.type) filters.set("type", o.type);
-        if (o.agent) filters.set("agent", o.agent);
-        if (o.grant) filters.set("grantId", o.grant);
-        if (o.root) filters.set("root", o.root);
+        const filters = { type: o.type, agent: o.agent, grantId: o.grant, root: o.root };
         const show = (page: AuditPage) => {
           for (const event of page.events)
             out(o.json ? terminalJson(JSON.stringify(event)) : auditLine(event));
         };
-        const page = await api.get(
-          `/v1/audit?${new URLSearchParams([...filters, ["limit", String(o.limit)]])}`,
-          AuditPage,
-        );
+        const page = await api("audit", { query: { ...filters, limit: o.limit } });
         show(page);
         // An empty trail has no cursor yet: then everything from its beginning is new.
         let after = page.next ?? "0";
         while (o.follow) {
           await new Promise((resolve) => setTimeout(resolve, o.interval));
-          const next = await api.get(
-            `/v1/audit?${new URLSearchParams([...filters, ["limit", "1000"], ["after", after]])}`,
-            AuditPage,
-          );
+          const next = await api("audit", { query: { ...filters, limit: 1000, after } });
           show(next);
           after = next.next ?? after;
         }

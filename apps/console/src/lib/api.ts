@@ -1,14 +1,11 @@
 import {
   type AdminGrantView,
-  AdminTokenView,
-  AuditPage,
-  GrantDetail,
-  GrantList,
+  type AdminInput,
+  type AdminRouteName,
+  adminClient,
   neutralizeDeep,
-  RevocationResult,
   type RevocationSelector,
   readError,
-  type Schema,
 } from "@perishable/protocol";
 
 /** A failed admin call: the broker's code and message. */
@@ -27,8 +24,7 @@ export class ApiError extends Error {
  * Authorization header of same-origin requests; it is never put in a URL or a cookie.
  */
 export const createApi = (adminKey: string) => {
-  // Every answer is parsed with its schema from @perishable/protocol, never cast.
-  const call = async <T>(schema: Schema<T>, method: string, path: string, body?: unknown): Promise<T> => {
+  const send = async ({ method, path, body }: { method: string; path: string; body: unknown }) => {
     const response = await fetch(path, {
       method,
       headers: {
@@ -48,24 +44,22 @@ export const createApi = (adminKey: string) => {
         response.status,
       );
     }
-    // Agents and callers wrote much of what the API returns: no control or bidi character of it
-    // reaches the page as such.
-    const parsed = schema.safeParse(json);
-    if (!parsed.success)
-      throw new ApiError("bad_answer", `unexpected answer to ${method} ${path.split("?", 1)[0]}`, 0);
-    return neutralizeDeep(parsed.data);
+    return json;
   };
-  const query = (params: Record<string, string | undefined>) => {
-    const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
-    const text = q.toString();
-    return text ? `?${text}` : "";
-  };
+  // Every answer is parsed with its route's schema from @perishable/protocol, never cast.
+  const admin = adminClient(
+    send,
+    ({ method, path }) => new ApiError("bad_answer", `unexpected answer to ${method} ${path}`, 0),
+  );
+  // Agents and callers wrote much of what the API returns: no control or bidi character of it
+  // reaches the page as such.
+  const call = async <N extends AdminRouteName>(name: N, input: AdminInput<N>) =>
+    neutralizeDeep(await admin(name, input));
   return {
     grants: (filter: { agent?: string; scope?: string; root?: string } = {}) =>
-      call(GrantList, "GET", `/v1/grants${query({ ...filter, limit: "1000" })}`),
-    grant: (id: string) => call(GrantDetail, "GET", `/v1/grants/${encodeURIComponent(id)}`),
-    token: (id: string) => call(AdminTokenView, "GET", `/v1/tokens/${encodeURIComponent(id)}`),
+      call("listGrants", { query: { ...filter, limit: 1000 } }),
+    grant: (grantId: string) => call("grant", { params: { grantId } }),
+    token: (tokenId: string) => call("token", { params: { tokenId } }),
     audit: (filter: {
       after?: string;
       grantId?: string;
@@ -73,12 +67,11 @@ export const createApi = (adminKey: string) => {
       agent?: string;
       type?: string;
       limit?: string;
-    }) => call(AuditPage, "GET", `/v1/audit${query(filter)}`),
-    revokeGrant: (id: string) => call(RevocationResult, "DELETE", `/v1/grants/${encodeURIComponent(id)}`),
-    revokeToken: (id: string) => call(RevocationResult, "DELETE", `/v1/tokens/${encodeURIComponent(id)}`),
-    preview: (selector: RevocationSelector) =>
-      call(RevocationResult, "POST", "/v1/revocations?dryRun=true", selector),
-    revoke: (selector: RevocationSelector) => call(RevocationResult, "POST", "/v1/revocations", selector),
+    }) => call("audit", { query: filter }),
+    revokeGrant: (grantId: string) => call("revokeGrant", { params: { grantId } }),
+    revokeToken: (tokenId: string) => call("revokeToken", { params: { tokenId } }),
+    preview: (selector: RevocationSelector) => call("revoke", { query: { dryRun: "true" }, body: selector }),
+    revoke: (selector: RevocationSelector) => call("revoke", { body: selector }),
     metrics: async () => (await fetch("/metrics", { credentials: "omit", cache: "no-store" })).text(),
   };
 };
