@@ -39,6 +39,8 @@ export const DENIAL_MESSAGES = {
   scope_denied: "no scope of this token allows this request",
   constraint_denied: "the request body breaks a constraint of the token's scope",
   rate_limited: "rate limit reached",
+  budget_exhausted: "the budget cannot cover this request",
+  concurrency_limited: "too many requests of this grant are in flight",
   forbidden: "the grant has used all of its maxUses",
   ttl_exceeded: "the requested ttl is above the grant's max_ttl",
   delegation_denied: "the grant has made as many child grants as limits.max_children allows",

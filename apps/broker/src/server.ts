@@ -20,6 +20,7 @@ import { registerOpsRoutes } from "./http/ops-routes.js";
 import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
+import { FlightLedger } from "./proxy/flight-ledger.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import type { Store } from "./store/types.js";
 import type { TokenContext } from "./tokens/context.js";
@@ -81,6 +82,12 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     liveGrants: () => store.countLiveGrants(now()),
   });
   const expiry = new ExpiryWatcher({ store, audit, now });
+  const flights = new FlightLedger({
+    store,
+    leaseMs: config.budgets.leaseMs,
+    now,
+    onError: (message, error) => app.log.warn({ err: summary(error) }, message),
+  });
   const pools = new UpstreamPools(config.upstreams.values());
   const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
   const ctx: TokenContext = { config, store, hasher, audit, metrics, now };
@@ -107,6 +114,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     requestId: nextRequestId,
     logError: (error, requestId) => app.log.error({ err: summary(error), requestId }, "unexpected error"),
     closing: () => closing,
+    flights,
   });
   await app.ready();
 
@@ -119,6 +127,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       closing = true;
       await app.close();
       await expiry.stop();
+      await flights.stop();
       await pools.close();
       await audit.close();
     },

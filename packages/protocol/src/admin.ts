@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { AuditEvent } from "./audit.js";
-import { AgentName, GrantId, GrantView, ScopeName } from "./schemas.js";
+import { AgentName, GrantId, GrantView, ScopeName, Spend } from "./schemas.js";
 
 const IsoTime = z.iso.datetime({ offset: true });
 
@@ -49,6 +49,8 @@ export const AdminGrantView = GrantView.extend({
   usesSpent: z.int().nonnegative().nullable(),
   /** The expiry of the grant's newest token. */
   tokenExpiresAt: IsoTime.nullable(),
+  /** Spent, reserved and in flight, when the lineage has a budget or maxConcurrent; else null. */
+  spend: Spend.nullable(),
 });
 export type AdminGrantView = z.infer<typeof AdminGrantView>;
 

@@ -63,6 +63,19 @@ const Used = z.object({
   /** The scope's output ceiling was filled in because the body stated no limit. */
   ceiling: z.object({ field: z.string(), value: z.int() }).optional(),
   code: z.enum(USED_FAILURES).optional(),
+  /**
+   * What the request cost: at its usage and price (`usage`), its whole reservation when the answer
+   * gave no usage or did not finish (`reservation`), or nothing (`refused`: the upstream answered
+   * 4xx and produced nothing). Only for priced requests.
+   */
+  cost: z
+    .object({
+      usd: z.number().nonnegative(),
+      tokens: z.int().nonnegative(),
+      basis: z.enum(["usage", "reservation", "refused"]),
+      price: z.string().optional(),
+    })
+    .optional(),
 });
 
 const Denied = z.object({

@@ -12,6 +12,8 @@ export const ERROR_CODES = [
   "scope_denied",
   "constraint_denied",
   "rate_limited",
+  "budget_exhausted",
+  "concurrency_limited",
   "ttl_exceeded",
   "delegation_denied",
   "upstream_unknown",
@@ -77,6 +79,17 @@ export const ERROR_CATALOG: Readonly<Record<ErrorCode, ErrorSpec>> = Object.free
     status: 429,
     retryable: true,
     summary: "The scope's rate limit for this grant (or an ancestor) is used up; see Retry-After.",
+  },
+  budget_exhausted: {
+    status: 402,
+    retryable: false,
+    summary:
+      "The grant's budget (or an ancestor's) cannot cover this request's worst case; also sent with x-should-retry: false.",
+  },
+  concurrency_limited: {
+    status: 429,
+    retryable: true,
+    summary: "The grant (or an ancestor) has maxConcurrent requests in flight already; see Retry-After.",
   },
   ttl_exceeded: {
     status: 400,

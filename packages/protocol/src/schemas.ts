@@ -20,6 +20,35 @@ const Seconds = z.int("a whole number of seconds").positive("a positive number o
 const IsoTime = z.iso.datetime({ offset: false });
 
 export const MAX_METADATA_ENTRIES = 32;
+/** The largest budget a grant may hold: far above any real one, low enough to count exactly. */
+export const MAX_BUDGET_USD = 1_000_000;
+export const MAX_BUDGET_TOKENS = 1_000_000_000_000;
+
+/** A spending limit: US dollars, tokens (input + output), or both. */
+export const Budget = z
+  .strictObject({
+    usd: z.number().min(0).max(MAX_BUDGET_USD).optional(),
+    tokens: z.int().min(0).max(MAX_BUDGET_TOKENS).optional(),
+  })
+  .refine((b) => b.usd !== undefined || b.tokens !== undefined, "name usd, tokens or both");
+export type Budget = z.infer<typeof Budget>;
+
+/** Limit, spent and reserved (held for requests in flight) of one unit; limit null when none is set. */
+export const BudgetUse = z.object({
+  limit: z.number().nonnegative().nullable(),
+  spent: z.number().nonnegative(),
+  reserved: z.number().nonnegative(),
+});
+export type BudgetUse = z.infer<typeof BudgetUse>;
+
+/** What a grant has spent and holds: dollars, tokens, requests in flight. Its descendants' count too. */
+export const Spend = z.object({
+  usd: BudgetUse,
+  tokens: BudgetUse,
+  maxConcurrent: z.int().positive().nullable(),
+  inFlight: z.int().nonnegative(),
+});
+export type Spend = z.infer<typeof Spend>;
 
 /** `POST /v1/tokens`. Unknown fields are refused so that a typo never silently widens a grant. */
 export const IssueTokenRequest = z.strictObject({
@@ -29,6 +58,10 @@ export const IssueTokenRequest = z.strictObject({
   task: z.string().min(1).max(256).optional(),
   lifetime: Seconds.optional(),
   maxUses: z.int().positive().max(1_000_000_000).optional(),
+  /** What the grant (with everything it delegates) may spend; a child's is within its parent's remaining. */
+  budget: Budget.optional(),
+  /** Requests in flight at once, the grant's and its descendants'; an open stream counts until it closes. */
+  maxConcurrent: z.int().positive().max(100_000).optional(),
   metadata: z
     .record(z.string().min(1).max(64), z.string().max(512))
     .refine((m) => Object.keys(m).length <= MAX_METADATA_ENTRIES, `at most ${MAX_METADATA_ENTRIES} entries`)
@@ -53,6 +86,9 @@ export const GrantView = z.object({
   createdAt: IsoTime,
   notAfter: IsoTime,
   maxUses: z.int().positive().nullable(),
+  /** The grant's own budget, or null: it then draws on its ancestors' (if they have one). */
+  budget: z.object({ usd: z.number().optional(), tokens: z.int().optional() }).nullable(),
+  maxConcurrent: z.int().positive().nullable(),
   metadata: z.record(z.string(), z.string()),
   /** The workload identity (OIDC issuer and subject) the lineage's root was granted to, if any. */
   identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
@@ -88,6 +124,16 @@ export const SelfResponse = z.object({
   lineage: z.array(GrantId),
   /** Proxied calls the grant may still make, or null without `maxUses`. */
   usesLeft: z.int().nonnegative().nullable(),
+  /**
+   * Spend of the grant and of each ancestor that tracks it (root first, the grant last), or empty
+   * when nothing in the lineage has a budget or maxConcurrent.
+   */
+  spend: z.array(Spend.extend({ grantId: GrantId })),
+  /** What the lineage still lets this grant spend: the least left over the grant and its ancestors. */
+  budgetLeft: z.object({
+    usd: z.number().nonnegative().nullable(),
+    tokens: z.number().nonnegative().nullable(),
+  }),
 });
 export type SelfResponse = z.infer<typeof SelfResponse>;
 

@@ -1,6 +1,7 @@
 import type { AdminGrantView } from "@perishable/protocol";
 import type { GrantState } from "../store/types.js";
 import { grantView } from "../tokens/self.js";
+import { spendView } from "./spend.js";
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -16,4 +17,5 @@ export const adminGrantView = (state: GrantState, now: number): AdminGrantView =
   revokedAt: state.revokedAt === null ? null : iso(state.revokedAt),
   usesSpent: state.grant.maxUses === null ? null : state.used,
   tokenExpiresAt: state.latestExpiresAt === null ? null : iso(state.latestExpiresAt),
+  spend: state.spend ? spendView(state.grant, state.spend) : null,
 });

@@ -44,6 +44,7 @@ export const workloadAuthority = (
   return {
     limits: {
       name: issuer.name,
+      maxBudget: issuer.maxBudget,
       scopes: rule.scopes,
       maxTtl: rule.maxTtl,
       maxLifetime: rule.maxLifetime,

@@ -27,6 +27,14 @@ export const DEFAULTS = Object.freeze({
    * clock differences between broker nodes, erring toward revoking.
    */
   revocationCutoffMarginMs: 1_000,
+  budgets: Object.freeze({
+    /** `budgets.lease` (s): an in-flight request's reservation and slot, unless renewed. */
+    leaseMs: 30_000,
+    /** Settlements wait at most this long before their batch is written (off the request path). */
+    settleFlushMs: 20,
+    /** Settlements per write. */
+    settleBatch: 256,
+  }),
   /** How often expired grants are claimed for their `expired` events. */
   expiryIntervalMs: 1_000,
 });

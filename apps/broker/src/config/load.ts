@@ -6,6 +6,7 @@ import { ConfigError, Problems } from "./problems.js";
 import { ConfigFile } from "./schema.js";
 import { Secret } from "./secret.js";
 import { Identities, parseIssuer, resolveAdmins, resolveIssuers } from "./sections/issuers.js";
+import { resolvePrices } from "./sections/prices.js";
 import { resolveScopes } from "./sections/scopes.js";
 import { resolveStore } from "./sections/store.js";
 import { resolveUpstreams } from "./sections/upstreams.js";
@@ -101,6 +102,7 @@ const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): B
   const issuers = resolveIssuers(file.issuers, { limits, scopes }, ids, problems);
   const admins = resolveAdmins(file.admins, ids, problems);
   const redis = resolveStore(file, problems);
+  const prices = resolvePrices(file.prices, upstreams, problems);
   return deepFreeze({
     listen: {
       host: file.listen.host,
@@ -132,6 +134,8 @@ const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): B
     scopesByUpstream,
     issuers,
     admins,
+    prices,
+    budgets: { leaseMs: file.budgets.lease * 1000 },
     audit: {
       streamMaxLen: file.audit.stream_max_len,
       file: file.audit.file ? resolvePath(baseDir, file.audit.file) : undefined,

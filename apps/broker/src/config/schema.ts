@@ -1,4 +1,4 @@
-import { SCOPE_NAME_RE } from "@perishable/protocol";
+import { MAX_BUDGET_TOKENS, MAX_BUDGET_USD, SCOPE_NAME_RE } from "@perishable/protocol";
 import { z } from "zod";
 import { parseRateLimit } from "../policy/rate.js";
 import { DEFAULTS } from "./defaults.js";
@@ -55,8 +55,34 @@ const Scope = z.strictObject({
   max_choices: z.int().positive().max(128).optional(),
 });
 
+/** USD per million tokens: finite, not negative, below any real price. */
+const UsdPerMillion = z.number().min(0).max(100_000);
+
+/** One `prices.<upstream>.<model glob>` entry. */
+const Price = z.strictObject({
+  input: UsdPerMillion,
+  output: UsdPerMillion,
+  /** Cached input tokens; default: the input price. */
+  cached_input: UsdPerMillion.optional(),
+  /** Anthropic cache writes; default: 1.25 × input. */
+  cache_write: UsdPerMillion.optional(),
+  /** Output limit filled in for a budgeted request that states none and whose scope has no max_tokens. */
+  max_output: z.int().positive().max(10_000_000).optional(),
+  /** The model's context window: bounds input the body's size cannot (images or files by URL, earlier responses). */
+  context: z.int().positive().max(100_000_000).optional(),
+});
+
+const BudgetLimit = z
+  .strictObject({
+    usd: z.number().min(0).max(MAX_BUDGET_USD).optional(),
+    tokens: z.int().min(0).max(MAX_BUDGET_TOKENS).optional(),
+  })
+  .refine((b) => b.usd !== undefined || b.tokens !== undefined, "name usd, tokens or both");
+
 const IssuerLimits = {
   scopes: z.array(z.string()).min(1, "at least one scope"),
+  /** The most one root grant of this issuer may hold; filled in for a request that names none. */
+  max_budget: BudgetLimit.optional(),
   default_ttl: Seconds.optional(),
   max_ttl: Seconds.optional(),
   max_lifetime: Seconds.optional(),
@@ -221,6 +247,21 @@ export const ConfigFile = z.strictObject({
     )
     .default([]),
   admins: z.array(Admin).default([]),
+  /** USD per million tokens, by upstream and model glob (first match wins, in file order). */
+  prices: z.record(Name, z.record(z.string().min(1).max(200), Price)).default({}),
+  budgets: z
+    .strictObject({
+      /**
+       * Seconds a request's reservation and concurrency slot live unless its node renews them (it
+       * does while the request is open): what a node that dies can hold, at most.
+       */
+      lease: z
+        .int()
+        .min(2)
+        .max(3600)
+        .default(DEFAULTS.budgets.leaseMs / 1000),
+    })
+    .prefault({}),
   audit: z
     .strictObject({
       stream_max_len: z.int().positive().default(1_000_000),

@@ -1,4 +1,5 @@
 import type { BodyConstraints } from "../policy/constraints.js";
+import type { BudgetLimits, Price } from "../policy/pricing.js";
 import type { RateLimit } from "../policy/rate.js";
 import type { Secret } from "./secret.js";
 
@@ -37,6 +38,9 @@ export interface BrokerConfig {
   readonly scopesByUpstream: ReadonlyMap<string, readonly ScopeConfig[]>;
   readonly issuers: readonly IssuerConfig[];
   readonly admins: readonly AdminConfig[];
+  /** Prices by upstream name, in file order (first match wins). */
+  readonly prices: ReadonlyMap<string, readonly Price[]>;
+  readonly budgets: { readonly leaseMs: number };
   readonly audit: {
     readonly streamMaxLen: number;
     readonly file: string | undefined;
@@ -92,6 +96,8 @@ export interface IssuerLimits {
   readonly defaultTtl: number;
   readonly maxTtl: number;
   readonly maxLifetime: number;
+  /** The largest budget a root grant of this issuer may hold (filled in when a request names none). */
+  readonly maxBudget: BudgetLimits | undefined;
 }
 
 export interface KeyIssuerConfig extends IssuerLimits {

@@ -7,14 +7,16 @@ import type { BrokerConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { forwardedBody } from "../proxy/body-check.js";
+import { chargeOf, costDetail } from "../proxy/charge.js";
 import { proxyDenial } from "../proxy/denials.js";
+import type { FlightLedger } from "../proxy/flight-ledger.js";
 import { forward } from "../proxy/forward.js";
 import { forwardRequestHeaders } from "../proxy/headers.js";
 import { recordOutcome } from "../proxy/outcome.js";
 import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import { Secrets } from "../proxy/scrub.js";
 import type { UpstreamPools } from "../proxy/upstreams.js";
-import { type Store, StoreUnavailableError, type Subject } from "../store/types.js";
+import { type Flight, type Store, StoreUnavailableError, type Subject } from "../store/types.js";
 import { writeError } from "./error-response.js";
 
 export interface ProxyDeps {
@@ -31,6 +33,8 @@ export interface ProxyDeps {
   readonly logError: (error: unknown, requestId: string) => void;
   /** True once the server is shutting down: new proxied requests get 503. */
   readonly closing: () => boolean;
+  /** Leases, renewals and settlements of the requests of tracked lineages. */
+  readonly flights: FlightLedger;
 }
 
 /** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
@@ -118,24 +122,27 @@ class ProxyHandler {
     }
 
     const plan = await this.#planner.plan(req, target, method);
+    const now = this.#deps.now();
     const result = await store.authorize(
       { tree: presented.tree, hash: hasher.hash(presented.token) },
-      this.#deps.now(),
+      now,
       plan.candidates,
+      this.#deps.flights.lease(now),
     );
     if (!result.ok) {
       const { error, rule } = proxyDenial({ denied: result, plan, target, method });
       return this.#refuse(res, requestId, request, { error, subject: result.subject, rule });
     }
-    this.#forward(req, res, {
-      requestId,
-      start,
-      target,
-      method,
-      plan,
-      subject: result.subject,
-      scope: result.scope,
-    });
+    const { flight } = result;
+    if (flight) this.#deps.flights.open(flight);
+    try {
+      const { subject, scope } = result;
+      this.#forward(req, res, { requestId, start, target, method, plan, subject, scope, flight });
+    } catch (error) {
+      // Never sent: its reservation is charged in full all the same (a flight always closes).
+      if (flight) this.#deps.flights.close(flight, null);
+      throw error;
+    }
   }
 
   /** Sends an allowed request on, and records its outcome when the answer has been relayed. */
@@ -154,7 +161,9 @@ class ProxyHandler {
       // scope that allowed it sets one the body did not state; an unchecked one as it came.
       ceiling: plan.check?.fills.get(scope),
     };
-    const body = plan.check ? forwardedBody(plan.check, scope) : plan.body;
+    const costing = plan.costings.get(scope);
+    const { flight } = allowed;
+    const body = plan.check ? forwardedBody(plan.check, scope, flight ? costing : undefined) : plan.body;
     forward({
       pool: this.#deps.pools.get(target.upstreamName)!,
       upstreamName: target.upstreamName,
@@ -172,7 +181,15 @@ class ProxyHandler {
       res,
       requestId,
       secrets: this.#secrets.get(target.upstreamName)!,
-      onDone: (outcome) => recordOutcome(this.#deps, forwarded, outcome),
+      onDone: (outcome) => {
+        const charge = chargeOf(outcome, costing);
+        if (flight) this.#deps.flights.close(flight, charge.cost);
+        const priced = costing?.price !== undefined || (flight !== null && costing?.worst !== null);
+        const cost = priced ? costDetail(charge, costing) : undefined;
+        if (cost && costing?.price)
+          this.#deps.metrics.spend(target.upstreamName, costing.price.glob, cost.usd, cost.tokens);
+        recordOutcome(this.#deps, forwarded, outcome, cost);
+      },
     });
   }
 
@@ -215,4 +232,5 @@ interface Allowed {
   readonly plan: Plan;
   readonly subject: Subject;
   readonly scope: string;
+  readonly flight: Flight | null;
 }

@@ -59,6 +59,18 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
     registers: [this.registry],
   });
+  readonly spendUsd = new Counter({
+    name: "perishable_spend_usd_total",
+    help: "US dollars charged for proxied requests, by upstream and price entry (the model glob that priced them)",
+    labelNames: ["upstream", "price"] as const,
+    registers: [this.registry],
+  });
+  readonly spendTokens = new Counter({
+    name: "perishable_spend_tokens_total",
+    help: "Tokens charged for proxied requests, by upstream and price entry",
+    labelNames: ["upstream", "price"] as const,
+    registers: [this.registry],
+  });
   readonly #requestChildren = new Map<string, Counter.Internal>();
   readonly #denialChildren = new Map<string, Counter.Internal>();
   readonly #latencyChildren = new Map<string, Histogram.Internal<"upstream">>();
@@ -101,6 +113,12 @@ export class Metrics {
         }
       },
     });
+  }
+
+  /** A charge, labelled by the price entry (bounded by the config), never by the model the body named. */
+  spend(upstream: string, price: string, usd: number, tokens: number): void {
+    if (usd > 0) this.spendUsd.labels(upstream, price).inc(usd);
+    if (tokens > 0) this.spendTokens.labels(upstream, price).inc(tokens);
   }
 
   request(upstream: string, status: number): void {

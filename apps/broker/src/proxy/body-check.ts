@@ -17,6 +17,10 @@ export interface BodyCheck {
   readonly reasons: ReadonlyMap<string, string>;
   /** Scope name → the output limit it fills in. */
   readonly fills: ReadonlyMap<string, { readonly field: OutputField; readonly value: number }>;
+  /** The body's length in bytes (what bounds its input tokens). */
+  readonly bytes: number;
+  /** Why the body cannot be read one way only (not a JSON object, ambiguous keys), if so. */
+  readonly problem: string | undefined;
 }
 
 /** Body fields the constraints read: a key that an upstream could read as one of them is refused. */
@@ -27,6 +31,7 @@ const CONSTRAINED_FIELDS = new Set([
   "max_output_tokens",
   "n",
   "best_of",
+  "stream",
 ]);
 
 /**
@@ -72,14 +77,34 @@ export const checkBody = async (
     if (!verdict.ok) reasons.set(scope.name, verdict.reason);
     else if (verdict.fill) fills.set(scope.name, verdict.fill);
   }
-  return { checked: parsed, reasons, fills };
+  const problem =
+    parsed === undefined ? "the body must be a JSON object to check this scope's constraints" : ambiguity;
+  return { checked: parsed, reasons, fills, bytes: buffered.length, problem };
 };
 
-/** The body to forward for the scope that allowed the request: the checked value, with its fill-in. */
-export const forwardedBody = (check: BodyCheck, scope: string): Buffer => {
-  const fill = check.fills.get(scope);
-  const value = fill ? { ...check.checked, [fill.field]: fill.value } : check.checked;
-  return Buffer.from(JSON.stringify(value ?? {}));
+/**
+ * The body to forward for the scope that allowed the request: the checked value with its fill-in,
+ * and under a budget the price's output limit where nothing else set one, and a stream's request
+ * for its usage chunk (`stream_options.include_usage`) when the client did not ask.
+ */
+export const forwardedBody = (
+  check: BodyCheck,
+  scope: string,
+  budget?: {
+    readonly fill?: { readonly field: OutputField; readonly value: number };
+    readonly streamUsage: boolean;
+  },
+): Buffer => {
+  const fill = check.fills.get(scope) ?? budget?.fill;
+  let value: Record<string, unknown> = fill
+    ? { ...check.checked, [fill.field]: fill.value }
+    : { ...check.checked };
+  if (budget?.streamUsage) {
+    const options = value.stream_options;
+    const asked = options !== null && typeof options === "object" && !Array.isArray(options) ? options : {};
+    value = { ...value, stream_options: { ...asked, include_usage: true } };
+  }
+  return Buffer.from(JSON.stringify(value));
 };
 
 /** Case folding as the most lenient readers do it (`ſ` → s, `K` (Kelvin) → k). */

@@ -50,9 +50,39 @@ const DENIALS: Readonly<Record<AuthorizeDenial, (c: DenialContext) => ProxyDenia
       ),
     rule: ruleOf(denied),
   }),
-  constraint_denied: (c) => ({
-    error: new BrokerError("constraint_denied", `scope ${constraintReason(c)}`),
-    rule: constraintReason(c),
+  constraint_denied: (c) => {
+    // A lineage with a budget, and a request that has no cost bound under the scope that matched.
+    if (c.denied.reason?.kind === "unbudgeted") {
+      const { scope } = c.denied.reason;
+      const why = c.plan.costings.get(scope)?.why ?? "the request has no cost bound";
+      return {
+        error: new BrokerError("constraint_denied", `scope ${scope}: ${why}`),
+        rule: `${scope}: ${why}`,
+      };
+    }
+    return {
+      error: new BrokerError("constraint_denied", `scope ${constraintReason(c)}`),
+      rule: constraintReason(c),
+    };
+  },
+  // Not retryable as such; x-should-retry tells the OpenAI and Anthropic SDKs not to try again.
+  budget_exhausted: ({ denied, plan }) => ({
+    error: new BrokerError(
+      "budget_exhausted",
+      `${ruleOf(denied) ?? "the budget"} cannot cover this request's worst case${worstText(plan)}`,
+      { "x-should-retry": "false" },
+    ),
+    rule: ruleOf(denied),
+  }),
+  concurrency_limited: ({ denied }) => ({
+    error: new BrokerError(
+      "concurrency_limited",
+      `${ruleOf(denied) ?? "maxConcurrent"} requests are in flight`,
+      {
+        "retry-after": "1",
+      },
+    ),
+    rule: ruleOf(denied),
   }),
   rate_limited: ({ denied }) => ({
     error: new BrokerError("rate_limited", `rate limit of scope ${ruleOf(denied)} reached`, {
@@ -60,6 +90,13 @@ const DENIALS: Readonly<Record<AuthorizeDenial, (c: DenialContext) => ProxyDenia
     }),
     rule: ruleOf(denied),
   }),
+};
+
+/** " ($0.012, 3100 tokens)": what the first scope that could allow the request would reserve. */
+const worstText = (plan: Plan): string => {
+  const worst = plan.candidates.find((c) => c.pass && c.worst !== null)?.worst;
+  if (!worst) return "";
+  return ` ($${Number((worst.usd / 1e9).toFixed(6))}, ${worst.tokens} tokens)`;
 };
 
 export const proxyDenial = (context: DenialContext): ProxyDenial => DENIALS[context.denied.code](context);

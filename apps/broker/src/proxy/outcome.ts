@@ -1,3 +1,4 @@
+import type { AuditDetails } from "@perishable/protocol";
 import { type AuditLog, auditEvent } from "../audit/audit-log.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { OutputField } from "../policy/constraints.js";
@@ -22,6 +23,7 @@ export const recordOutcome = (
   deps: { readonly audit: AuditLog; readonly metrics: Metrics; readonly now: () => number },
   request: Forwarded,
   outcome: ForwardOutcome,
+  cost?: AuditDetails<"used">["cost"],
 ): void => {
   const { metrics } = deps;
   const at = deps.now();
@@ -46,6 +48,7 @@ export const recordOutcome = (
       ...(outcome.usage?.usage ? { usage: outcome.usage.usage } : {}),
       ...(request.ceiling ? { ceiling: request.ceiling } : {}),
       ...(outcome.error ? { code: outcome.error } : {}),
+      ...(cost ? { cost } : {}),
     }),
   );
 };

@@ -3,10 +3,13 @@ import type { Readable } from "node:stream";
 import { HTTP_METHODS } from "../config/schema.js";
 import type { BrokerConfig, ScopeConfig, UpstreamConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
+import { outputFieldOf } from "../policy/constraints.js";
 import { checkProxyPath, queryProblem } from "../policy/path.js";
+import type { Price } from "../policy/pricing.js";
 import { matchScopes } from "../policy/scopes.js";
 import type { Candidate } from "../store/types.js";
 import { type BodyCheck, checkBody, hasBody } from "./body-check.js";
+import { type Costing, costingOf, fixedCosting, pricingOf } from "./costing.js";
 import { readUpTo, streamOn } from "./read-body.js";
 
 const PREFIX = "/proxy/";
@@ -41,6 +44,8 @@ export interface Plan {
   readonly check: BodyCheck | undefined;
   /** Why the request is refused whatever the token allows; the token is still checked first. */
   readonly refusal: BrokerError | undefined;
+  /** Scope name → what the request costs at most under it (used when the lineage has a budget). */
+  readonly costings: ReadonlyMap<string, Costing>;
 }
 
 /** Candidate entries for every scope, computed once: the hot path only picks them. */
@@ -67,6 +72,7 @@ export class Planner {
       body: null,
       check: undefined,
       refusal,
+      costings: NO_COSTINGS,
     });
     if (!upstream)
       return refused(
@@ -82,24 +88,56 @@ export class Planner {
     try {
       const query = target.query && queryProblem(target.query.slice(1), !matched.every(allowsAnyMethod));
       if (query) return refused(new BrokerError("bad_request", query));
-      if (matched.some((s) => s.hasConstraints)) {
+      const pricing = pricingOf(method, path.path, outputFieldOf(path.path));
+      const prices = this.#config.prices.get(target.upstreamName);
+      if (matched.some((s) => s.hasConstraints) || (typeof pricing === "object" && prices !== undefined)) {
         const check = await checkBody(req, matched, path.path, this.#config.proxy.maxBodyBytes);
-        const candidates = matched.map((scope) =>
-          check.reasons.has(scope.name) ? candidateOf(scope, false) : this.#plain.get(scope)!,
+        const costings = new Map(
+          matched.map(
+            (scope) => [scope.name, this.#costing(scope, method, path.path, pricing, prices, check)] as const,
+          ),
         );
-        return { upstream, candidates, body: null, check, refusal: undefined };
+        const candidates = matched.map((scope) =>
+          withWorst(
+            check.reasons.has(scope.name) ? candidateOf(scope, false) : this.#plain.get(scope)!,
+            costings.get(scope.name)!,
+          ),
+        );
+        return { upstream, candidates, body: null, check, refusal: undefined, costings };
       }
+      const costings = new Map(
+        matched.map(
+          (scope) =>
+            [scope.name, this.#costing(scope, method, path.path, pricing, prices, undefined)] as const,
+        ),
+      );
       return {
         upstream,
-        candidates: matched.map((scope) => this.#plain.get(scope)!),
+        candidates: matched.map((scope) => withWorst(this.#plain.get(scope)!, costings.get(scope.name)!)),
         body: await this.#readBody(req),
         check: undefined,
         refusal: undefined,
+        costings,
       };
     } catch (error) {
       if (error instanceof BrokerError) return refused(error);
       throw error;
     }
+  }
+
+  /** What the request costs at most under a scope: free, unpriceable, or from its checked body. */
+  #costing(
+    scope: ScopeConfig,
+    method: string,
+    path: string,
+    pricing: ReturnType<typeof pricingOf>,
+    prices: readonly Price[] | undefined,
+    check: BodyCheck | undefined,
+  ): Costing {
+    if (typeof pricing !== "object") return fixedCosting(pricing, method, path);
+    if (check?.problem) return { worst: null, why: check.problem, streamUsage: false };
+    const parsed = { body: check?.checked, bytes: check?.bytes ?? 0 };
+    return costingOf(scope, path, pricing, parsed, prices, check?.fills.get(scope.name));
   }
 
   /**
@@ -121,4 +159,10 @@ const candidateOf = (scope: ScopeConfig, pass: boolean): Candidate => ({
   pass,
   limit: scope.rate?.limit ?? 0,
   windowMs: scope.rate?.windowMs ?? 0,
+  worst: null,
 });
+
+const withWorst = (candidate: Candidate, costing: Costing): Candidate =>
+  candidate.worst === costing.worst ? candidate : { ...candidate, worst: costing.worst };
+
+const NO_COSTINGS: ReadonlyMap<string, Costing> = new Map();

@@ -11,6 +11,7 @@ import { SEGMENT } from "./redis/schema.js";
  *   <p>:{<tree>}:gt:<grantId>            the grant's token ids (set), for purges
  *   <p>:{<tree>}:tree                    grant id → parent id, for subtree walks
  *   <p>:{<tree>}:tomb                    set when a bulk revocation purged part of the tree
+ *   <p>:{<tree>}:fl                      requests in flight of a tracked lineage (sorted set by lease end)
  *   <p>:{<tree>}:rl:<grantId>:<scope>:<window>   sliding-window counters
  *   <p>:audit                            the audit stream
  *   <p>:rules                            active revocation rules (hash id → JSON), channel of the same name
@@ -38,6 +39,10 @@ export class RedisKeys {
 
   tree(tree: string): string {
     return `${this.base(tree)}${SEGMENT.tree}`;
+  }
+
+  flights(tree: string): string {
+    return `${this.base(tree)}${SEGMENT.flights}`;
   }
 
   tokenSet(tree: string, grantId: string): string {

@@ -22,6 +22,14 @@ const CASES: ReadonlyArray<[Reason, string, [string, string, string]]> = [
   [{ kind: "uses", limit: 3, ancestor: "gr_0" }, "maxUses 3 of ancestor gr_0", ["uses", "3", "gr_0"]],
   [{ kind: "children", limit: 2 }, "max_children 2", ["children", "2", ""]],
   [{ kind: "max_ttl" }, "max_ttl", ["max_ttl", "", ""]],
+  [{ kind: "budget", unit: "usd", limit: 5e9 }, "budget $5", ["budget", "usd:5000000000", ""]],
+  [
+    { kind: "budget", unit: "tokens", limit: 1000, ancestor: "gr_0" },
+    "budget 1000 tokens (ancestor gr_0)",
+    ["budget", "tokens:1000", "gr_0"],
+  ],
+  [{ kind: "concurrency", limit: 2 }, "maxConcurrent 2", ["concurrency", "2", ""]],
+  [{ kind: "unbudgeted", scope: "llm:complete" }, "llm:complete", ["unbudgeted", "llm:complete", ""]],
   [{ kind: "parent_mismatch" }, "parent mismatch", ["parent_mismatch", "", ""]],
 ];
 

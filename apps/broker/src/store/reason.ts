@@ -25,6 +25,17 @@ export type Reason =
   | { readonly kind: "uses"; readonly limit: number; readonly ancestor?: string }
   /** The parent grant has created limits.max_children children. */
   | { readonly kind: "children"; readonly limit: number }
+  /** The budget of the grant (or of the ancestor it names) cannot cover the worst case. */
+  | {
+      readonly kind: "budget";
+      readonly unit: "usd" | "tokens";
+      readonly limit: number;
+      readonly ancestor?: string;
+    }
+  /** The grant (or the ancestor it names) has maxConcurrent requests in flight. */
+  | { readonly kind: "concurrency"; readonly limit: number; readonly ancestor?: string }
+  /** A tracked lineage with a budget, and a request under this scope with no cost bound. */
+  | { readonly kind: "unbudgeted"; readonly scope: string }
   /** A refresh asked for more than the grant's max_ttl. */
   | { readonly kind: "max_ttl" }
   /** A delegation's parent token is not of the parent grant. */
@@ -57,6 +68,12 @@ export const describeReason = (reason: Reason): string => {
         : `maxUses ${reason.limit}`;
     case "children":
       return `max_children ${reason.limit}`;
+    case "budget":
+      return `budget ${reason.unit === "usd" ? `$${reason.limit / 1e9}` : `${reason.limit} tokens`}${ofAncestor(reason.ancestor)}`;
+    case "concurrency":
+      return `maxConcurrent ${reason.limit}${ofAncestor(reason.ancestor)}`;
+    case "unbudgeted":
+      return reason.scope;
     case "max_ttl":
       return "max_ttl";
     case "parent_mismatch":
@@ -89,6 +106,14 @@ export const reasonFromWire = (kind: string, value: string, ancestor: string): R
       return { kind: "uses", limit: Number(value), ...above };
     case "children":
       return { kind: "children", limit: Number(value) };
+    case "budget": {
+      const [unit, limit] = value.split(":");
+      return { kind: "budget", unit: unit === "tokens" ? "tokens" : "usd", limit: Number(limit), ...above };
+    }
+    case "concurrency":
+      return { kind: "concurrency", limit: Number(value), ...above };
+    case "unbudgeted":
+      return { kind: "unbudgeted", scope: value };
     case "max_ttl":
       return { kind: "max_ttl" };
     case "parent_mismatch":

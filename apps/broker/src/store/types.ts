@@ -1,4 +1,6 @@
 import type { AuditEvent, AuditEventType } from "@perishable/protocol";
+import { DEFAULTS } from "../config/defaults.js";
+import type { BudgetLimits, WorstCase } from "../policy/pricing.js";
 import type { RevocationRule } from "../policy/revocation.js";
 import type { Reason } from "./reason.js";
 
@@ -29,6 +31,12 @@ export interface GrantRecord {
   readonly maxUses: number | null;
   /** How many child grants this grant may create in its life (limits.max_children); none when absent. */
   readonly maxChildren?: number;
+  /** What the grant and its descendants may spend (nano-dollars, tokens); none: its ancestors' bounds it. */
+  readonly budget?: BudgetLimits;
+  /** Requests in flight at once, its descendants' included. */
+  readonly maxConcurrent?: number;
+  /** True when it or an ancestor has a budget or maxConcurrent: its requests are then flights. */
+  readonly tracked?: boolean;
   readonly metadata: Readonly<Record<string, string>>;
   /** The workload identity the root was granted to (children inherit it), or null for an issuer key. */
   readonly identity: { readonly issuer: string; readonly subject: string } | null;
@@ -51,6 +59,32 @@ export interface Candidate {
   /** Requests per window, 0 for no limit. */
   readonly limit: number;
   readonly windowMs: number;
+  /** The request's cost bound under this scope (nano-dollars, tokens), or null when it has none. */
+  readonly worst: WorstCase | null;
+}
+
+/** A candidate's cost bound, or null for none. */
+export type WorstCaseOrNone = WorstCase | null;
+
+/** A request in flight of a tracked lineage: what settles it (opaque but for its tree). */
+export interface Flight {
+  readonly tree: string;
+  readonly member: string;
+}
+
+/** What a flight really cost; null usd/tokens: its full reservation (no usage, an error, an abort). */
+export interface Settlement {
+  readonly flight: Flight;
+  readonly cost: WorstCase | null;
+}
+
+/** What a tracked grant has spent (nano-dollars, tokens), holds reserved, and has in flight. */
+export interface SpendState {
+  readonly spentUsd: number;
+  readonly spentTokens: number;
+  readonly reservedUsd: number;
+  readonly reservedTokens: number;
+  readonly inFlight: number;
 }
 
 /** Who a decision is about, as far as the store could tell: what the audit trail records. */
@@ -70,6 +104,8 @@ export type AuthorizeDenial =
   | "scope_denied"
   | "constraint_denied"
   | "rate_limited"
+  | "budget_exhausted"
+  | "concurrency_limited"
   | "forbidden";
 
 export type Denied<C extends string> = {
@@ -82,11 +118,31 @@ export type Denied<C extends string> = {
 };
 
 export type AuthorizeResult =
-  | { readonly ok: true; readonly subject: Subject; readonly scope: string }
+  | { readonly ok: true; readonly subject: Subject; readonly scope: string; readonly flight: Flight | null }
   | Denied<AuthorizeDenial>;
 
+/** Names a request's flight, should it be one: an id unique to it, and when its lease ends. */
+export interface Lease {
+  readonly id: string;
+  readonly until: number;
+}
+
+let leases = 0;
+/** A lease for a caller that names none: a process-unique id, the default lease length. */
+export const defaultLease = (now: number): Lease => ({
+  id: `${process.pid.toString(36)}.${(leases++).toString(36)}`,
+  until: now + DEFAULTS.budgets.leaseMs,
+});
+
 export type InspectResult =
-  | { readonly ok: true; readonly token: TokenRecord; readonly grant: GrantRecord; readonly used: number }
+  | {
+      readonly ok: true;
+      readonly token: TokenRecord;
+      readonly grant: GrantRecord;
+      readonly used: number;
+      /** The grant's spend, when it is tracked. */
+      readonly spend?: SpendState;
+    }
   | Denied<TokenDenial>;
 
 export interface RefreshInput {
@@ -116,6 +172,8 @@ export interface GrantState {
   readonly used: number;
   readonly latestTokenId: string | null;
   readonly latestExpiresAt: number | null;
+  /** Set for a tracked grant. */
+  readonly spend?: SpendState;
 }
 
 export interface TokenState {
@@ -188,8 +246,21 @@ export interface Store {
    * is re-checked in the same atomic step, so a revocation racing the delegation always wins.
    */
   createGrant(grant: GrantRecord, token: TokenRecord, parent?: TokenRef, now?: number): Promise<CreateResult>;
-  /** The hot path: token → grant → ancestors → rules → scope → maxUses → rate limits, in one step. */
-  authorize(ref: TokenRef, now: number, candidates: readonly Candidate[]): Promise<AuthorizeResult>;
+  /**
+   * The hot path: token → grant → ancestors → rules → scope → maxUses → rate limits → budgets and
+   * slots, in one step. A tracked lineage's request becomes a flight under `lease`: its worst case
+   * is reserved and a slot taken on the grant and every ancestor until it settles or its lease ends.
+   */
+  authorize(
+    ref: TokenRef,
+    now: number,
+    candidates: readonly Candidate[],
+    lease?: Lease,
+  ): Promise<AuthorizeResult>;
+  /** Charges flights what they cost and frees their slots (off the request path, in batches). */
+  settle(settlements: readonly Settlement[]): Promise<void>;
+  /** Extends open flights' leases (their requests are still running) to `until`. */
+  renew(flights: readonly Flight[], until: number): Promise<void>;
   /** A valid token's record and grant (for `GET /v1/tokens/self` and delegation). */
   inspect(ref: TokenRef, now: number): Promise<InspectResult>;
   /** A new token for the presented token's grant; the presented one stays valid to its own expiry. */

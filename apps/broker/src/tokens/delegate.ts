@@ -3,6 +3,7 @@ import { auditEvent } from "../audit/audit-log.js";
 import { newGrantId } from "../auth/secrets.js";
 import { BrokerError } from "../errors.js";
 import type { GrantRecord } from "../store/types.js";
+import { childSpending } from "./budget.js";
 import {
   denialError,
   mintToken,
@@ -56,6 +57,14 @@ export const delegateToken = async (
     );
   }
   const notAfter = body.lifetime === undefined ? parent.notAfter : now + body.lifetime * 1000;
+  const spending = await childSpending(
+    ctx,
+    body,
+    parent,
+    inspected.spend,
+    (message) => refuse("delegation_denied", message),
+    now,
+  );
 
   const grant: GrantRecord = {
     id: newGrantId(parent.tree),
@@ -74,6 +83,7 @@ export const delegateToken = async (
     maxTtl: parent.maxTtl,
     maxUses: body.maxUses ?? null,
     maxChildren: ctx.config.limits.maxChildren,
+    ...spending,
     metadata: body.metadata ?? {},
     identity: parent.identity,
   };

@@ -4,6 +4,7 @@ import { newRootGrantId } from "../auth/secrets.js";
 import type { RootAuthority } from "../auth/workload.js";
 import { BrokerError } from "../errors.js";
 import type { GrantRecord } from "../store/types.js";
+import { rootSpending } from "./budget.js";
 import { mintToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
 
 /** `POST /v1/tokens` with an issuer key or a workload identity: a new root grant and its first token. */
@@ -40,6 +41,7 @@ export const issueRootToken = async (
     );
   }
 
+  const spending = rootSpending(body, limits);
   const now = ctx.now();
   const id = newRootGrantId();
   const grant: GrantRecord = {
@@ -59,6 +61,7 @@ export const issueRootToken = async (
     maxTtl: limits.maxTtl,
     maxUses: body.maxUses ?? null,
     maxChildren: ctx.config.limits.maxChildren,
+    ...spending,
     metadata: body.metadata ?? {},
     identity: authority.identity,
   };

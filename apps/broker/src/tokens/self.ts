@@ -1,6 +1,7 @@
 import type { GrantView, RevokeResponse, SelfResponse } from "@perishable/protocol";
+import { budgetView, spendView } from "../admin/spend.js";
 import { auditEvent } from "../audit/audit-log.js";
-import type { GrantRecord } from "../store/types.js";
+import type { GrantRecord, SpendState } from "../store/types.js";
 import { denialError, iso, type PresentedToken, subjectOf, type TokenContext } from "./context.js";
 
 export const grantView = (grant: GrantRecord): GrantView => ({
@@ -15,6 +16,8 @@ export const grantView = (grant: GrantRecord): GrantView => ({
   createdAt: iso(grant.createdAt),
   notAfter: iso(grant.notAfter),
   maxUses: grant.maxUses,
+  budget: grant.budget ? budgetView(grant.budget) : null,
+  maxConcurrent: grant.maxConcurrent ?? null,
   metadata: { ...grant.metadata },
   identity: grant.identity ? { ...grant.identity } : null,
 });
@@ -28,6 +31,7 @@ export const describeSelf = async (ctx: TokenContext, presented: PresentedToken)
   );
   if (!result.ok) throw denialError(result);
   const { token, grant, used } = result;
+  const spend = grant.tracked ? await lineageSpend(ctx, grant, result.spend, now) : [];
   return {
     tokenId: token.tokenId,
     issuedAt: iso(token.issuedAt),
@@ -36,7 +40,36 @@ export const describeSelf = async (ctx: TokenContext, presented: PresentedToken)
     grant: grantView(grant),
     lineage: [...grant.ancestors],
     usesLeft: grant.maxUses === null ? null : Math.max(0, grant.maxUses - used),
+    spend,
+    budgetLeft: budgetLeft(spend),
   };
+};
+
+/** The spend of the grant's ancestors (root first), then its own. Read after the check: a view. */
+const lineageSpend = async (
+  ctx: TokenContext,
+  grant: GrantRecord,
+  own: SpendState | undefined,
+  now: number,
+): Promise<SelfResponse["spend"]> => {
+  const ancestors = await Promise.all(grant.ancestors.map((id) => ctx.store.getGrant(id, now)));
+  const levels = [
+    ...ancestors.flatMap((a) => (a?.spend ? [{ grant: a.grant, spend: a.spend }] : [])),
+    ...(own ? [{ grant, spend: own }] : []),
+  ];
+  return levels.map((l) => ({ grantId: l.grant.id, ...spendView(l.grant, l.spend) }));
+};
+
+/** The least left of each unit over the levels that limit it; null where none does. */
+const budgetLeft = (levels: SelfResponse["spend"]): SelfResponse["budgetLeft"] => {
+  const left = (unit: "usd" | "tokens") => {
+    const bounded = levels.flatMap((l) => {
+      const use = l[unit];
+      return use.limit === null ? [] : [Math.max(0, use.limit - use.spent - use.reserved)];
+    });
+    return bounded.length === 0 ? null : Math.min(...bounded);
+  };
+  return { usd: left("usd"), tokens: left("tokens") };
 };
 
 /** `DELETE /v1/tokens/self`: an agent ends its own authority, and that of every grant below it. */

@@ -21,6 +21,11 @@ export interface GrantSpec {
   readonly maxTtlMs?: number;
   readonly agent?: string;
   readonly identity?: { issuer: string; subject: string };
+  /** Nano-dollars and tokens. */
+  readonly budget?: { usd?: number; tokens?: number };
+  readonly maxConcurrent?: number;
+  /** Default: set when it has a budget or maxConcurrent (a child: or when its parent is tracked). */
+  readonly tracked?: boolean;
 }
 
 /** A root grant with its first token, as the issue use case would build it. */
@@ -41,7 +46,7 @@ export const rootGrant = (now: number, spec: GrantSpec = {}): Issued => {
 export const childGrant = (now: number, parent: GrantRecord, spec: GrantSpec = {}): Issued =>
   withToken(
     now,
-    { lifetimeMs: parent.notAfter - now, ...spec },
+    { lifetimeMs: parent.notAfter - now, ...(parent.tracked ? { tracked: true } : {}), ...spec },
     {
       id: newGrantId(parent.tree),
       tree: parent.tree,
@@ -71,6 +76,11 @@ const withToken = (
     maxTtl: spec.maxTtlMs ?? 600_000,
     maxUses: spec.maxUses ?? null,
     ...(spec.maxChildren === undefined ? {} : { maxChildren: spec.maxChildren }),
+    ...(spec.budget ? { budget: spec.budget } : {}),
+    ...(spec.maxConcurrent === undefined ? {} : { maxConcurrent: spec.maxConcurrent }),
+    ...((spec.tracked ?? (spec.budget !== undefined || spec.maxConcurrent !== undefined))
+      ? { tracked: true }
+      : {}),
     metadata: { purpose: "contract" },
     identity: spec.identity ?? null,
   };

@@ -2,10 +2,17 @@ import type { AuditEvent } from "@perishable/protocol";
 import { describe, expect, it } from "vitest";
 import type { RevocationRule } from "../../src/policy/revocation.js";
 import { type Candidate, type Store, StoreUnavailableError } from "../../src/store/types.js";
+import { describeBudgetContract } from "./budget-contract.js";
 import { childGrant, nextToken, rootGrant } from "./records.js";
 
-const allow = (scope: string, limit = 0, windowMs = 0): Candidate => ({ scope, pass: true, limit, windowMs });
-const fail = (scope: string): Candidate => ({ scope, pass: false, limit: 0, windowMs: 0 });
+const allow = (scope: string, limit = 0, windowMs = 0): Candidate => ({
+  scope,
+  pass: true,
+  limit,
+  windowMs,
+  worst: { usd: 0, tokens: 0 },
+});
+const fail = (scope: string): Candidate => ({ scope, pass: false, limit: 0, windowMs: 0, worst: null });
 const rule = (
   id: string,
   selector: RevocationRule["selector"],
@@ -583,6 +590,8 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(read.records.map((r) => r.event.agent)).toEqual(batch.map((e) => e.agent));
       expect(read.records.map((r) => r.event)).toEqual(batch);
     });
+
+    describeBudgetContract(open);
 
     it("answers ping while open, and refuses once closed", async () => {
       const store = await open();

@@ -1,5 +1,6 @@
 import type { z } from "zod";
 import { compileGlob } from "../../policy/pattern.js";
+import { budgetLimits } from "../../policy/pricing.js";
 import type { Problems } from "../problems.js";
 import { ASYMMETRIC_ALGORITHMS, type ConfigFile, KeyIssuer, OidcIssuer } from "../schema.js";
 import { Secret } from "../secret.js";
@@ -112,6 +113,7 @@ const issuerLimits = (
     problems.add(`${path}.default_ttl`, `${defaultTtl} is above the issuer's max_ttl (${maxTtl})`);
   const common = {
     name: issuer.name,
+    maxBudget: issuer.max_budget ? budgetLimits(issuer.max_budget) : undefined,
     scopes: new Set(issuer.scopes),
     defaultTtl: defaultTtl * 1000,
     maxTtl: maxTtl * 1000,

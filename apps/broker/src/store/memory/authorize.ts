@@ -1,17 +1,20 @@
 import { windowWait } from "../sliding-window.js";
-import type { AuthorizeResult, Candidate, TokenRef } from "../types.js";
+import type { AuthorizeResult, Candidate, Lease, TokenRef } from "../types.js";
+import { checkFlight, takeFlight } from "./flights.js";
 import { deny, type MemoryState, type StoredGrant, subjectOf } from "./state.js";
 
 /**
  * A proxied call's check and spend, as AUTHORIZE does it in Lua: the chain, the first candidate
  * scope the grant holds whose constraints pass, maxUses of the grant and of every ancestor, the
- * sliding window on the grant and every ancestor; spend only when every check passed.
+ * sliding window on the grant and every ancestor, then (a tracked lineage) budgets and slots;
+ * count and reserve only when every check passed.
  */
 export const authorize = (
   state: MemoryState,
   ref: TokenRef,
   now: number,
   candidates: readonly Candidate[],
+  lease: Lease,
 ): AuthorizeResult => {
   const chain = state.chain(ref, now);
   if (!chain.ok) return chain;
@@ -46,13 +49,15 @@ export const authorize = (
       return deny("forbidden", subject, { kind: "uses", limit, ancestor: ancestor.record.id });
     spend.push(ancestor);
   }
+  // The grant and every ancestor, nearest first: the levels a rate, a budget and a slot count on.
+  const levels = [grant, ...[...chain.ancestors].reverse()];
+  const keys: string[] = [];
   if (chosen.limit > 0) {
     const window = chosen.windowMs;
     const cur = Math.floor(now / window);
     const into = now - cur * window;
-    const levels = [grant.record.id, ...grant.record.ancestors];
-    const keys: string[] = [];
-    for (const [i, id] of levels.entries()) {
+    for (const [i, level] of levels.entries()) {
+      const id = level.record.id;
       const base = `${grant.record.tree}:${id}:${chosen.scope}:`;
       const wait = windowWait({
         current: state.count(`${base}${cur}`, now),
@@ -67,12 +72,19 @@ export const authorize = (
       }
       keys.push(`${base}${cur}`);
     }
-    for (const key of keys) {
-      const counter = state.counters.get(key);
-      if (counter && counter.expireAt > now) counter.count += 1;
-      else state.counters.set(key, { count: 1, expireAt: now + window * 2 });
-    }
+  }
+  const tracked = grant.record.tracked === true;
+  if (tracked) {
+    const denied = checkFlight(state, grant.record.tree, levels, chosen.worst, chosen.scope, subject, now);
+    if (denied) return denied;
+  }
+  // Every check passed: count.
+  for (const key of keys) {
+    const counter = state.counters.get(key);
+    if (counter && counter.expireAt > now) counter.count += 1;
+    else state.counters.set(key, { count: 1, expireAt: now + chosen.windowMs * 2 });
   }
   for (const g of spend) g.used += 1;
-  return { ok: true, subject, scope: chosen.scope };
+  const flight = tracked ? takeFlight(state, grant.record.tree, levels, chosen.worst, lease) : null;
+  return { ok: true, subject, scope: chosen.scope, flight };
 };

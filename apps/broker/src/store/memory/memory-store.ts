@@ -7,16 +7,20 @@ import {
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
+  defaultLease,
   type ExpiredGrant,
+  type Flight,
   type GrantFilter,
   type GrantLineage,
   type GrantRecord,
   type GrantState,
   type InspectResult,
+  type Lease,
   RECORD_GRACE_MS,
   type RefreshInput,
   type RefreshResult,
   type RevokeTokenResult,
+  type Settlement,
   type Store,
   StoreUnavailableError,
   type TokenRecord,
@@ -25,6 +29,7 @@ import {
 } from "../types.js";
 import { MemoryAuditTrail } from "./audit-trail.js";
 import { authorize } from "./authorize.js";
+import { noSpend, renewFlights, settleFlight } from "./flights.js";
 import { deny, MemoryState, type StoredGrant, stateOf, subjectOf } from "./state.js";
 
 export interface MemoryStoreOptions {
@@ -79,6 +84,7 @@ export class MemoryStore implements Store {
       latestTokenId: token.tokenId,
       latestExpiresAt: token.expiresAt,
       tokenIds: new Set([token.tokenId]),
+      spend: noSpend(),
       expireAt: grant.notAfter + RECORD_GRACE_MS,
     });
     this.#state.storeToken(grant.tree, token);
@@ -89,14 +95,34 @@ export class MemoryStore implements Store {
     return { ok: true };
   }
 
-  async authorize(ref: TokenRef, now: number, candidates: readonly Candidate[]): Promise<AuthorizeResult> {
-    return authorize(this.#state, ref, now, candidates);
+  async authorize(
+    ref: TokenRef,
+    now: number,
+    candidates: readonly Candidate[],
+    lease: Lease = defaultLease(now),
+  ): Promise<AuthorizeResult> {
+    return authorize(this.#state, ref, now, candidates, lease);
+  }
+
+  async settle(settlements: readonly Settlement[]): Promise<void> {
+    for (const settlement of settlements) settleFlight(this.#state, settlement);
+  }
+
+  async renew(flights: readonly Flight[], until: number): Promise<void> {
+    renewFlights(this.#state, flights, until);
   }
 
   async inspect(ref: TokenRef, now: number): Promise<InspectResult> {
     const chain = this.#state.chain(ref, now);
     if (!chain.ok) return chain;
-    return { ok: true, token: chain.token.record, grant: chain.grant.record, used: chain.grant.used };
+    const { spend } = stateOf(chain.grant);
+    return {
+      ok: true,
+      token: chain.token.record,
+      grant: chain.grant.record,
+      used: chain.grant.used,
+      ...(spend ? { spend } : {}),
+    };
   }
 
   async refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult> {

@@ -13,6 +13,7 @@ import {
   type TokenRecord,
   type TokenRef,
 } from "../types.js";
+import type { MemoryFlight, MutableSpend } from "./flights.js";
 
 /*
  * What the memory store keeps, and the checks every use of a token shares (`chain`): the
@@ -35,6 +36,8 @@ export interface StoredGrant {
   latestExpiresAt: number;
   readonly tokenIds: Set<string>;
   readonly expireAt: number;
+  /** Spent, reserved and in flight (counted only for a tracked grant). */
+  readonly spend: MutableSpend;
 }
 
 export interface Counter {
@@ -54,6 +57,8 @@ export class MemoryState {
   readonly tombs = new Map<string, number>();
   readonly counters = new Map<string, Counter>();
   readonly expiries = new Map<string, number>();
+  /** Tree → its flights by member (the twin of the tree's `fl` set). */
+  readonly flights = new Map<string, Map<string, MemoryFlight>>();
   #rules: RevocationRule[] = [];
   #index = new RuleIndex([]);
 
@@ -169,6 +174,7 @@ export const stateOf = (stored: StoredGrant): GrantState => ({
   used: stored.used,
   latestTokenId: stored.latestTokenId,
   latestExpiresAt: stored.latestExpiresAt,
+  ...(stored.record.tracked ? { spend: { ...stored.spend } } : {}),
 });
 
 export const subjectOf = (token: StoredToken, grant: StoredGrant | undefined): Subject => ({

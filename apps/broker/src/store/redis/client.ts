@@ -1,17 +1,9 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } from "ioredis";
 import { DEFAULTS } from "../../config/defaults.js";
 import { StoreUnavailableError } from "../types.js";
-import {
-  AUDIT_APPEND,
-  AUTHORIZE,
-  CREATE,
-  FACTS,
-  INSPECT,
-  PURGE,
-  REFRESH,
-  REVOKE_GRANT,
-  REVOKE_TOKEN,
-} from "./scripts.js";
+import { SETTLE } from "./flight-scripts.js";
+import { PURGE, REVOKE_GRANT, REVOKE_TOKEN } from "./revoke-scripts.js";
+import { AUDIT_APPEND, AUTHORIZE, CREATE, FACTS, INSPECT, REFRESH } from "./scripts.js";
 
 /**
  * The Redis side of the store that is not about grants: connections (one server, a Cluster, a
@@ -30,6 +22,7 @@ export interface ScriptCommands {
   prsRevokeToken(key: string, ...args: (string | number)[]): Promise<Reply>;
   prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number, string[]]>;
   prsAuditAppend(key: string, ...args: (string | number)[]): Promise<number>;
+  prsSettle(key: string, ...args: (string | number)[]): Promise<number>;
 }
 
 export type Client = Redis | Cluster;
@@ -100,6 +93,7 @@ export const openClients = (
     prsRevokeToken: [1, REVOKE_TOKEN],
     prsPurge: [1, PURGE],
     prsAuditAppend: [1, AUDIT_APPEND],
+    prsSettle: [1, SETTLE],
   } as const;
   for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
     redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
@@ -177,3 +171,45 @@ const toStoreError = (error: unknown): Error => {
   if (error instanceof ReplyError && !TRANSIENT_REPLY.test((error as Error).message)) return error as Error;
   return new StoreUnavailableError("store unavailable", { cause: error });
 };
+
+/**
+ * Runs the steps of connecting with one deadline for all: rejects with StoreUnavailableError
+ * when it passes, or when a step fails for any other reason.
+ */
+export const connectWithin = async (
+  timeoutMs: number,
+  steps: (within: <T>(p: Promise<T>) => Promise<T>) => Promise<void>,
+): Promise<void> => {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StoreUnavailableError(`Redis did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    timer.unref();
+  });
+  const within = <T>(p: Promise<T>) => Promise.race([p, deadline]);
+  try {
+    await steps(within);
+  } catch (error) {
+    throw error instanceof StoreUnavailableError
+      ? error
+      : new StoreUnavailableError("cannot connect to Redis", { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+export interface RedisStoreOptions {
+  /** One server, as a URL (shorthand for `connection: { kind: "single", url }`). */
+  readonly url?: string;
+  readonly connection?: RedisConnection;
+  readonly prefix: string;
+  readonly auditMaxLen: number;
+  /** Per-command timeout: a hung Redis fails closed instead of hanging requests. */
+  readonly commandTimeoutMs?: number;
+  /** How long `connect()` waits for Redis before giving up. */
+  readonly connectTimeoutMs?: number;
+  /** How often rules are reloaded even without a pub/sub message (safety net). */
+  readonly rulesReloadMs?: number;
+}

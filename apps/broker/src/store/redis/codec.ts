@@ -21,6 +21,10 @@ export const grantFields = (grant: GrantRecord): string[] => {
   put("metadata", JSON.stringify(grant.metadata));
   if (grant.maxUses !== null) put("maxUses", String(grant.maxUses));
   if (grant.maxChildren !== undefined) put("maxChildren", String(grant.maxChildren));
+  if (grant.budget?.usd !== undefined) put("budgetUsd", String(grant.budget.usd));
+  if (grant.budget?.tokens !== undefined) put("budgetTokens", String(grant.budget.tokens));
+  if (grant.maxConcurrent !== undefined) put("maxConcurrent", String(grant.maxConcurrent));
+  if (grant.tracked) put("tracked", "1");
   if (grant.identity) {
     put("identityIssuer", grant.identity.issuer);
     put("identitySubject", grant.identity.subject);
@@ -51,6 +55,13 @@ export const grantFromFields = (
   const mu = f("maxUses");
   const mc = f("maxChildren");
   const idi = f("identityIssuer");
+  const bu = f("budgetUsd");
+  const bt = f("budgetTokens");
+  const mcc = f("maxConcurrent");
+  const budget = {
+    ...(bu === undefined ? {} : { usd: Number(bu) }),
+    ...(bt === undefined ? {} : { tokens: Number(bt) }),
+  };
   return {
     id,
     tree,
@@ -68,6 +79,9 @@ export const grantFromFields = (
     maxTtl: Number(f("maxTtl")),
     maxUses: mu === undefined ? null : Number(mu),
     ...(mc === undefined ? {} : { maxChildren: Number(mc) }),
+    ...(bu === undefined && bt === undefined ? {} : { budget }),
+    ...(mcc === undefined ? {} : { maxConcurrent: Number(mcc) }),
+    ...(f("tracked") === "1" ? { tracked: true } : {}),
     metadata: JSON.parse(f("metadata") ?? "{}") as Record<string, string>,
     identity: idi === undefined ? null : { issuer: idi, subject: f("identitySubject") ?? "" },
   };
@@ -123,6 +137,17 @@ export const grantStateFromFields = (
     used: Number(f("used") ?? 0),
     latestTokenId: f("latestTokenId") ?? null,
     latestExpiresAt: latestExpiresAt === undefined ? null : Number(latestExpiresAt),
+    ...(f("tracked") === "1"
+      ? {
+          spend: {
+            spentUsd: Number(f("spentUsd") ?? 0),
+            spentTokens: Number(f("spentTokens") ?? 0),
+            reservedUsd: Number(f("reservedUsd") ?? 0),
+            reservedTokens: Number(f("reservedTokens") ?? 0),
+            inFlight: Number(f("inFlight") ?? 0),
+          },
+        }
+      : {}),
   };
 };
 

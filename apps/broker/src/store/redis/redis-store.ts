@@ -10,18 +10,22 @@ import {
   type Candidate,
   type CreateResult,
   type Denied,
+  defaultLease,
   type ExpiredGrant,
+  type Flight,
   type GrantFilter,
   type GrantLineage,
   type GrantRecord,
   type GrantState,
   type InspectResult,
+  type Lease,
   RECORD_GRACE_MS,
   type RefreshInput,
   type RefreshResult,
   type RevokeTokenResult,
+  type Settlement,
+  type SpendState,
   type Store,
-  StoreUnavailableError,
   type TokenDenial,
   type TokenRecord,
   type TokenRef,
@@ -29,37 +33,25 @@ import {
 } from "../types.js";
 import { AuditStream } from "./audit-stream.js";
 import { purgeByRule } from "./bulk-purge.js";
-import type { RedisConnection } from "./client.js";
-import { type Client, call, openClients, type ScriptedRedis } from "./client.js";
+import type { RedisConnection, RedisStoreOptions } from "./client.js";
+import { type Client, call, connectWithin, openClients, type ScriptedRedis } from "./client.js";
 import {
   decodeDenial,
   grantFields,
   grantFromFields,
   grantHash,
+  grantStateFromFields,
   pairsToMap,
   subjectOf,
   tokenFromReply,
 } from "./codec.js";
 import { ExpiryIndex } from "./expiry-index.js";
+import { renewFlights, settleFlights } from "./flights.js";
 import { GrantReads } from "./grant-reads.js";
 import { RuleCache } from "./rule-cache.js";
 import { AUTHORIZED, after, field, TOKEN_AND_GRANT, TOKEN_REVOKED } from "./schema.js";
 
-export type { RedisConnection } from "./client.js";
-
-export interface RedisStoreOptions {
-  /** One server, as a URL (shorthand for `connection: { kind: "single", url }`). */
-  readonly url?: string;
-  readonly connection?: RedisConnection;
-  readonly prefix: string;
-  readonly auditMaxLen: number;
-  /** Per-command timeout: a hung Redis fails closed instead of hanging requests. */
-  readonly commandTimeoutMs?: number;
-  /** How long `connect()` waits for Redis before giving up. */
-  readonly connectTimeoutMs?: number;
-  /** How often rules are reloaded even without a pub/sub message (safety net). */
-  readonly rulesReloadMs?: number;
-}
+export type { RedisConnection, RedisStoreOptions } from "./client.js";
 
 /**
  * The Store on Redis. This class is the token hot path (issue, authorize, inspect, refresh) and
@@ -103,24 +95,12 @@ export class RedisStore implements Store {
    * Connects, loads the revocation rules and subscribes to their changes; rejects with
    * StoreUnavailableError after the timeout. Nothing is served before the rules are loaded.
    */
-  async connect(): Promise<void> {
-    const deadline = new Promise<never>((_, reject) => {
-      const t = setTimeout(
-        () => reject(new StoreUnavailableError(`Redis did not answer within ${this.#connectTimeoutMs} ms`)),
-        this.#connectTimeoutMs,
-      );
-      t.unref();
-    });
-    const within = <T>(p: Promise<T>) => Promise.race([p, deadline]);
-    try {
+  connect(): Promise<void> {
+    return connectWithin(this.#connectTimeoutMs, async (within) => {
       await within(this.#redis.connect());
       await within(this.#redis.ping());
       await this.#rules.start(within);
-    } catch (error) {
-      throw error instanceof StoreUnavailableError
-        ? error
-        : new StoreUnavailableError("cannot connect to Redis", { cause: error });
-    }
+    });
   }
 
   async createGrant(
@@ -160,18 +140,38 @@ export class RedisStore implements Store {
     return reply[0] === "ok" ? { ok: true } : decodeDenial<TokenDenial | "delegation_denied">(reply);
   }
 
-  async authorize(ref: TokenRef, now: number, candidates: readonly Candidate[]): Promise<AuthorizeResult> {
+  async authorize(
+    ref: TokenRef,
+    now: number,
+    candidates: readonly Candidate[],
+    lease: Lease = defaultLease(now),
+  ): Promise<AuthorizeResult> {
     const rules = await this.#rules.forToken(ref, now);
     if ("code" in rules) return rules;
     const args: (string | number)[] = [this.#keys.base(ref.tree), now, ...rules.args, candidates.length];
-    for (const c of candidates) args.push(c.scope, c.pass ? "1" : "0", c.limit, c.windowMs);
-    args.push(rules.wantFacts ? "1" : "0");
+    for (const c of candidates)
+      args.push(c.scope, c.pass ? "1" : "0", c.limit, c.windowMs, c.worst?.usd ?? -1, c.worst?.tokens ?? -1);
+    args.push(rules.wantFacts ? "1" : "0", lease.id, lease.until);
     const reply = await call(() => this.#redis.prsAuthorize(this.#keys.token(ref.tree, ref.hash), ...args));
     if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
     const subject = subjectOf(AUTHORIZED, reply);
     if (rules.wantFacts && reply.length > FACTS_AT)
       this.#rules.remember(ref.hash, reply, FACTS_AT, subject.rootGrantId!);
-    return { ok: true, scope: field(AUTHORIZED, reply, "scope"), subject };
+    const member = field(AUTHORIZED, reply, "flight");
+    return {
+      ok: true,
+      scope: field(AUTHORIZED, reply, "scope"),
+      subject,
+      flight: member ? { tree: ref.tree, member } : null,
+    };
+  }
+
+  settle(settlements: readonly Settlement[]): Promise<void> {
+    return settleFlights(this.#redis, this.#keys, settlements);
+  }
+
+  renew(flights: readonly Flight[], until: number): Promise<void> {
+    return renewFlights(this.#redis, this.#keys, flights, until);
   }
 
   async inspect(ref: TokenRef, now: number): Promise<InspectResult> {
@@ -186,6 +186,7 @@ export class RedisStore implements Store {
       token: tokenFromReply(reply, ref.hash),
       grant,
       used: Number(grantHash(fields)("used") ?? 0),
+      ...spendOf(grantStateFromFields(grant.id, ref.tree, fields)),
     };
   }
 
@@ -333,6 +334,9 @@ export class RedisStore implements Store {
     return [this.#keys.base(tree), now, ...rules.args];
   }
 }
+
+/** `{ spend }` of a tracked grant's state, or nothing. */
+const spendOf = (state: GrantState): { spend?: SpendState } => (state.spend ? { spend: state.spend } : {});
 
 /** Where an allowed call's reply carries the chain's facts (expiresAt, then triples). */
 const FACTS_AT = AUTHORIZED.indexOf("expiresAt");

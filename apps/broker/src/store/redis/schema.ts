@@ -20,6 +20,8 @@ export const SEGMENT = {
   tree: "tree",
   /** `tomb` set when a bulk revocation purged part of the tree */
   tomb: "tomb",
+  /** `fl` requests in flight of a tracked lineage (sorted set by lease end), see flight-scripts.ts */
+  flights: "fl",
 } as const;
 
 /** A grant record's hash fields: the name the code uses → the short name stored. */
@@ -49,6 +51,18 @@ export const GRANT = {
   children: "kids",
   latestTokenId: "lt",
   latestExpiresAt: "le",
+  /** Budget limits (nano-dollars, tokens) and the cap on requests in flight, when set. */
+  budgetUsd: "bu",
+  budgetTokens: "bt",
+  maxConcurrent: "mcc",
+  /** "1" when the grant or an ancestor has a budget or maxConcurrent: its requests are flights. */
+  tracked: "tr",
+  /** What the grant and its descendants spent, hold reserved, and have in flight. */
+  spentUsd: "su",
+  spentTokens: "st",
+  reservedUsd: "ru",
+  reservedTokens: "rt",
+  inFlight: "inf",
 } as const;
 
 /** A token record's hash fields. */
@@ -84,6 +98,7 @@ export const GRANT_READ = [
   "ttl",
   "maxTtl",
   "createdAt",
+  "tracked",
 ] as const;
 export const ANCESTOR_READ = [
   "notAfter",
@@ -131,7 +146,7 @@ export const DENIAL = [
 ] as const;
 
 /** AUTHORIZE's answer when it allows (then, when asked, the chain's rule facts). */
-export const AUTHORIZED = ["ok", ...SUBJECT, "scope", "expiresAt"] as const;
+export const AUTHORIZED = ["ok", ...SUBJECT, "scope", "flight", "expiresAt"] as const;
 
 /** FACTS' answer: the chain's root and the token's expiry, then (agent, scopes, createdAt) per grant. */
 export const CHAIN_FACTS = ["ok", "rootGrantId", "expiresAt"] as const;

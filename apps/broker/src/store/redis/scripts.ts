@@ -1,3 +1,4 @@
+import { RESERVE_FN } from "./flight-scripts.js";
 import { LUA_SCHEMA } from "./schema.js";
 
 /**
@@ -91,23 +92,26 @@ end
 `;
 
 /**
- * KEYS[1] token key. ARGV from o: n, then n × (scope, pass 1|0, limit, windowMs), then 1 when
- * the caller wants the chain's rule facts.
- * → {'ok', grantId, tokenId, root, parent, agent, issuedAt, scope} or a denial; with the facts,
- * then expiresAt and (agent, scopes, createdAt) of the grant and of each ancestor. Those never
- * change, so a node keeps them per token to send only the rules that could select it.
+ * KEYS[1] token key. ARGV from o: n, then n × (scope, pass 1|0, limit, windowMs, usd, tokens),
+ * then 1 when the caller wants the chain's rule facts, the flight id and when its lease ends.
+ * `usd`/`tokens` are the candidate's worst case (nano-dollars; -1: no bound); a tracked lineage
+ * reserves it (flight-scripts.ts).
+ * → {'ok', grantId, tokenId, root, parent, agent, issuedAt, scope, flight} or a denial; with the
+ * facts, then expiresAt and (agent, scopes, createdAt) of the grant and of each ancestor. Those
+ * never change, so a node keeps them per token to send only the rules that could select it.
  */
-export const AUTHORIZE = `${CHAIN}
+export const AUTHORIZE = `${CHAIN}${RESERVE_FN}
 local t, g, ancestors = chain(KEYS[1])
 if not t then return g end
 local n = tonumber(ARGV[o])
+local STRIDE = 6
 local held = {}
 for s in string.gmatch(g[GR.scopes], '[^,]+') do held[s] = true end
 local chosen, failed = nil, nil
 for i = 0, n - 1 do
-  local name = ARGV[o + 1 + i * 4]
+  local name = ARGV[o + 1 + i * STRIDE]
   if held[name] then
-    if ARGV[o + 2 + i * 4] == '1' then chosen = i break end
+    if ARGV[o + 2 + i * STRIDE] == '1' then chosen = i break end
     if not failed then failed = name end
   end
 end
@@ -115,8 +119,9 @@ if not chosen then
   if failed then return fail('constraint_denied', t, g, 'constraint', failed) end
   return fail('scope_denied', t, g)
 end
-local c = o + 1 + chosen * 4
+local c = o + 1 + chosen * STRIDE
 local scope, limit, window = ARGV[c], tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3])
+local after = o + 1 + n * STRIDE
 -- maxUses of the grant and of every ancestor that has one: a use by a child is a use of each.
 local spend = {}
 local mu = tonumber(g[GR.maxUses])
@@ -130,15 +135,16 @@ for _, a in ipairs(ancestors) do
     spend[#spend + 1] = a.id
   end
 end
+-- The grant and every ancestor, nearest first: the levels a rate, a budget and a slot count on.
+local levels = {t[TR.grantId]}
+for i = #ancestors, 1, -1 do levels[#levels + 1] = ancestors[i].id end
+local counters = {}
 if limit > 0 then
   -- Sliding window over the grant and every ancestor: a child never spends more than its
   -- parent may, and a parent cannot multiply its rate by delegating.
   local cur = math.floor(now / window)
   local into = now - cur * window
-  local ids = {t[TR.grantId]}
-  for _, a in ipairs(ancestors) do ids[#ids + 1] = a.id end
-  local counters = {}
-  for i, id in ipairs(ids) do
+  for i, id in ipairs(levels) do
     local k = base .. K.rate .. id .. ':' .. scope .. ':'
     local v = redis.call('MGET', k .. cur, k .. (cur - 1))
     local cnt, prev = tonumber(v[1]) or 0, tonumber(v[2]) or 0
@@ -152,13 +158,22 @@ if limit > 0 then
     end
     counters[i] = k .. cur
   end
-  for _, k in ipairs(counters) do
-    if redis.call('INCR', k) == 1 then redis.call('PEXPIRE', k, window * 2) end
-  end
+end
+local ru, rt = tonumber(ARGV[c + 4]), tonumber(ARGV[c + 5])
+local tracked = g[GR.tracked] == '1'
+if tracked then
+  local denied = reserve(t, g, levels, ru, rt, scope)
+  if denied then return denied end
+end
+-- Every check passed: count.
+for _, k in ipairs(counters) do
+  if redis.call('INCR', k) == 1 then redis.call('PEXPIRE', k, window * 2) end
 end
 for _, id in ipairs(spend) do redis.call('HINCRBY', base .. K.grant .. id, F.used, 1) end
-local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], scope}
-if ARGV[o + 1 + n * 4] == '1' then
+local flight = ''
+if tracked then flight = take(levels, ru, rt, ARGV[after + 1], tonumber(ARGV[after + 2])) end
+local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], scope, flight}
+if ARGV[after] == '1' then
   out[#out + 1] = t[TR.expiresAt]
   out[#out + 1] = g[GR.agent] out[#out + 1] = g[GR.scopes] out[#out + 1] = g[GR.createdAt] or '0'
   for _, a in ipairs(ancestors) do
@@ -254,95 +269,4 @@ return out
 export const AUDIT_APPEND = `
 for i = 2, #ARGV do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
 return #ARGV - 1
-`;
-
-/** Builds a grant id → children map from the tree hash, and walks the subtree of the given ids. */
-const SUBTREE = `${LUA_SCHEMA}
-local function subtree(treeKey, roots)
-  local links = redis.call('HGETALL', treeKey)
-  local children = {}
-  for i = 1, #links, 2 do
-    local parent = links[i + 1]
-    if parent ~= '' then
-      local list = children[parent]
-      if not list then list = {} children[parent] = list end
-      list[#list + 1] = links[i]
-    end
-  end
-  local queue, seen, i = {}, {}, 1
-  for _, id in ipairs(roots) do
-    if not seen[id] then seen[id] = true queue[#queue + 1] = id end
-  end
-  while i <= #queue do
-    for _, c in ipairs(children[queue[i]] or {}) do
-      if not seen[c] then seen[c] = true queue[#queue + 1] = c end
-    end
-    i = i + 1
-  end
-  return queue
-end
-`;
-
-/** KEYS[1] tree key. ARGV: base, grantId, now. Marks the grant and its live subtree revoked → the ids it revoked. */
-export const REVOKE_GRANT = `${SUBTREE}
-local base, now = ARGV[1], tonumber(ARGV[3])
-local revoked = {}
-for _, id in ipairs(subtree(KEYS[1], {ARGV[2]})) do
-  local key = base .. K.grant .. id
-  local g = redis.call('HMGET', key, F.notAfter, F.revokedAt)
-  if g[1] and not g[2] and tonumber(g[1]) > now then
-    redis.call('HSET', key, F.revokedAt, ARGV[3])
-    revoked[#revoked + 1] = id
-  end
-end
-return revoked
-`;
-
-/**
- * KEYS[1] tokenId key. ARGV: base, now. Marks one token revoked.
- * → {'none'} | {'already' | 'revoked', grantId, tokenId, root, parent, agent, issuedAt}
- */
-export const REVOKE_TOKEN = `${LUA_SCHEMA}
-local base, now = ARGV[1], tonumber(ARGV[2])
-local hash = redis.call('GET', KEYS[1])
-if not hash then return {'none'} end
-local tkey = base .. K.token .. hash
-local t = redis.call('HMGET', tkey, unpack(TOKEN_READ))
-if not t[TR.grantId] or tonumber(t[TR.expiresAt]) <= now then return {'none'} end
-local g = redis.call('HMGET', base .. K.grant .. t[TR.grantId], F.rootId, F.parentId, F.agent)
-local status = 'revoked'
-if t[TR.revokedAt] then status = 'already' else redis.call('HSET', tkey, T.revokedAt, ARGV[2]) end
-return {status, t[TR.grantId], t[TR.tokenId], g[1] or '', g[2] or '', g[3] or '', t[TR.issuedAt]}
-`;
-
-/**
- * The bulk walk's delete step, for one tree. KEYS[1] tree key. ARGV: base, now, tombExpireAt,
- * then grant ids. Deletes the grants, their subtrees and every token of them, and leaves a
- * tombstone so their tokens are refused as revoked.
- * → {grants revoked (live ones), tokens deleted, every grant id deleted}
- */
-export const PURGE = `${SUBTREE}
-local base, now = ARGV[1], tonumber(ARGV[2])
-local ids = {}
-for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
-local grants, tokens = 0, 0
-local gone = subtree(KEYS[1], ids)
-for _, id in ipairs(gone) do
-  local gkey = base .. K.grant .. id
-  local g = redis.call('HMGET', gkey, F.notAfter, F.revokedAt)
-  if g[1] and not g[2] and tonumber(g[1]) > now then grants = grants + 1 end
-  local set = base .. K.tokenSet .. id
-  for _, tid in ipairs(redis.call('SMEMBERS', set)) do
-    local tikey = base .. K.tokenId .. tid
-    local hash = redis.call('GET', tikey)
-    if hash then tokens = tokens + redis.call('UNLINK', base .. K.token .. hash) end
-    redis.call('UNLINK', tikey)
-  end
-  redis.call('UNLINK', set, gkey)
-  redis.call('HDEL', KEYS[1], id)
-end
-local tomb = base .. K.tomb
-local left = redis.call('PTTL', tomb)
-if left < 0 or now + left < tonumber(ARGV[3]) then redis.call('SET', tomb, '1', 'PXAT', ARGV[3]) end
-return {grants, tokens, gone}
 `;

@@ -1,0 +1,99 @@
+import { LUA_SCHEMA } from "./schema.js";
+
+/**
+ * Budgets and concurrency in Lua: the part of AUTHORIZE that reserves a request's worst case and
+ * takes a slot for it, and the script that settles what it really cost.
+ *
+ * A request of a tracked lineage (one whose grant or an ancestor has a budget or maxConcurrent)
+ * is a flight: a member of the tree's sorted set `K.flights`, scored by when its lease ends,
+ * written `<id>|<usd>|<tokens>|<grant ids>` (what it reserved, and on which grants: the grant and
+ * every ancestor). Each of those grants counts it in F.reservedUsd, F.reservedTokens and
+ * F.inFlight until it settles: then the reservation becomes F.spentUsd / F.spentTokens at what the
+ * answer says it cost. A flight whose lease ran out (its node died, or could not renew) settles
+ * at its full reservation the next time the tree is used: never under-counted.
+ */
+
+/** `settle(fkey, member, usd, tokens)`: nil usd/tokens charge the reservation in full. → 1, or 0 if already settled. */
+export const SETTLE_FN = `
+local function settle(fkey, member, cu, ct)
+  if redis.call('ZREM', fkey, member) == 0 then return 0 end
+  local _, u, tk, levels = string.match(member, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  u, tk = tonumber(u) or 0, tonumber(tk) or 0
+  cu, ct = cu or u, ct or tk
+  for gid in string.gmatch(levels or '', '[^,]+') do
+    local k = base .. K.grant .. gid
+    -- A purged or expired grant is not brought back by its counters.
+    if redis.call('EXISTS', k) == 1 then
+      redis.call('HINCRBY', k, F.reservedUsd, 0 - u) -- never -0: Redis reads it as no integer
+      redis.call('HINCRBY', k, F.reservedTokens, 0 - tk)
+      redis.call('HINCRBY', k, F.spentUsd, cu)
+      redis.call('HINCRBY', k, F.spentTokens, ct)
+      redis.call('HINCRBY', k, F.inFlight, -1)
+    end
+  end
+  return 1
+end
+`;
+
+/**
+ * Inside AUTHORIZE, after the scope and maxUses checks and before anything is counted:
+ * `reserve(levels, ru, rt)` checks every level's budget and slots and answers nil, or a denial.
+ * `ru < 0`: the request has no cost bound (unpriced model, no output limit), refused when any
+ * level has a budget. `take(levels, ru, rt, id, leaseUntil)` then records the flight.
+ */
+export const RESERVE_FN = `${SETTLE_FN}
+local function reserve(t, g, levels, ru, rt, scope)
+  local fkey = base .. K.flights
+  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', fkey, '-inf', now, 'LIMIT', 0, 64)) do settle(fkey, dead) end
+  for i, id in ipairs(levels) do
+    local v = redis.call('HMGET', base .. K.grant .. id, F.budgetUsd, F.budgetTokens, F.maxConcurrent,
+      F.spentUsd, F.spentTokens, F.reservedUsd, F.reservedTokens, F.inFlight)
+    local above = nil
+    if i > 1 then above = id end
+    if (v[1] or v[2]) and ru < 0 then return fail('constraint_denied', t, g, 'unbudgeted', scope) end
+    local bu, bt = tonumber(v[1]), tonumber(v[2])
+    if bu and (tonumber(v[4]) or 0) + (tonumber(v[6]) or 0) + ru > bu then
+      return fail('budget_exhausted', t, g, 'budget', 'usd:' .. v[1], above)
+    end
+    if bt and (tonumber(v[5]) or 0) + (tonumber(v[7]) or 0) + rt > bt then
+      return fail('budget_exhausted', t, g, 'budget', 'tokens:' .. v[2], above)
+    end
+    local mcc = tonumber(v[3])
+    if mcc and (tonumber(v[8]) or 0) + 1 > mcc then
+      return fail('concurrency_limited', t, g, 'concurrency', v[3], above, '1000')
+    end
+  end
+  return nil
+end
+
+local function take(levels, ru, rt, id, leaseUntil)
+  if ru < 0 then ru, rt = 0, 0 end
+  for _, gid in ipairs(levels) do
+    local k = base .. K.grant .. gid
+    redis.call('HINCRBY', k, F.reservedUsd, ru)
+    redis.call('HINCRBY', k, F.reservedTokens, rt)
+    redis.call('HINCRBY', k, F.inFlight, 1)
+  end
+  local member = id .. '|' .. ru .. '|' .. rt .. '|' .. table.concat(levels, ',')
+  local fkey = base .. K.flights
+  redis.call('ZADD', fkey, leaseUntil, member)
+  -- The set lives as long as the lineage's root: nothing of the tree outlives it.
+  local ttl = redis.call('PTTL', base .. K.grant .. levels[#levels])
+  if ttl > 0 then redis.call('PEXPIRE', fkey, ttl) end
+  return member
+end
+`;
+
+/**
+ * KEYS[1] the tree's flights. ARGV: base, then (member, usd, tokens) per flight ('' usd: charge
+ * the reservation). One call per tree and batch. → how many were still open.
+ */
+export const SETTLE = `${LUA_SCHEMA}
+local base = ARGV[1]
+${SETTLE_FN}
+local settled = 0
+for i = 2, #ARGV, 3 do
+  settled = settled + settle(KEYS[1], ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
+end
+return settled
+`;
