@@ -51,7 +51,7 @@ export const startProcessBroker = async (doc: ConfigInput): Promise<ProcessBroke
     process: child,
     output: () => output,
     [Symbol.asyncDispose]: async () => {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, "exit");
       child.kill("SIGTERM");
       await exited;
