@@ -205,6 +205,17 @@ describe("budgets on two broker nodes sharing one Redis", () => {
     expect((await post(b, token, chat())).status).toBe(200);
   });
 
+  it("never refuses a caller that waits for each answer, with maxConcurrent 1", async () => {
+    const { token } = await a.issue({ scopes: ["llm:complete"], maxConcurrent: 1, budget: { usd: 1 } });
+    // On one node the settlement goes out before the next request's script can (same connection,
+    // written on the next turn of the event loop); across nodes it is a Redis round trip behind.
+    for (let i = 0; i < 30; i++) {
+      const response = await post(a, token, chat({ stream: i % 3 === 0 }));
+      expect(response.status).toBe(200);
+      await response.text();
+    }
+  });
+
   it("refuses what a budget cannot price, naming it, and lets the same through without a budget", async () => {
     const { token } = await a.issue({
       scopes: ["llm:complete", "llm:bounded", "files:rw"],

@@ -46,6 +46,62 @@ describe("the hot path", () => {
     expect(sent.filter((c) => c !== "evalsha" && c !== "xadd")).toEqual([]);
   });
 
+  it("still authorises and reserves a budgeted request with one command, and settles off the path", async () => {
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({
+      redisUrl: server.url,
+      configure: (doc) => {
+        doc.prices = { openai: { m: { input: 1, output: 1 } } };
+      },
+    });
+    const { token, grantId } = await t.issue({
+      scopes: ["models:read", "llm:embed"],
+      budget: { usd: 1 },
+      maxConcurrent: 4,
+    });
+    await t.call("/proxy/openai/v1/models", token); // loads the scripts
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await t.broker.server.audit.flush();
+    const probe = new Redis(server.url);
+    const monitor = await probe.monitor();
+    const perRequest: string[] = [];
+    const settles: string[] = [];
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      const command = args[0]!.toLowerCase();
+      const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
+      if (source === "lua" || /:(rules|expiries|audit)$/.test(key ?? "")) return;
+      if (/\}:fl$/.test(key ?? "")) settles.push(command);
+      else perRequest.push(command);
+    });
+    const requests = 10;
+    let embedded = 0;
+    for (let i = 0; i < requests; i++) {
+      const init = i % 2 ? { method: "POST", body: '{"model":"m","input":"x"}' } : {};
+      const path = i % 2 ? "/proxy/openai/v1/embeddings" : "/proxy/openai/v1/models";
+      const response = await t.call(path, token, init);
+      expect([200, 429]).toContain(response.status); // llm:embed allows 3 a minute
+      if (i % 2 && response.status === 200) embedded += 1;
+      await response.text();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    monitor.disconnect();
+    probe.disconnect();
+    // On the request path: one script call each, reservation and slot included.
+    expect(perRequest).toEqual(Array(requests).fill("evalsha"));
+    // Settling is batched off the path, one script per tree and batch.
+    expect(settles.length).toBeGreaterThan(0);
+    expect(settles.every((c) => c === "evalsha")).toBe(true);
+    expect(settles.length).toBeLessThanOrEqual(requests);
+    const spend = (
+      (await (await t.admin(`/v1/grants/${grantId}`)).json()) as {
+        grant: { spend: { inFlight: number; tokens: { spent: number } } };
+      }
+    ).grant.spend;
+    expect(spend.inFlight).toBe(0);
+    expect(embedded).toBe(3);
+    expect(spend.tokens.spent).toBe(3 * embedded); // the mock's embeddings use 3 tokens
+  });
+
   it("refuses guessed tokens with one command each and leaves nothing behind", async () => {
     await using server = await startRedisServer();
     await using t = await startTestBroker({ redisUrl: server.url });

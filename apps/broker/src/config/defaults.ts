@@ -30,8 +30,6 @@ export const DEFAULTS = Object.freeze({
   budgets: Object.freeze({
     /** `budgets.lease` (s): an in-flight request's reservation and slot, unless renewed. */
     leaseMs: 30_000,
-    /** Settlements wait at most this long before their batch is written (off the request path). */
-    settleFlushMs: 20,
     /** Settlements per write. */
     settleBatch: 256,
   }),

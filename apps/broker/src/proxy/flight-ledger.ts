@@ -29,6 +29,7 @@ export class FlightLedger {
   readonly #open = new Set<Flight>();
   #queue: Settlement[] = [];
   #flushTimer: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
   #flushing: Promise<void> | undefined;
   readonly #renewTimer: NodeJS.Timeout;
   #lastErrorAt = 0;
@@ -56,11 +57,11 @@ export class FlightLedger {
   close(flight: Flight, cost: WorstCase | null): void {
     this.#open.delete(flight);
     this.#queue.push({ flight, cost });
+    // Written on the next turn of the event loop: the requests that end together settle in one
+    // batch, and a slot is free again before this node can authorise the caller's next request
+    // (its script goes out on the same connection after this one).
     if (this.#queue.length >= DEFAULTS.budgets.settleBatch) void this.flush();
-    else if (!this.#flushTimer) {
-      this.#flushTimer = setTimeout(() => void this.flush(), DEFAULTS.budgets.settleFlushMs);
-      this.#flushTimer.unref();
-    }
+    else if (!this.#immediate) this.#immediate = setImmediate(() => void this.flush());
   }
 
   /** Requests in flight on this node that belong to tracked lineages. */
@@ -70,6 +71,10 @@ export class FlightLedger {
 
   /** Writes what is queued (resolves when written or when the store refused; then it waits for the next try). */
   flush(): Promise<void> {
+    if (this.#immediate) {
+      clearImmediate(this.#immediate);
+      this.#immediate = undefined;
+    }
     if (this.#flushTimer) {
       clearTimeout(this.#flushTimer);
       this.#flushTimer = undefined;
