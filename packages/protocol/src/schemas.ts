@@ -109,6 +109,9 @@ export const TokenResponse = z.object({
   issuedAt: IsoTime,
   expiresAt: IsoTime,
   notAfter: IsoTime,
+  /** The grant's own budget and cap on requests in flight (absent: none of its own). */
+  budget: z.object({ usd: z.number().optional(), tokens: z.int().optional() }).optional(),
+  maxConcurrent: z.int().positive().optional(),
 });
 export type TokenResponse = z.infer<typeof TokenResponse>;
 

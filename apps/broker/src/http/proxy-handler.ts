@@ -7,7 +7,7 @@ import type { BrokerConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { forwardedBody } from "../proxy/body-check.js";
-import { chargeOf, costDetail } from "../proxy/charge.js";
+import { BUDGET_LEFT_HEADER, budgetLeftValue, chargeOf, costDetail } from "../proxy/charge.js";
 import { proxyDenial } from "../proxy/denials.js";
 import type { FlightLedger } from "../proxy/flight-ledger.js";
 import { forward } from "../proxy/forward.js";
@@ -16,7 +16,13 @@ import { recordOutcome } from "../proxy/outcome.js";
 import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import { Secrets } from "../proxy/scrub.js";
 import type { UpstreamPools } from "../proxy/upstreams.js";
-import { type Flight, type Store, StoreUnavailableError, type Subject } from "../store/types.js";
+import {
+  type BudgetLeft,
+  type Flight,
+  type Store,
+  StoreUnavailableError,
+  type Subject,
+} from "../store/types.js";
 import { writeError } from "./error-response.js";
 
 export interface ProxyDeps {
@@ -137,7 +143,8 @@ class ProxyHandler {
     if (flight) this.#deps.flights.open(flight);
     try {
       const { subject, scope } = result;
-      this.#forward(req, res, { requestId, start, target, method, plan, subject, scope, flight });
+      const allowed = { requestId, start, target, method, plan, subject, scope, flight, left: result.left };
+      this.#forward(req, res, allowed);
     } catch (error) {
       // Never sent: its reservation is charged in full all the same (a flight always closes).
       if (flight) this.#deps.flights.close(flight, null);
@@ -181,6 +188,7 @@ class ProxyHandler {
       res,
       requestId,
       secrets: this.#secrets.get(target.upstreamName)!,
+      ...(allowed.left ? { addHeaders: [BUDGET_LEFT_HEADER, budgetLeftValue(allowed.left)] } : {}),
       onDone: (outcome) => {
         const charge = chargeOf(outcome, costing);
         if (flight) this.#deps.flights.close(flight, charge.cost);
@@ -233,4 +241,5 @@ interface Allowed {
   readonly subject: Subject;
   readonly scope: string;
   readonly flight: Flight | null;
+  readonly left: BudgetLeft | undefined;
 }

@@ -1,6 +1,25 @@
 import { consumedOf, costOf, NANO_PER_USD, type WorstCase } from "../policy/pricing.js";
+import type { BudgetLeft } from "../store/types.js";
 import type { Costing } from "./costing.js";
 import type { ForwardOutcome } from "./forward.js";
+
+/** Sent with every answer of a budgeted lineage: what is left once this request is reserved. */
+export const BUDGET_LEFT_HEADER = "x-perishable-budget-left";
+
+/**
+ * `usd=0.412, usd-limit=5, tokens=91000, tokens-limit=200000`: the tightest level of the lineage
+ * for each unit it limits (an RFC 8941 dictionary), with this request's worst case held back.
+ */
+export const budgetLeftValue = (left: BudgetLeft): string => {
+  const parts: string[] = [];
+  if (left.usd)
+    parts.push(
+      `usd=${Math.max(0, left.usd.left) / NANO_PER_USD}`,
+      `usd-limit=${left.usd.limit / NANO_PER_USD}`,
+    );
+  if (left.tokens) parts.push(`tokens=${Math.max(0, left.tokens.left)}`, `tokens-limit=${left.tokens.limit}`);
+  return parts.join(", ");
+};
 
 /** What a finished request is charged, and on what basis (the `used` event's `cost`). */
 export interface Charge {

@@ -31,6 +31,8 @@ export interface ForwardRequest {
   /** The upstream's secrets: masked in every response header and body before the client sees them. */
   readonly secrets: Secrets;
   readonly onDone: (outcome: ForwardOutcome) => void;
+  /** Headers of the broker's own to add to the upstream's answer (name, value, …). */
+  readonly addHeaders?: readonly string[];
 }
 
 const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
@@ -109,6 +111,7 @@ class ForwardHandler {
     }
     this.#sniffer = UsageSniffer.for(forwarded.contentType, undefined);
     if (!secrets.empty) this.#scrubber = secrets.stream();
+    if (this.#r.addHeaders) headers = [...headers, ...this.#r.addHeaders];
     try {
       this.#r.res.writeHead(statusCode, headers);
     } catch (error) {

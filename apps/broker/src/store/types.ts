@@ -118,8 +118,21 @@ export type Denied<C extends string> = {
 };
 
 export type AuthorizeResult =
-  | { readonly ok: true; readonly subject: Subject; readonly scope: string; readonly flight: Flight | null }
+  | {
+      readonly ok: true;
+      readonly subject: Subject;
+      readonly scope: string;
+      readonly flight: Flight | null;
+      /** What the lineage has left once this request is reserved (its tightest level), when it has a budget. */
+      readonly left?: BudgetLeft;
+    }
   | Denied<AuthorizeDenial>;
+
+/** The least left of each unit over a lineage's levels, with that level's limit (nano-dollars, tokens). */
+export interface BudgetLeft {
+  readonly usd?: { readonly left: number; readonly limit: number };
+  readonly tokens?: { readonly left: number; readonly limit: number };
+}
 
 /** Names a request's flight, should it be one: an id unique to it, and when its lease ends. */
 export interface Lease {

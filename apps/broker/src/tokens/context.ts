@@ -1,4 +1,5 @@
 import type { TokenResponse } from "@perishable/protocol";
+import { budgetView } from "../admin/spend.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { TokenHasher } from "../auth/secrets.js";
 import { newToken, newTokenId } from "../auth/secrets.js";
@@ -38,6 +39,8 @@ export const tokenResponse = (token: string, record: TokenRecord, grant: GrantRe
   issuedAt: iso(record.issuedAt),
   expiresAt: iso(record.expiresAt),
   notAfter: iso(grant.notAfter),
+  ...(grant.budget ? { budget: budgetView(grant.budget) } : {}),
+  ...(grant.maxConcurrent === undefined ? {} : { maxConcurrent: grant.maxConcurrent }),
 });
 
 /** A store denial about a presented token, as the error the caller gets (with who was refused). */

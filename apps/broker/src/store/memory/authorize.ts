@@ -74,10 +74,10 @@ export const authorize = (
     }
   }
   const tracked = grant.record.tracked === true;
-  if (tracked) {
-    const denied = checkFlight(state, grant.record.tree, levels, chosen.worst, chosen.scope, subject, now);
-    if (denied) return denied;
-  }
+  const checked = tracked
+    ? checkFlight(state, grant.record.tree, levels, chosen.worst, chosen.scope, subject, now)
+    : undefined;
+  if (checked && "denied" in checked) return checked.denied;
   // Every check passed: count.
   for (const key of keys) {
     const counter = state.counters.get(key);
@@ -86,5 +86,6 @@ export const authorize = (
   }
   for (const g of spend) g.used += 1;
   const flight = tracked ? takeFlight(state, grant.record.tree, levels, chosen.worst, lease) : null;
-  return { ok: true, subject, scope: chosen.scope, flight };
+  const left = checked?.left;
+  return { ok: true, subject, scope: chosen.scope, flight, ...(left ? { left } : {}) };
 };

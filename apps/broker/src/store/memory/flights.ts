@@ -1,5 +1,15 @@
 import type { Reason } from "../reason.js";
-import type { Flight, Lease, Settlement, SpendState, Subject, WorstCaseOrNone } from "../types.js";
+import type {
+  AuthorizeDenial,
+  BudgetLeft,
+  Denied,
+  Flight,
+  Lease,
+  Settlement,
+  SpendState,
+  Subject,
+  WorstCaseOrNone,
+} from "../types.js";
 import { deny, type MemoryState, type StoredGrant } from "./state.js";
 
 /** A request in flight, as the memory store keeps it (the twin of a member of the tree's `fl` set). */
@@ -42,7 +52,8 @@ export const settleFlight = (state: MemoryState, settlement: Settlement): boolea
 
 /**
  * The twin of `reserve()` in flight-scripts.ts: settles the tree's flights whose lease ran out (at
- * their full reservation), then checks every level's budget and slots. → a denial, or undefined.
+ * their full reservation), then checks every level's budget and slots. → a denial, or what the
+ * tightest level has left once this request is reserved.
  */
 export const checkFlight = (
   state: MemoryState,
@@ -52,26 +63,39 @@ export const checkFlight = (
   scope: string,
   subject: Subject,
   now: number,
-) => {
+): { readonly denied: Denied<AuthorizeDenial> } | { readonly left: BudgetLeft | undefined } => {
   for (const flight of [...(state.flights.get(tree)?.values() ?? [])])
     if (flight.until <= now) settleFlight(state, { flight: { tree, member: flight.member }, cost: null });
+  let usd: { left: number; limit: number } | undefined;
+  let tokens: { left: number; limit: number } | undefined;
   for (const [i, level] of levels.entries()) {
     const above = i === 0 ? {} : { ancestor: level.record.id };
     const { budget, maxConcurrent } = level.record;
     const s = level.spend;
-    if (budget && worst === null) return deny("constraint_denied", subject, { kind: "unbudgeted", scope });
+    if (budget && worst === null)
+      return { denied: deny("constraint_denied", subject, { kind: "unbudgeted", scope }) };
     const need = worst ?? { usd: 0, tokens: 0 };
     if (budget?.usd !== undefined && s.spentUsd + s.reservedUsd + need.usd > budget.usd)
-      return deny("budget_exhausted", subject, budgetReason("usd", budget.usd, above));
+      return { denied: deny("budget_exhausted", subject, budgetReason("usd", budget.usd, above)) };
     if (budget?.tokens !== undefined && s.spentTokens + s.reservedTokens + need.tokens > budget.tokens)
-      return deny("budget_exhausted", subject, budgetReason("tokens", budget.tokens, above));
+      return { denied: deny("budget_exhausted", subject, budgetReason("tokens", budget.tokens, above)) };
     if (maxConcurrent !== undefined && s.inFlight + 1 > maxConcurrent)
       return {
-        ...deny("concurrency_limited", subject, { kind: "concurrency", limit: maxConcurrent, ...above }),
-        retryAfterMs: 1000,
+        denied: {
+          ...deny("concurrency_limited", subject, { kind: "concurrency", limit: maxConcurrent, ...above }),
+          retryAfterMs: 1000,
+        },
       };
+    if (budget?.usd !== undefined) {
+      const left = budget.usd - s.spentUsd - s.reservedUsd - need.usd;
+      if (!usd || left < usd.left) usd = { left, limit: budget.usd };
+    }
+    if (budget?.tokens !== undefined) {
+      const left = budget.tokens - s.spentTokens - s.reservedTokens - need.tokens;
+      if (!tokens || left < tokens.left) tokens = { left, limit: budget.tokens };
+    }
   }
-  return undefined;
+  return { left: usd || tokens ? { ...(usd ? { usd } : {}), ...(tokens ? { tokens } : {}) } : undefined };
 };
 
 const budgetReason = (unit: "usd" | "tokens", limit: number, above: { ancestor?: string }): Reason => ({

@@ -1,5 +1,5 @@
 import { reasonFromWire } from "../reason.js";
-import type { Denied, GrantRecord, GrantState, Subject, TokenRecord } from "../types.js";
+import type { BudgetLeft, Denied, GrantRecord, GrantState, Subject, TokenRecord } from "../types.js";
 import { type AUTHORIZED, DENIAL, field, GRANT, TOKEN_AND_GRANT, type TOKEN_REVOKED } from "./schema.js";
 
 /** Grant record ⇄ Redis hash fields (schema.ts `GRANT`). Scope and ancestor lists are comma-joined (names cannot hold commas). */
@@ -159,3 +159,13 @@ export const tokenFromReply = (reply: readonly string[], hash: string): TokenRec
   issuedAt: Number(field(TOKEN_AND_GRANT, reply, "issuedAt")),
   expiresAt: Number(field(TOKEN_AND_GRANT, reply, "expiresAt")),
 });
+
+/** AUTHORIZE's `left`: 'usdLeft:usdLimit:tokensLeft:tokensLimit', empty parts for units no level limits. */
+export const decodeLeft = (text: string): BudgetLeft | undefined => {
+  if (!text) return undefined;
+  const [ul, ulim, tl, tlim] = text.split(":");
+  return {
+    ...(ul && ulim ? { usd: { left: Number(ul), limit: Number(ulim) } } : {}),
+    ...(tl && tlim ? { tokens: { left: Number(tl), limit: Number(tlim) } } : {}),
+  };
+};

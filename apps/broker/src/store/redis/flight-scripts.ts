@@ -42,7 +42,11 @@ end
  * level has a budget. `take(levels, ru, rt, id, leaseUntil)` then records the flight.
  */
 export const RESERVE_FN = `${SETTLE_FN}
+-- What the tightest level has left of each unit once this request is reserved, and its limit:
+-- 'usdLeft:usdLimit:tokensLeft:tokensLimit' ('' for a unit no level limits).
+local left = ''
 local function reserve(t, g, levels, ru, rt, scope)
+  local lu, lul, lt, ltl = nil, nil, nil, nil
   local fkey = base .. K.flights
   for _, dead in ipairs(redis.call('ZRANGEBYSCORE', fkey, '-inf', now, 'LIMIT', 0, 64)) do settle(fkey, dead) end
   for i, id in ipairs(levels) do
@@ -62,6 +66,18 @@ local function reserve(t, g, levels, ru, rt, scope)
     if mcc and (tonumber(v[8]) or 0) + 1 > mcc then
       return fail('concurrency_limited', t, g, 'concurrency', v[3], above, '1000')
     end
+    if bu then
+      local l = bu - (tonumber(v[4]) or 0) - (tonumber(v[6]) or 0) - math.max(ru, 0)
+      if not lu or l < lu then lu, lul = l, bu end
+    end
+    if bt then
+      local l = bt - (tonumber(v[5]) or 0) - (tonumber(v[7]) or 0) - math.max(rt, 0)
+      if not lt or l < lt then lt, ltl = l, bt end
+    end
+  end
+  if lu or lt then
+    left = (lu and string.format('%d', lu) or '') .. ':' .. (lul and string.format('%d', lul) or '') .. ':'
+      .. (lt and string.format('%d', lt) or '') .. ':' .. (ltl and string.format('%d', ltl) or '')
   end
   return nil
 end

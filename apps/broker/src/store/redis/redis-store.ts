@@ -37,6 +37,7 @@ import type { RedisConnection, RedisStoreOptions } from "./client.js";
 import { type Client, call, connectWithin, openClients, type ScriptedRedis } from "./client.js";
 import {
   decodeDenial,
+  decodeLeft,
   grantFields,
   grantFromFields,
   grantHash,
@@ -158,11 +159,13 @@ export class RedisStore implements Store {
     if (rules.wantFacts && reply.length > FACTS_AT)
       this.#rules.remember(ref.hash, reply, FACTS_AT, subject.rootGrantId!);
     const member = field(AUTHORIZED, reply, "flight");
+    const left = decodeLeft(field(AUTHORIZED, reply, "left"));
     return {
       ok: true,
       scope: field(AUTHORIZED, reply, "scope"),
       subject,
       flight: member ? { tree: ref.tree, member } : null,
+      ...(left ? { left } : {}),
     };
   }
 
