@@ -13,6 +13,25 @@ export interface GrantInfo {
   readonly depth: number;
   readonly expiresAt: string;
   readonly notAfter: string;
+  /** The grant's own budget (dollars, tokens), or null: it draws on its ancestors' if they have one. */
+  readonly budget: { readonly usd?: number; readonly tokens?: number } | null;
+  readonly maxConcurrent: number | null;
+}
+
+/** What a lineage has left, as the broker said with its last answer (the tightest level per unit). */
+export interface BudgetLeft {
+  readonly usd?: { readonly left: number; readonly limit: number };
+  readonly tokens?: { readonly left: number; readonly limit: number };
+}
+
+/** Less than `warnBelow` of a budget is left (once per crossing, per unit). */
+export interface BudgetEvent {
+  readonly grant: GrantInfo;
+  readonly unit: "usd" | "tokens";
+  readonly left: number;
+  readonly limit: number;
+  /** left / limit. */
+  readonly fraction: number;
 }
 
 export interface RefreshedEvent {
@@ -47,6 +66,7 @@ export interface SessionEvents {
   expired: [ExpiredEvent];
   revoked: [RevokedEvent];
   error: [SessionErrorEvent];
+  budget: [BudgetEvent];
 }
 
 /**
@@ -87,6 +107,8 @@ export const grantFromResponse = (r: TokenResponse): Omit<GrantInfo, "expiresAt"
   scopes: r.scopes,
   depth: r.depth,
   notAfter: r.notAfter,
+  budget: r.budget ? { ...r.budget } : null,
+  maxConcurrent: r.maxConcurrent ?? null,
 });
 
 export const grantFromSelf = ({ grant }: SelfResponse): Omit<GrantInfo, "expiresAt"> => ({
@@ -98,4 +120,24 @@ export const grantFromSelf = ({ grant }: SelfResponse): Omit<GrantInfo, "expires
   scopes: grant.scopes,
   depth: grant.depth,
   notAfter: grant.notAfter,
+  budget: grant.budget ? { ...grant.budget } : null,
+  maxConcurrent: grant.maxConcurrent,
 });
+
+/** `x-perishable-budget-left: usd=0.41, usd-limit=5, tokens=…, tokens-limit=…` → BudgetLeft. */
+export const parseBudgetLeft = (header: string | null): BudgetLeft | undefined => {
+  if (!header) return undefined;
+  const values = new Map<string, number>();
+  for (const part of header.split(",")) {
+    const [name, value] = part.split("=").map((s) => s.trim());
+    const n = Number(value);
+    if (name && Number.isFinite(n) && n >= 0) values.set(name, n);
+  }
+  const unit = (name: "usd" | "tokens") => {
+    const left = values.get(name);
+    const limit = values.get(`${name}-limit`);
+    return left === undefined || limit === undefined ? {} : { [name]: { left, limit } };
+  };
+  const parsed: BudgetLeft = { ...unit("usd"), ...unit("tokens") };
+  return parsed.usd || parsed.tokens ? parsed : undefined;
+};

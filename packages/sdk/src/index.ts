@@ -1,6 +1,8 @@
 export { redact } from "@perishable/protocol";
 export { isPerishableError, PerishableError, type SdkErrorCode } from "./errors.js";
 export type {
+  BudgetEvent,
+  BudgetLeft,
   ExpiredEvent,
   GrantInfo,
   RefreshedEvent,

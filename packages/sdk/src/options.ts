@@ -10,6 +10,8 @@ export const DEFAULTS = Object.freeze({
   jitter: 0.1,
   backoff: Object.freeze({ minMs: 250, maxMs: 5_000 }),
   upstreams: Object.freeze({ openai: "openai", anthropic: "anthropic" }),
+  /** The `budget` event fires when less than this fraction of a budget is left. */
+  budgetWarning: 0.2,
 });
 
 /** A credential: a string, or a function that returns one (re-read on each use: rotating files). */
@@ -28,6 +30,8 @@ export interface SessionOptions {
   /** The clock (epoch ms). */
   readonly now?: () => number;
   readonly random?: () => number;
+  /** Emit `budget` when less than this fraction of a budget is left (default 0.2). */
+  readonly budgetWarning?: number;
 }
 
 export interface ConnectOptions extends SessionOptions {
@@ -41,6 +45,10 @@ export interface ConnectOptions extends SessionOptions {
   /** Seconds until the grant's end (notAfter). */
   readonly lifetime?: number;
   readonly maxUses?: number;
+  /** What the grant and everything it delegates may spend: dollars, tokens, or both. */
+  readonly budget?: { readonly usd?: number; readonly tokens?: number };
+  /** Requests in flight at once (its sub-agents' included). */
+  readonly maxConcurrent?: number;
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
@@ -53,6 +61,7 @@ export interface ResolvedSessionOptions {
   readonly backoff: { readonly minMs: number; readonly maxMs: number };
   readonly now: () => number;
   readonly random: () => number;
+  readonly budgetWarning: number;
 }
 
 /** Checks options once; misuse is a TypeError here, never a runtime failure later. */
@@ -81,7 +90,11 @@ export const resolveSessionOptions = (options: SessionOptions): ResolvedSessionO
   const backoff = options.backoff ?? DEFAULTS.backoff;
   if (!(backoff.minMs > 0 && backoff.maxMs >= backoff.minMs))
     throw new TypeError("backoff needs 0 < minMs <= maxMs");
+  const budgetWarning = options.budgetWarning ?? DEFAULTS.budgetWarning;
+  if (!(budgetWarning >= 0 && budgetWarning <= 1))
+    throw new TypeError("budgetWarning must be between 0 and 1");
   return Object.freeze({
+    budgetWarning,
     broker,
     fetch: fetchImpl,
     timeoutMs,
@@ -102,6 +115,8 @@ export const issueRequest = (options: ConnectOptions | DelegateOptions): IssueTo
     task: options.task,
     lifetime: options.lifetime,
     maxUses: options.maxUses,
+    budget: options.budget === undefined ? undefined : { ...options.budget },
+    maxConcurrent: options.maxConcurrent,
     metadata: options.metadata === undefined ? undefined : { ...options.metadata },
   };
   const parsed = IssueTokenRequest.safeParse(
@@ -134,5 +149,8 @@ export interface DelegateOptions {
   readonly task?: string;
   readonly lifetime?: number;
   readonly maxUses?: number;
+  /** A slice of this session's budget: at most what its lineage has left. */
+  readonly budget?: { readonly usd?: number; readonly tokens?: number };
+  readonly maxConcurrent?: number;
   readonly metadata?: Readonly<Record<string, string>>;
 }

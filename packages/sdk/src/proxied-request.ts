@@ -1,6 +1,9 @@
 import { errorEnvelope, REQUEST_ID_HEADER, readError } from "@perishable/protocol";
 import { PerishableError } from "./errors.js";
 
+/** What the broker says a budgeted lineage has left, on each proxied answer. */
+export const BUDGET_LEFT_HEADER = "x-perishable-budget-left";
+
 /** The request id of an answer the session gave itself, without asking the broker. */
 const LOCAL_REQUEST_ID = "local";
 

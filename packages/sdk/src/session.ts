@@ -2,11 +2,13 @@ import type { TokenResponse } from "@perishable/protocol";
 import { EventEmitter } from "eventemitter3";
 import { isPerishableError, PerishableError } from "./errors.js";
 import {
+  type BudgetLeft,
   type GrantInfo,
   grantFromResponse,
   grantFromSelf,
   heldFromResponse,
   heldFromSelf,
+  parseBudgetLeft,
   type SessionEvents,
 } from "./grant-info.js";
 import {
@@ -25,7 +27,7 @@ import {
   resolveSessionOptions,
   type SessionOptions,
 } from "./options.js";
-import { localError, peekDenial, replayable, withToken } from "./proxied-request.js";
+import { BUDGET_LEFT_HEADER, localError, peekDenial, replayable, withToken } from "./proxied-request.js";
 import { type HeldToken, type KeeperState, TokenKeeper } from "./refresh/keeper.js";
 import { BrokerClient } from "./transport/broker-client.js";
 
@@ -46,6 +48,8 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly #client: BrokerClient;
   readonly #keeper: TokenKeeper;
   readonly #grant: Omit<GrantInfo, "expiresAt">;
+  #budgetLeft: BudgetLeft | undefined;
+  readonly #warned = new Set<"usd" | "tokens">();
   readonly #children = new Set<Session>();
 
   /** @internal Use `connect()`, `fromToken()` or `session.delegate()`. */
@@ -100,6 +104,11 @@ export class Session extends EventEmitter<SessionEvents> {
     return Object.freeze({ ...this.#grant, expiresAt: this.#keeper.current.expiresAtIso });
   }
 
+  /** What the lineage had left after the last proxied answer that said (budgeted lineages only). */
+  get budgetLeft(): BudgetLeft | undefined {
+    return this.#budgetLeft;
+  }
+
   /** `live`, or why not: `expired`, `revoked`, `closed`. */
   get state(): KeeperState {
     return this.#keeper.state;
@@ -126,6 +135,7 @@ export class Session extends EventEmitter<SessionEvents> {
     const held = this.#keeper.usable();
     if (held instanceof PerishableError) return localError(held);
     let response = await this.#o.fetch(url, withToken(request, held.token));
+    this.#noteBudget(response);
     if (response.status !== 401) return response;
     const denial = await peekDenial(response);
     if (denial?.code === "token_revoked") {
@@ -200,6 +210,23 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#children.clear();
     this.#keeper.close();
     this.removeAllListeners();
+  }
+
+  /** Reads x-perishable-budget-left and emits `budget` when a unit falls below the warning fraction. */
+  #noteBudget(response: Response): void {
+    const left = parseBudgetLeft(response.headers.get(BUDGET_LEFT_HEADER));
+    if (!left) return;
+    this.#budgetLeft = left;
+    for (const unit of ["usd", "tokens"] as const) {
+      const u = left[unit];
+      if (!u || u.limit <= 0) continue;
+      const fraction = u.left / u.limit;
+      const below = fraction < this.#o.budgetWarning;
+      if (below && !this.#warned.has(unit))
+        this.emit("budget", { grant: this.grant, unit, left: u.left, limit: u.limit, fraction });
+      if (below) this.#warned.add(unit);
+      else this.#warned.delete(unit);
+    }
   }
 
   #revokeTree(error: PerishableError | undefined): void {

@@ -62,6 +62,21 @@ export const devConfig = (input: DevConfigInput): ConfigInput => ({
     },
   ],
   admins: [{ name: "secops", key: input.adminKey }],
+  // USD per million tokens (list prices as of writing; check your provider's): what budgets charge.
+  prices: {
+    openai: {
+      "gpt-4o-mini": { input: 0.15, output: 0.6, cached_input: 0.075 },
+      "gpt-4.1-mini*": { input: 0.4, output: 1.6, cached_input: 0.1 },
+      "gpt-4.1*": { input: 2, output: 8, cached_input: 0.5 },
+      "gpt-5*": { input: 1.25, output: 10, cached_input: 0.125 },
+      "o4-mini": { input: 1.1, output: 4.4, cached_input: 0.275 },
+      "text-embedding-3-small": { input: 0.02, output: 0 },
+    },
+    anthropic: {
+      "claude-*haiku*": { input: 0.8, output: 4, cache_write: 1, cached_input: 0.08, max_output: 8192 },
+      "claude-*": { input: 3, output: 15, cache_write: 3.75, cached_input: 0.3, max_output: 8192 },
+    },
+  },
   audit: { stream_max_len: 100_000 },
   log: { level: "warn" },
 });
