@@ -80,8 +80,7 @@ export const inputTokenBound = (body: Record<string, unknown>, bytes: number): n
       if (typeof type === "string" && type !== "function" && type !== "custom") serverTools += 1;
     }
   }
-  if (referencesOutside(body.messages) || referencesOutside(body.input) || referencesOutside(body.system))
-    return undefined;
+  if (scanParts([body.messages, body.input, body.system]).outside) return undefined;
   return bytes + FIXED_OVERHEAD + serverTools * PER_SERVER_TOOL;
 };
 
@@ -96,12 +95,22 @@ const OUTSIDE_TYPES = new Set([
   "input_audio",
 ]);
 
-const referencesOutside = (value: unknown, depth = 0): boolean => {
-  if (depth > 8 || value === null || typeof value !== "object") return false;
-  if (Array.isArray(value)) return value.some((v) => referencesOutside(v, depth + 1));
-  const part = value as Record<string, unknown>;
-  if (typeof part.type === "string" && OUTSIDE_TYPES.has(part.type)) return true;
-  return Object.values(part).some((v) => referencesOutside(v, depth + 1));
+/** What a body's content parts hold: something fetched from outside, a cache breakpoint (Anthropic). */
+const scanParts = (values: readonly unknown[]): { outside: boolean; cacheControl: boolean } => {
+  const found = { outside: false, cacheControl: false };
+  const walk = (value: unknown, depth: number): void => {
+    if (depth > 8 || value === null || typeof value !== "object" || found.outside) return;
+    if (Array.isArray(value)) {
+      for (const v of value) walk(v, depth + 1);
+      return;
+    }
+    const part = value as Record<string, unknown>;
+    if (typeof part.type === "string" && OUTSIDE_TYPES.has(part.type)) found.outside = true;
+    if (part.cache_control !== undefined) found.cacheControl = true;
+    for (const v of Object.values(part)) walk(v, depth + 1);
+  };
+  for (const value of values) walk(value, 0);
+  return found;
 };
 
 /** The endpoints a budget can price: what each one's output limit is, and whether it embeds. */
@@ -159,7 +168,9 @@ export const worstCase = (
       };
     output = limit * choicesOf(body);
   }
-  const inputPrice = Math.max(price.input, price.cachedInput, price.cacheWrite);
+  // Cache writes (dearer than input) happen only where the body sets a cache breakpoint.
+  const writesCache = scanParts([body.messages, body.system, body.tools]).cacheControl;
+  const inputPrice = Math.max(price.input, price.cachedInput, writesCache ? price.cacheWrite : 0);
   return {
     ok: true,
     worst: { usd: Math.ceil(input * inputPrice + output * price.output), tokens: input + output },
