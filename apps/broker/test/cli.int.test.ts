@@ -178,13 +178,23 @@ describe("operator commands against a running broker", () => {
         "60",
         "--agent",
         "cli-agent",
+        "--budget-usd",
+        "2.5",
+        "--max-concurrent",
+        "3",
         "--json",
       ],
       env,
     );
     expect(issued.code).toBe(0);
     const root = JSON.parse(issued.stdout) as TokenResponse;
-    expect(root).toMatchObject({ agent: "cli-agent", scopes: ["models:read", "llm:embed"] });
+    expect(root).toMatchObject({
+      agent: "cli-agent",
+      scopes: ["models:read", "llm:embed"],
+      budget: { usd: 2.5 },
+      maxConcurrent: 3,
+    });
+    expect((await run(["token", "issue", "--scope", "models:read", "--budget-usd", "-1"], env)).code).toBe(2);
     const human = await run(["token", "issue", "--scope", "models:read"], env);
     expect(human.stdout).toMatch(/^FIELD\s+VALUE\ntoken\s+prs_/);
 
@@ -199,9 +209,11 @@ describe("operator commands against a running broker", () => {
     const ls = await run(["grants", "ls", "--agent", "cli-agent"], env);
     expect(ls.code).toBe(0);
     expect(ls.stdout.split("\n")[0]).toMatch(
-      /^GRANT\s+AGENT\s+SCOPES\s+DEPTH\s+STATUS\s+TOKEN EXPIRES\s+ENDS$/,
+      /^GRANT\s+AGENT\s+SCOPES\s+DEPTH\s+STATUS\s+TOKEN EXPIRES\s+ENDS\s+SPEND$/,
     );
     expect(ls.stdout).toContain(`${root.grantId}  cli-agent  models:read,llm:embed  0      live`);
+    // The child's call is the root's spend too: free here, one slot taken and given back.
+    expect(ls.stdout).toMatch(/\$0 \/ \$2\.5 · 0 \/ 3 in flight/);
     const lsJson = JSON.parse(
       (await run(["grants", "ls", "--root", root.grantId, "--json"], env)).stdout,
     ) as { grants: unknown[] };
@@ -211,6 +223,7 @@ describe("operator commands against a running broker", () => {
     expect(tree.code).toBe(0);
     const lines = tree.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(new RegExp(`^${root.grantId}  cli-agent  \\[models:read, llm:embed\\]  live`));
+    expect(lines[0]).toContain("spent $0 / $2.5 · 0 / 3 in flight");
     expect(lines[1]).toMatch(new RegExp(`^└── ${child.grantId}  cli-child  \\[models:read\\]  live.*◀$`));
 
     const tail = await run(["audit", "tail", "--grant", child.grantId], env);

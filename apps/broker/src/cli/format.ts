@@ -40,15 +40,44 @@ export const grantRow = (g: AdminGrantView, now = Date.now()): string[] => [
   g.status,
   g.status === "live" ? relative(g.tokenExpiresAt, now) : "-",
   relative(g.notAfter, now),
+  spendText(g.spend),
 ];
 
-export const GRANT_HEADER = ["GRANT", "AGENT", "SCOPES", "DEPTH", "STATUS", "TOKEN EXPIRES", "ENDS"] as const;
+export const GRANT_HEADER = [
+  "GRANT",
+  "AGENT",
+  "SCOPES",
+  "DEPTH",
+  "STATUS",
+  "TOKEN EXPIRES",
+  "ENDS",
+  "SPEND",
+] as const;
+
+/** `$0.0123 / $5 (+$0.002 held) · 3 in flight`, or "-" for a lineage without budgets or slots. */
+export const spendText = (spend: AdminGrantView["spend"]): string => {
+  if (!spend) return "-";
+  const usd = (n: number) => `$${Number(n.toFixed(6))}`;
+  const parts: string[] = [];
+  const { usd: u, tokens: t } = spend;
+  parts.push(
+    `${usd(u.spent)}${u.limit === null ? "" : ` / ${usd(u.limit)}`}${u.reserved > 0 ? ` (+${usd(u.reserved)} held)` : ""}`,
+  );
+  if (t.limit !== null || t.spent > 0)
+    parts.push(`${t.spent}${t.limit === null ? "" : ` / ${t.limit}`} tokens`);
+  if (spend.maxConcurrent !== null || spend.inFlight > 0)
+    parts.push(
+      `${spend.inFlight}${spend.maxConcurrent === null ? "" : ` / ${spend.maxConcurrent}`} in flight`,
+    );
+  return parts.join(" · ");
+};
 
 const describeGrant = (g: AdminGrantView, now: number): string => {
   const state = g.status === "live" ? `live, token expires ${relative(g.tokenExpiresAt, now)}` : g.status;
   const identity =
     g.depth === 0 && g.identity ? `  (identity ${g.identity.subject} from ${g.identity.issuer})` : "";
-  return `${g.grantId}  ${g.agent}  [${g.scopes.join(", ")}]  ${state}${identity}`;
+  const spend = g.spend ? `  spent ${spendText(g.spend)}` : "";
+  return `${g.grantId}  ${g.agent}  [${g.scopes.join(", ")}]  ${state}${spend}${identity}`;
 };
 
 /**

@@ -20,6 +20,11 @@ const positiveInt = (value: string): number => {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("a positive whole number");
   return n;
 };
+const dollars = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError("an amount of US dollars, e.g. 2.50");
+  return n;
+};
 const isoTime = (value: string): string => {
   if (Number.isNaN(Date.parse(value)))
     throw new InvalidArgumentError("an ISO-8601 time, e.g. 2026-11-22T10:00:00Z");
@@ -69,6 +74,9 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
     .option("--agent <name>", "agent name")
     .option("--task <task>", "task label")
     .option("--max-uses <n>", "proxied calls allowed", positiveInt)
+    .option("--budget-usd <dollars>", "what the grant and its sub-agents may spend, in US dollars", dollars)
+    .option("--budget-tokens <n>", "…or in tokens (input + output)", positiveInt)
+    .option("--max-concurrent <n>", "requests in flight at once", positiveInt)
     .addOption(urlOption(env))
     .addOption(jsonOption)
     .action(
@@ -79,9 +87,16 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
         agent?: string;
         task?: string;
         maxUses?: number;
+        budgetUsd?: number;
+        budgetTokens?: number;
+        maxConcurrent?: number;
         url: string;
         json?: boolean;
       }) => {
+        const budget = {
+          ...(o.budgetUsd === undefined ? {} : { usd: o.budgetUsd }),
+          ...(o.budgetTokens === undefined ? {} : { tokens: o.budgetTokens }),
+        };
         const issued = await apiClient(o.url, keyFromEnv(env, "PERISHABLE_ISSUER_KEY")).send(
           "POST",
           "/v1/tokens",
@@ -93,6 +108,8 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
             ...(o.agent ? { agent: o.agent } : {}),
             ...(o.task ? { task: o.task } : {}),
             ...(o.maxUses ? { maxUses: o.maxUses } : {}),
+            ...(Object.keys(budget).length > 0 ? { budget } : {}),
+            ...(o.maxConcurrent ? { maxConcurrent: o.maxConcurrent } : {}),
           },
         );
         print(!!o.json, issued, () =>
@@ -104,6 +121,20 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
               ["grant", issued.grantId],
               ["agent", issued.agent],
               ["scopes", issued.scopes.join(", ")],
+              ...(issued.budget
+                ? [
+                    [
+                      "budget",
+                      [
+                        issued.budget.usd === undefined ? "" : `$${issued.budget.usd}`,
+                        issued.budget.tokens === undefined ? "" : `${issued.budget.tokens} tokens`,
+                      ]
+                        .filter(Boolean)
+                        .join(", "),
+                    ],
+                  ]
+                : []),
+              ...(issued.maxConcurrent ? [["max concurrent", String(issued.maxConcurrent)]] : []),
               ["expires", `${issued.expiresAt} (${relative(issued.expiresAt)})`],
               ["not after", `${issued.notAfter} (${relative(issued.notAfter)})`],
             ],
