@@ -43,7 +43,8 @@ beforeAll(async () => {
   redis = await isolatedRedis(inject("redisUrl"), "console");
   dev = await startDevBroker({ redis: { url: inject("redisUrl"), prefix: redis.prefix } });
   // A delegation tree made through the SDK: planner → researcher → reader, and planner → writer.
-  planner = await open({ agent: "planner" });
+  // The planner's lineage has a budget: what the researcher spends is the planner's spend too.
+  planner = await open({ agent: "planner", budget: { usd: 5 } });
   researcher = await planner.delegate({ scopes: ["llm:complete", "models:read"], agent: "researcher" });
   reader = await researcher.delegate({ scopes: ["models:read"], agent: "reader" });
   writer = await planner.delegate({ scopes: ["llm:complete"], agent: "writer" });
@@ -93,6 +94,13 @@ describe("the operator console", () => {
     await expect
       .poll(() => page.locator(`[data-grant="${writer.grant.grantId}"] .time`).textContent())
       .toMatch(/\d+ h/);
+    // Spend against the budget on each grant of the lineage, and the lineage among the top spenders.
+    await expect
+      .poll(() => page.locator(`[data-grant="${planner.grant.grantId}"] .spend`).textContent())
+      .toMatch(/^\$0\.0\d+ \/ \$5$/);
+    await expect
+      .poll(() => page.getByRole("region", { name: "Top spenders" }).textContent())
+      .toMatch(/planner.*of \$5/);
     await shot("grants");
     await page.setViewportSize({ width: 1280, height: 720 });
     await shot("grants-laptop");
@@ -209,6 +217,9 @@ describe("the operator console", () => {
     await expect
       .poll(() => page.getByRole("region", { name: "Broker overhead" }).textContent())
       .toMatch(/p50 [\d.]+ ms/);
+    await expect
+      .poll(() => page.getByRole("region", { name: "Spend per minute" }).textContent())
+      .toMatch(/\$0\.0\d+ charged on this node/);
     await shot("health");
   });
 

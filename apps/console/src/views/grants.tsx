@@ -2,6 +2,7 @@ import type { AdminGrantView, AuditPage, GrantDetail } from "@perishable/protoco
 import { useMemo, useState } from "preact/hooks";
 import { type Api, ApiError } from "../lib/api.js";
 import { usePolling } from "../lib/poll.js";
+import { spendLine, topSpenders, usd, used } from "../lib/spend.js";
 import { duration, shortId } from "../lib/time.js";
 import { Confirm } from "./confirm.js";
 import { TextField } from "./fields.js";
@@ -84,6 +85,7 @@ export const GrantsView = ({ api, onAuthError }: Props) => {
           {trees.length === 1 ? "" : "s"}
           {more && " (the first 1,000 of more: find by id, or narrow with the CLI's grants ls)"}
         </p>
+        <TopSpenders grants={visible} onSelect={setSelected} />
         <ul class="trees" aria-label="Grants by lineage">
           {trees.map((root) => (
             <Node key={root.grant.grantId} node={root} now={now} selected={selected} onSelect={setSelected} />
@@ -98,6 +100,33 @@ export const GrantsView = ({ api, onAuthError }: Props) => {
         )}
       </section>
     </div>
+  );
+};
+
+/** The lineages that spent the most, with their roots' spend: a click selects the root. */
+const TopSpenders = ({
+  grants,
+  onSelect,
+}: {
+  grants: readonly AdminGrantView[];
+  onSelect: (id: string) => void;
+}) => {
+  const top = topSpenders(grants);
+  if (top.length === 0) return null;
+  return (
+    <section class="top-spenders" aria-labelledby="h-top">
+      <h3 id="h-top">Top spenders</h3>
+      <ol>
+        {top.map((g) => (
+          <li key={g.grantId}>
+            <button type="button" class="link" onClick={() => onSelect(g.grantId)}>
+              {g.agent} <code>{shortId(g.grantId)}</code>
+            </button>{" "}
+            {spendLine(g.spend)}
+          </li>
+        ))}
+      </ol>
+    </section>
   );
 };
 
@@ -155,6 +184,12 @@ const Node = ({
             </span>
           ))}
         </span>
+        {g.spend && (
+          <span class="spend" title={spendLine(g.spend) ?? ""}>
+            {usd(g.spend.usd.spent)}
+            {g.spend.usd.limit !== null && <span class="of"> / {usd(g.spend.usd.limit)}</span>}
+          </span>
+        )}
         <span class="time" title={`grant ends in ${duration(left)}; token expires in ${duration(tokenLeft)}`}>
           <span class="bar">
             <span class="fill" style={{ width: `${life > 0 ? Math.min(100, (left / life) * 100) : 0}%` }} />
@@ -218,6 +253,19 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
         </dd>
         <dt>token expires</dt>
         <dd>{g.tokenExpiresAt ? `in ${duration(Date.parse(g.tokenExpiresAt) - now)}` : "-"}</dd>
+        {g.spend && (
+          <>
+            <dt>spend</dt>
+            <dd>
+              {spendLine(g.spend)}
+              {used(g.spend) !== null && (
+                <span class="bar" title={`${Math.round(used(g.spend)! * 100)} % of the budget`}>
+                  <span class="fill" style={{ width: `${used(g.spend)! * 100}%` }} />
+                </span>
+              )}
+            </dd>
+          </>
+        )}
         {g.maxUses !== null && (
           <>
             <dt>uses</dt>

@@ -9,19 +9,22 @@ const POINTS = 60;
 export const HealthView = ({ api }: { api: Api }) => {
   const [samples, setSamples] = useState<Sample[]>([]);
   const [rates, setRates] = useState<number[]>([]);
-  const last = useRef<{ at: number; total: number } | undefined>(undefined);
+  const [spendRates, setSpendRates] = useState<number[]>([]);
+  const last = useRef<{ at: number; total: number; spent: number } | undefined>(undefined);
   usePolling(
     async (alive) => {
       const parsed = parseMetrics(await api.metrics());
       if (!alive()) return;
       const total = sum(parsed, "perishable_proxy_requests_total");
+      const spent = sum(parsed, "perishable_spend_usd_total");
       const at = performance.now();
       const before = last.current;
       if (before) {
-        const rate = Math.max(0, (total - before.total) / ((at - before.at) / 1000));
-        setRates((old) => [...old, rate].slice(-POINTS));
+        const seconds = (at - before.at) / 1000;
+        setRates((old) => [...old, Math.max(0, (total - before.total) / seconds)].slice(-POINTS));
+        setSpendRates((old) => [...old, Math.max(0, ((spent - before.spent) / seconds) * 60)].slice(-POINTS));
       }
-      last.current = { at, total };
+      last.current = { at, total, spent };
       setSamples(parsed);
     },
     2000,
@@ -51,8 +54,16 @@ export const HealthView = ({ api }: { api: Api }) => {
       <section class="panel" aria-labelledby="h-rps">
         <h2 id="h-rps">Requests per second</h2>
         <p class="big">{rates.length ? rates.at(-1)!.toFixed(1) : "measuring…"}</p>
-        <Sparkline values={rates} />
+        <Sparkline values={rates} label="requests per second" />
         <p class="hint">{live} grants hold a live token</p>
+      </section>
+      <section class="panel" aria-labelledby="h-spend">
+        <h2 id="h-spend">Spend per minute</h2>
+        <p class="big">{spendRates.length ? `$${spendRates.at(-1)!.toFixed(4)}` : "measuring…"}</p>
+        <Sparkline values={spendRates} label="US dollars a minute" />
+        <p class="hint">
+          ${sum(samples, "perishable_spend_usd_total").toFixed(4)} charged on this node since it started
+        </p>
       </section>
       <section class="panel" aria-labelledby="h-denials">
         <h2 id="h-denials">Denials by code</h2>
@@ -74,7 +85,7 @@ export const HealthView = ({ api }: { api: Api }) => {
   );
 };
 
-const Sparkline = ({ values }: { values: number[] }) => {
+const Sparkline = ({ values, label }: { values: number[]; label: string }) => {
   const max = Math.max(1, ...values);
   const points = values
     .map((v, i) => `${(i / Math.max(1, POINTS - 1)) * 300},${60 - (v / max) * 56}`)
@@ -84,7 +95,7 @@ const Sparkline = ({ values }: { values: number[] }) => {
       class="spark"
       viewBox="0 0 300 60"
       role="img"
-      aria-label={`requests per second over the last ${values.length * 2} seconds`}
+      aria-label={`${label} over the last ${values.length * 2} seconds`}
     >
       <polyline points={points} fill="none" stroke="currentColor" stroke-width="2" />
     </svg>
