@@ -33,6 +33,7 @@ class HoldAll {
 // $1 per million input tokens and $2 per million output: 1,000 and 2,000 nano-dollars a token.
 const budgeted = (doc: ConfigInput) => {
   doc.prices = {
+    anthropic: { "claude-*": { input: 3, output: 15 } },
     openai: { "gpt-4o-mini": { input: 1, output: 2 }, "gpt-4.1-*": { input: 2, output: 8, max_output: 50 } },
   };
   doc.budgets = { lease: 2 };
@@ -158,6 +159,39 @@ describe("budgets on two broker nodes sharing one Redis", () => {
         .map((e) => e.cost?.basis)
         .sort(),
     ).toEqual(["reservation", "usage"]);
+  });
+
+  it("charges an Anthropic stream its usage without asking for it, beside chat on the same budget", async () => {
+    const { token, grantId } = await a.issue({
+      scopes: ["claude:messages", "llm:complete"],
+      budget: { usd: 1 },
+    });
+    const stream = await a.call("/proxy/anthropic/v1/messages", token, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "claude-sonnet-4-5",
+        max_tokens: 100,
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    expect(stream.status).toBe(200);
+    const events = await stream.text();
+    // Anthropic streams its usage unasked: nothing was added to the request or the answer.
+    expect(JSON.parse(a.mock.requests.at(-1)!.body).stream_options).toBeUndefined();
+    expect(events).toContain("message_delta");
+    await until(async () => (await spendOf(a, grantId)).inFlight === 0);
+    // 9 input tokens at $3/M, 5 output at $15/M.
+    expect((await spendOf(a, grantId)).usd.spent).toBeCloseTo(9 * 3e-6 + 5 * 15e-6, 12);
+    const chatted = await a.call("/proxy/openai/v1/chat/completions", token, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chat(),
+    });
+    await chatted.text();
+    await until(async () => (await spendOf(a, grantId)).inFlight === 0);
+    expect((await spendOf(a, grantId)).usd.spent).toBeCloseTo(9 * 3e-6 + 5 * 15e-6 + 21e-6, 12);
   });
 
   it("pools a lineage: a child draws on its parent's budget, and can be handed no more than is left", async () => {
