@@ -27,7 +27,7 @@ const PROXY_CPU = 0;
 const REST_CPU = 1;
 
 interface Peer {
-  readonly name: "direct" | "node floor" | "broker";
+  readonly name: "direct" | "node floor" | "broker" | "broker, budgeted";
   readonly url: string;
   readonly credential: string;
   /** The process whose CPU a request costs (none for direct). */
@@ -199,6 +199,8 @@ export const proxyBench = async (
         },
       ],
       admins: [{ name: "secops", key: KEYS.admin }],
+      // Priced, so a budgeted token's calls reserve and settle; an unbudgeted one's are only costed.
+      prices: { openai: { "gpt-4o-mini": { input: 0.15, output: 0.6, max_output: 1_000 } } },
       log: { level: "warn" },
     };
     const file = join(mkdtempSync(join(tmpdir(), "perishable-bench-")), "perishable.yaml");
@@ -232,6 +234,19 @@ export const proxyBench = async (
       })
     ).json()) as { token: string };
 
+    const budgeted = (await (
+      await fetch(`${brokerUrl}/v1/tokens`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEYS.issuer}`, "content-type": "application/json" },
+        body: JSON.stringify({ scopes: ["llm:complete"], ttl: 3600, budget: { usd: 100_000 } }),
+      })
+    ).json()) as { token: string };
+    const budgetPeer: Peer = {
+      name: "broker, budgeted",
+      url: `${brokerUrl}/proxy/openai/v1/chat/completions`,
+      credential: budgeted.token,
+      proc: broker,
+    };
     const peers: Peer[] = [
       { name: "direct", url: `${mockUrl}/v1/chat/completions`, credential: UPSTREAM_KEY, proc: undefined },
       {
@@ -249,7 +264,7 @@ export const proxyBench = async (
     ];
     const rssLaunch = broker.rssBytes();
     // Warm up every peer at the load it will see (JIT, pools, scripts, heap sized for the load).
-    for (const peer of peers) load(peer, 32, 4);
+    for (const peer of [...peers, budgetPeer]) load(peer, 32, 4);
     const heapUsed = async () =>
       Number(
         /^perishable_nodejs_heap_size_used_bytes (\d+)/m.exec(
@@ -259,14 +274,14 @@ export const proxyBench = async (
     const rssStart = broker.rssBytes();
     const heapStart = await heapUsed();
 
-    const wide = new Map<string, Run[]>(peers.map((p) => [p.name, []]));
+    const wide = new Map<string, Run[]>([...peers, budgetPeer].map((p) => [p.name, []]));
     const single = new Map<string, { p50: number; p99: number }[]>(peers.map((p) => [p.name, []]));
     const streams = new Map<string, { ttfb: number; total: number; events: number }[]>(
       peers.map((p) => [p.name, []]),
     );
     const streamErrors: string[] = [];
     for (let round = 0; round < rounds; round++) {
-      for (const peer of peers) wide.get(peer.name)!.push(load(peer, 32, seconds));
+      for (const peer of [...peers, budgetPeer]) wide.get(peer.name)!.push(load(peer, 32, seconds));
       for (const peer of peers) single.get(peer.name)!.push(latency(peer, Math.max(3, seconds / 2)));
       for (let i = 0; i < 10; i++) {
         for (const peer of peers) {
@@ -300,9 +315,31 @@ export const proxyBench = async (
         })
       ).body.text();
     await new Promise((resolve) => setTimeout(resolve, 200));
+    const roundTrips = sent.length / 50;
+    // The same with a budget: settlements (the tree's `fl` set) are batched off the request path.
+    sent.length = 0;
+    let settles = 0;
+    monitor.removeAllListeners("monitor");
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      const command = args[0]!.toLowerCase();
+      const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
+      if (source === "lua" || /:(rules|expiries|audit)$/.test(key ?? "")) return;
+      if (/\}:fl$/.test(key ?? "")) settles += 1;
+      else sent.push(command);
+    });
+    for (let i = 0; i < 50; i++)
+      await (
+        await request(budgetPeer.url, {
+          dispatcher: agent,
+          method: "POST",
+          headers: { authorization: `Bearer ${budgeted.token}`, "content-type": "application/json" },
+          body: BODY,
+        })
+      ).body.text();
+    await new Promise((resolve) => setTimeout(resolve, 200));
     monitor.disconnect();
     probe.disconnect();
-    const roundTrips = sent.length / 50;
+    const budgetRoundTrips = sent.length / 50;
 
     const med = (runs: Run[], key: keyof Run) =>
       percentile(
@@ -368,6 +405,22 @@ export const proxyBench = async (
           atMost(value("broker", "cpuPerRequestUs"), value("node floor", "cpuPerRequestUs"), 1, "≤ 1.0×"),
         ),
         row(
+          "CPU per request with a budget (µs; ratio: ÷ the broker without one)",
+          "-",
+          "-",
+          fmt(value("broker, budgeted", "cpuPerRequestUs"), 0),
+          ratio(value("broker, budgeted", "cpuPerRequestUs"), value("broker", "cpuPerRequestUs")),
+          "",
+        ),
+        row(
+          "Redis CPU per request with a budget (µs; ratio: ÷ without one)",
+          "-",
+          "-",
+          fmt(value("broker, budgeted", "redisCpuPerRequestUs"), 0),
+          ratio(value("broker, budgeted", "redisCpuPerRequestUs"), value("broker", "redisCpuPerRequestUs")),
+          "",
+        ),
+        row(
           "Redis CPU per request (µs; Redis shares the load generator's core)",
           "-",
           fmt(value("node floor", "redisCpuPerRequestUs"), 0),
@@ -430,6 +483,14 @@ export const proxyBench = async (
           fmt(roundTrips, 2),
           "",
           judged("1", roundTrips === 1),
+        ),
+        row(
+          "Redis round trips per budgeted request (+ settlements off the path, per request)",
+          "-",
+          "1",
+          `${fmt(budgetRoundTrips, 2)} (+${fmt(settles / 50, 2)})`,
+          "",
+          judged("1", budgetRoundTrips === 1),
         ),
         row(
           "broker RSS after warm-up → after the run",

@@ -57,7 +57,7 @@ export const rulesBench = async (
   try {
     const now = Date.now();
     const ref = await grantWithToken(store, now);
-    const candidates = [{ scope: "llm:complete", pass: true, limit: 0, windowMs: 0 }];
+    const candidates = [{ scope: "llm:complete", pass: true, limit: 0, windowMs: 0, worst: null }];
     let live = 0;
     for (const target of [0, 300, 10_000]) {
       for (; live < target; live++) {

@@ -80,6 +80,7 @@ const summarize = (config: BrokerConfig): string =>
     `  scopes     ${[...config.scopes.keys()].join(", ")}`,
     `  issuers    ${config.issuers.map((i) => `${i.name} (${i.kind === "oidc" ? `OIDC ${i.issuer}` : "key"}) [${[...i.scopes].join(", ")}]`).join(", ") || "none"}`,
     `  admins     ${config.admins.map((a) => a.name).join(", ") || "none"}`,
+    `  prices     ${[...config.prices].map(([u, p]) => `${u} (${p.map((x) => x.glob).join(", ")})`).join(", ") || "none (under a budget, model calls are refused)"}; budget lease ${config.budgets.leaseMs / 1000}s`,
     `  limits     default_ttl ${config.limits.defaultTtl / 1000}s, max_ttl ${config.limits.maxTtl / 1000}s, max_lifetime ${config.limits.maxLifetime / 1000}s, max_depth ${config.limits.maxDepth}`,
   ].join("\n");
 

@@ -72,6 +72,7 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly #requestChildren = new Map<string, Counter.Internal>();
+  readonly #spendChildren = new Map<string, [Counter.Internal, Counter.Internal]>();
   readonly #denialChildren = new Map<string, Counter.Internal>();
   readonly #latencyChildren = new Map<string, Histogram.Internal<"upstream">>();
 
@@ -117,8 +118,14 @@ export class Metrics {
 
   /** A charge, labelled by the price entry (bounded by the config), never by the model the body named. */
   spend(upstream: string, price: string, usd: number, tokens: number): void {
-    if (usd > 0) this.spendUsd.labels(upstream, price).inc(usd);
-    if (tokens > 0) this.spendTokens.labels(upstream, price).inc(tokens);
+    const key = `${upstream}\0${price}`;
+    let children = this.#spendChildren.get(key);
+    if (!children) {
+      children = [this.spendUsd.labels(upstream, price), this.spendTokens.labels(upstream, price)];
+      this.#spendChildren.set(key, children);
+    }
+    if (usd > 0) children[0].inc(usd);
+    if (tokens > 0) children[1].inc(tokens);
   }
 
   request(upstream: string, status: number): void {

@@ -71,7 +71,11 @@ const PER_SERVER_TOOL = 2_048;
  * file by URL or id, an earlier response or conversation by id) is not bounded by the body: then
  * only the model's context window is.
  */
-export const inputTokenBound = (body: Record<string, unknown>, bytes: number): number | undefined => {
+export const inputTokenBound = (
+  body: Record<string, unknown>,
+  bytes: number,
+  parts = scanParts(body),
+): number | undefined => {
   if (typeof body.previous_response_id === "string" || body.conversation !== undefined) return undefined;
   let serverTools = 0;
   if (Array.isArray(body.tools)) {
@@ -80,7 +84,7 @@ export const inputTokenBound = (body: Record<string, unknown>, bytes: number): n
       if (typeof type === "string" && type !== "function" && type !== "custom") serverTools += 1;
     }
   }
-  if (scanParts([body.messages, body.input, body.system]).outside) return undefined;
+  if (parts.outside) return undefined;
   return bytes + FIXED_OVERHEAD + serverTools * PER_SERVER_TOOL;
 };
 
@@ -95,8 +99,11 @@ const OUTSIDE_TYPES = new Set([
   "input_audio",
 ]);
 
-/** What a body's content parts hold: something fetched from outside, a cache breakpoint (Anthropic). */
-const scanParts = (values: readonly unknown[]): { outside: boolean; cacheControl: boolean } => {
+/**
+ * What a body's content holds: a part the provider fetches from outside (in the messages, input
+ * or system prompt), a cache breakpoint (Anthropic's `cache_control`, there or on a tool).
+ */
+const scanParts = (body: Record<string, unknown>): { outside: boolean; cacheControl: boolean } => {
   const found = { outside: false, cacheControl: false };
   const walk = (value: unknown, depth: number): void => {
     if (depth > 8 || value === null || typeof value !== "object" || found.outside) return;
@@ -109,7 +116,9 @@ const scanParts = (values: readonly unknown[]): { outside: boolean; cacheControl
     if (part.cache_control !== undefined) found.cacheControl = true;
     for (const v of Object.values(part)) walk(v, depth + 1);
   };
-  for (const value of values) walk(value, 0);
+  for (const value of [body.messages, body.input, body.system]) walk(value, 0);
+  if (Array.isArray(body.tools) && body.tools.some((t) => (t as { cache_control?: unknown })?.cache_control))
+    found.cacheControl = true;
   return found;
 };
 
@@ -146,7 +155,8 @@ export const worstCase = (
       ok: false,
       why: `model ${JSON.stringify(redact(model.slice(0, 100)))} has no price for upstream ${upstream}, so a budget cannot cover it`,
     };
-  const fromBody = inputTokenBound(body, bytes);
+  const parts = scanParts(body);
+  const fromBody = inputTokenBound(body, bytes, parts);
   const input =
     fromBody === undefined
       ? price.context
@@ -169,7 +179,7 @@ export const worstCase = (
     output = limit * choicesOf(body);
   }
   // Cache writes (dearer than input) happen only where the body sets a cache breakpoint.
-  const writesCache = scanParts([body.messages, body.system, body.tools]).cacheControl;
+  const writesCache = parts.cacheControl;
   const inputPrice = Math.max(price.input, price.cachedInput, writesCache ? price.cacheWrite : 0);
   return {
     ok: true,
