@@ -68,26 +68,8 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     },
   });
 
-  const audit = new AuditLog({
-    store,
-    file: config.audit.file,
-    maxBuffer: config.audit.buffer,
-    anonymousPerSecond: config.audit.anonymousPerSecond,
-    onError: (message, error) => app.log.warn({ err: summary(error) }, message),
-  });
-  const metrics = new Metrics({
-    auditBacklog: () => audit.stats.pending,
-    auditDropped: () => audit.stats.dropped,
-    auditSuppressed: () => audit.stats.suppressed,
-    liveGrants: () => store.countLiveGrants(now()),
-  });
-  const expiry = new ExpiryWatcher({ store, audit, now });
-  const flights = new FlightLedger({
-    store,
-    leaseMs: config.budgets.leaseMs,
-    now,
-    onError: (message, error) => app.log.warn({ err: summary(error) }, message),
-  });
+  const warn = (message: string, error: unknown) => app.log.warn({ err: summary(error) }, message);
+  const { audit, metrics, expiry, flights } = backgroundWork(config, store, now, warn);
   const pools = new UpstreamPools(config.upstreams.values());
   const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
   const ctx: TokenContext = { config, store, hasher, audit, metrics, now };
@@ -132,6 +114,31 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       await audit.close();
     },
   };
+};
+
+/** What runs beside the requests: the audit trail, metrics, the expiry watcher, the flight ledger. */
+const backgroundWork = (
+  config: BrokerConfig,
+  store: Store,
+  now: () => number,
+  warn: (message: string, error: unknown) => void,
+) => {
+  const audit = new AuditLog({
+    store,
+    file: config.audit.file,
+    maxBuffer: config.audit.buffer,
+    anonymousPerSecond: config.audit.anonymousPerSecond,
+    onError: warn,
+  });
+  const metrics = new Metrics({
+    auditBacklog: () => audit.stats.pending,
+    auditDropped: () => audit.stats.dropped,
+    auditSuppressed: () => audit.stats.suppressed,
+    liveGrants: () => store.countLiveGrants(now()),
+  });
+  const expiry = new ExpiryWatcher({ store, audit, now });
+  const flights = new FlightLedger({ store, leaseMs: config.budgets.leaseMs, now, onError: warn });
+  return { audit, metrics, expiry, flights };
 };
 
 /** The fastify routes: ops, console, tokens and admin, with the request id and denial hooks. */

@@ -25,6 +25,11 @@ const dollars = (value: string): number => {
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError("an amount of US dollars, e.g. 2.50");
   return n;
 };
+/** --budget-usd and --budget-tokens as the request's budget (empty when neither is given). */
+const budgetOf = (o: { budgetUsd?: number; budgetTokens?: number }) => ({
+  ...(o.budgetUsd === undefined ? {} : { usd: o.budgetUsd }),
+  ...(o.budgetTokens === undefined ? {} : { tokens: o.budgetTokens }),
+});
 const isoTime = (value: string): string => {
   if (Number.isNaN(Date.parse(value)))
     throw new InvalidArgumentError("an ISO-8601 time, e.g. 2026-11-22T10:00:00Z");
@@ -93,10 +98,7 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
         url: string;
         json?: boolean;
       }) => {
-        const budget = {
-          ...(o.budgetUsd === undefined ? {} : { usd: o.budgetUsd }),
-          ...(o.budgetTokens === undefined ? {} : { tokens: o.budgetTokens }),
-        };
+        const budget = budgetOf(o);
         const issued = await apiClient(o.url, keyFromEnv(env, "PERISHABLE_ISSUER_KEY")).send(
           "POST",
           "/v1/tokens",

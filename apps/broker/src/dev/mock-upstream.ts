@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { brotliCompressSync, gzipSync } from "node:zlib";
+import { FAULTS, fault } from "./mock-faults.js";
+import { sendJson, sleep, startSse } from "./mock-http.js";
 
 /** One request as it reached the mock: what a test asserts on. */
 export interface RecordedRequest {
@@ -138,81 +139,7 @@ const route = async (
   return sendJson(res, 200, { mock: true, method: req.method, path: req.url });
 };
 
-/** Fault paths for tests: never answer, drop the connection, answer garbage, or leak a key. */
-const FAULTS = ["/hang", "/reset", "/malformed", "/truncated", "/leak-key"];
-
-const fault = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<undefined> => {
-  if (path.includes("/leak-key")) return leakKey(req, res, path);
-  if (path.includes("/reset")) {
-    req.socket.destroy();
-    return undefined;
-  }
-  if (path.includes("/malformed")) {
-    // Not HTTP at all, then gone.
-    req.socket.end("HTTP/1.1 ???\r\nthis is not a header\r\n\r\n");
-    return undefined;
-  }
-  if (path.includes("/truncated")) {
-    // Promises 1,000 bytes of SSE, sends a few events, then drops the connection.
-    res.writeHead(200, { "content-type": "text/event-stream", "content-length": "1000" });
-    res.write('data: {"choices":[{"delta":{"content":"partial"}}]}\n\n');
-    setTimeout(() => req.socket.destroy(), 50);
-    return undefined;
-  }
-  return undefined; // "/hang": never answer
-};
-
 type Json = Record<string, unknown>;
-
-/**
- * An upstream that echoes the credential it was sent: in an error body (`/leak-key`), a 2xx body
- * (`/ok`), response headers (`/header`), a gzip or brotli body (`/gzip`, `/br`), an encoding
- * nobody can read (`/weird`), or an SSE stream that splits the key across two chunks (`/sse`).
- */
-const leakKey = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<undefined> => {
-  const presented = String(req.headers.authorization ?? req.headers["x-api-key"] ?? "");
-  const key = presented.replace(/^Bearer\s+/i, "");
-  const body = JSON.stringify({ error: { message: `Incorrect API key provided: ${presented}` } });
-  const variant = path.slice(path.indexOf("/leak-key") + "/leak-key".length);
-  switch (variant) {
-    case "/ok":
-      return sendJson(res, 200, { echoed: key, again: presented });
-    case "/header":
-      res.writeHead(200, {
-        "content-type": "application/json",
-        "www-authenticate": `Bearer realm="api", error_description="key ${key} is not allowed here"`,
-        "x-debug-auth": presented,
-      });
-      res.end("{}");
-      return undefined;
-    case "/gzip":
-    case "/br": {
-      const packed = variant === "/gzip" ? gzipSync(body) : brotliCompressSync(body);
-      res.writeHead(200, { "content-type": "application/json", "content-encoding": variant.slice(1) });
-      res.end(packed);
-      return undefined;
-    }
-    case "/weird":
-      res.writeHead(200, { "content-type": "application/json", "content-encoding": "x-secret-sauce" });
-      res.end(body);
-      return undefined;
-    case "/sse": {
-      startSse(res);
-      const event = `data: {"choices":[{"delta":{"content":"the key is ${key}"}}]}\n\n`;
-      const cut = event.indexOf(key) + Math.floor(key.length / 2);
-      res.write(event.slice(0, cut));
-      await sleep(30);
-      res.write(event.slice(cut));
-      await sleep(30);
-      res.end("data: [DONE]\n\n");
-      return undefined;
-    }
-    default:
-      return sendJson(res, 401, {
-        error: { message: `Incorrect API key provided: ${presented}`, type: "invalid_request_error" },
-      });
-  }
-};
 
 const parse = (raw: string): Json => {
   try {
@@ -222,15 +149,6 @@ const parse = (raw: string): Json => {
     return {};
   }
 };
-
-const sendJson = (res: ServerResponse, status: number, body: unknown): undefined => {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-  res.end(text);
-  return undefined;
-};
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const created = () => Math.floor(Date.now() / 1000);
 
@@ -284,13 +202,6 @@ const message = (req: Json) => ({
   stop_sequence: null,
   usage: { input_tokens: 9, output_tokens: 6 },
 });
-
-const startSse = (res: ServerResponse) =>
-  res.writeHead(200, {
-    "content-type": "text/event-stream",
-    "cache-control": "no-cache",
-    connection: "keep-alive",
-  });
 
 const streamChat = async (
   res: ServerResponse,

@@ -45,18 +45,7 @@ export const delegateToken = async (
   if (parent.depth + 1 > ctx.config.limits.maxDepth) {
     throw refuse("delegation_denied", `the lineage is at max_depth (${ctx.config.limits.maxDepth})`);
   }
-  const ttl = body.ttl === undefined ? parent.ttl : body.ttl * 1000;
-  if (ttl > parent.maxTtl) {
-    throw refuse("ttl_exceeded", `ttl ${body.ttl} is above the parent's max_ttl of ${parent.maxTtl / 1000}`);
-  }
-  const remaining = parent.notAfter - now;
-  if (body.lifetime !== undefined && body.lifetime * 1000 > remaining) {
-    throw refuse(
-      "ttl_exceeded",
-      `lifetime ${body.lifetime} is beyond the parent grant's end (${Math.floor(remaining / 1000)} s left)`,
-    );
-  }
-  const notAfter = body.lifetime === undefined ? parent.notAfter : now + body.lifetime * 1000;
+  const { ttl, notAfter } = childLifetime(body, parent, now, refuse);
   const spending = await childSpending(
     ctx,
     body,
@@ -100,4 +89,26 @@ export const delegateToken = async (
     }),
   );
   return tokenResponse(token, record, grant);
+};
+
+/** A child's token lifetime and end: within the parent's max_ttl, ending no later than the parent. */
+const childLifetime = (
+  body: IssueTokenRequest,
+  parent: GrantRecord,
+  now: number,
+  refuse: (code: "ttl_exceeded", message: string) => BrokerError,
+): { ttl: number; notAfter: number } => {
+  const ttl = body.ttl === undefined ? parent.ttl : body.ttl * 1000;
+  if (ttl > parent.maxTtl) {
+    throw refuse("ttl_exceeded", `ttl ${body.ttl} is above the parent's max_ttl of ${parent.maxTtl / 1000}`);
+  }
+  const remaining = parent.notAfter - now;
+  if (body.lifetime !== undefined && body.lifetime * 1000 > remaining) {
+    throw refuse(
+      "ttl_exceeded",
+      `lifetime ${body.lifetime} is beyond the parent grant's end (${Math.floor(remaining / 1000)} s left)`,
+    );
+  }
+  const notAfter = body.lifetime === undefined ? parent.notAfter : now + body.lifetime * 1000;
+  return { ttl, notAfter };
 };
