@@ -53,6 +53,8 @@ const Scope = z.strictObject({
   max_tokens: z.int().positive().optional(),
   /** How many choices (`n`, `best_of`) may each use the whole ceiling; needs max_tokens. */
   max_choices: z.int().positive().max(128).optional(),
+  /** Tools (function names, built-in tool types; globs) a body may declare or force. */
+  tools: z.array(z.string().min(1).max(200)).min(1).optional(),
 });
 
 /** USD per million tokens: finite, not negative, below any real price. */

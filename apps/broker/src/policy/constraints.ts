@@ -1,4 +1,5 @@
 import { redact } from "@perishable/protocol";
+import { disallowedTool, toolNames } from "./tools.js";
 
 /** Body constraints of a scope, compiled. */
 export interface BodyConstraints {
@@ -9,6 +10,9 @@ export interface BodyConstraints {
   readonly maxTokens?: number;
   /** How many choices (`n`, `best_of`) one request may ask for at the full ceiling; default 1. */
   readonly maxChoices?: number;
+  /** Tools a body may declare or force (globs), or undefined for any. */
+  readonly tools?: readonly RegExp[];
+  readonly toolGlobs?: readonly string[];
 }
 
 /** The fields different APIs use for the output-token limit (Chat, Completions, Anthropic, Responses). */
@@ -36,14 +40,15 @@ export const outputFieldOf = (path: string): OutputField | null | undefined => {
 
 /** What the body check decided: refused with a reason, or allowed, with a limit to fill in. */
 export type BodyVerdict =
-  | { readonly ok: false; readonly reason: string }
+  /** `malformed`: the body cannot be read one way only (a 400 whatever the scope). */
+  | { readonly ok: false; readonly reason: string; readonly malformed?: boolean }
   | { readonly ok: true; readonly fill?: { readonly field: OutputField; readonly value: number } };
 
 const PASS: BodyVerdict = Object.freeze({ ok: true });
 const refuse = (reason: string): BodyVerdict => ({ ok: false, reason });
 
 export const hasConstraints = (c: BodyConstraints): boolean =>
-  c.models !== undefined || c.maxTokens !== undefined;
+  c.models !== undefined || c.maxTokens !== undefined || c.tools !== undefined;
 
 /**
  * Checks a parsed JSON body against a scope's constraints. A ceiling is a ceiling on what the
@@ -68,6 +73,12 @@ export const checkBodyConstraints = (
         `model ${JSON.stringify(redact(model.slice(0, 100)))} is not allowed (allowed: ${c.modelGlobs?.join(", ")})`,
       );
     }
+  }
+  if (c.tools) {
+    const names = toolNames(record);
+    if (!names.ok) return { ok: false, reason: names.malformed, malformed: true };
+    const refused = disallowedTool(names, c.tools);
+    if (refused) return refuse(`${refused} (allowed: ${c.toolGlobs?.join(", ")})`);
   }
   return c.maxTokens === undefined ? PASS : checkCeiling(record, c.maxTokens, c.maxChoices ?? 1, output);
 };

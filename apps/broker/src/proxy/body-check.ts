@@ -32,6 +32,10 @@ const CONSTRAINED_FIELDS = new Set([
   "n",
   "best_of",
   "stream",
+  "tools",
+  "functions",
+  "tool_choice",
+  "function_call",
 ]);
 
 /**
@@ -74,6 +78,7 @@ export const checkBody = async (
         : ambiguity
           ? { ok: false, reason: ambiguity }
           : checkBodyConstraints(parsed, scope.constraints, output);
+    if (!verdict.ok && verdict.malformed) throw new BrokerError("bad_request", verdict.reason);
     if (!verdict.ok) reasons.set(scope.name, verdict.reason);
     else if (verdict.fill) fills.set(scope.name, verdict.fill);
   }

@@ -34,6 +34,8 @@ export const resolveScopes = (
       modelGlobs: s.models ? Object.freeze([...s.models]) : undefined,
       maxTokens: s.max_tokens,
       maxChoices: s.max_choices,
+      tools: s.tools ? Object.freeze(s.tools.map(compileGlob)) : undefined,
+      toolGlobs: s.tools ? Object.freeze([...s.tools]) : undefined,
     });
     if (s.max_choices !== undefined && s.max_tokens === undefined) {
       problems.add(`${path}.max_choices`, "bounds choices against max_tokens: set max_tokens too");
