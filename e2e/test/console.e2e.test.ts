@@ -192,6 +192,8 @@ describe("the operator console", () => {
     await expect.poll(() => dialog.textContent()).toContain("1 live grant match");
     await shot("revoke-selector");
     await dialog.getByRole("button", { name: "Revoke 1 grant" }).click();
+    // The dialog closes once the broker has answered: only then is the status this revocation's.
+    await dialog.waitFor({ state: "detached" });
     await expect.poll(() => page.getByRole("status").textContent()).toContain("1 grant revoked");
     expect(await (await chat(writer)).json()).toMatchObject({ error: { code: "token_revoked" } });
 
@@ -203,6 +205,7 @@ describe("the operator console", () => {
     expect(await button.isDisabled()).toBe(false);
     await shot("kill-switch");
     await button.click();
+    await kill.waitFor({ state: "detached" });
     await expect.poll(() => page.getByRole("status").textContent()).toMatch(/\d+ grants? revoked/);
     expect(await (await chat(planner)).json()).toMatchObject({ error: { code: "token_revoked" } });
   });

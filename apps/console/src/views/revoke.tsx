@@ -167,7 +167,13 @@ export const RevokeView = ({ api }: { api: Api }) => {
           confirmLabel={pending.label}
           {...(pending.typeToConfirm ? { typeToConfirm: pending.typeToConfirm } : {})}
           onClose={() => setPending(null)}
-          onConfirm={() => guard(async () => setResult(await pending.run()))}
+          onConfirm={() =>
+            guard(async () => {
+              // The last outcome goes first: a status on screen is always this action's.
+              setResult(null);
+              setResult(await pending.run());
+            })
+          }
         >
           <p>{pending.body}</p>
           <p>It cannot be undone.</p>
