@@ -46,9 +46,13 @@ const Delegated = z.object({
   expiresAt: z.string(),
 });
 
+/** An MCP message: its method, and for tools/call the tool (the first message of a batch). */
+const McpDetail = z.object({ method: z.string(), tool: z.string().optional() });
+
 const Used = z.object({
   ...Common,
   type: z.literal("used"),
+  mcp: McpDetail.optional(),
   upstream: z.string(),
   method: z.string(),
   path: z.string(),
@@ -82,6 +86,7 @@ const Denied = z.object({
   ...Common,
   type: z.literal("denied"),
   code: z.enum(ERROR_CODES),
+  mcp: McpDetail.optional(),
   /** What refused: the revoked ancestor, the scope and constraint, the rule, or the message. */
   rule: z.string(),
   upstream: z.string().optional(),

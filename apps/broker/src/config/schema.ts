@@ -21,6 +21,8 @@ export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
 const RedisUrl = z.url({ protocol: /^rediss?$/, error: "a redis:// or rediss:// URL" });
 
 const Upstream = z.strictObject({
+  /** `mcp`: a Model Context Protocol server (Streamable HTTP); its POSTs are checked message by message. */
+  kind: z.enum(["http", "mcp"]).default("http"),
   base_url: z.url({ protocol: /^https?$/, error: "an http(s) URL" }),
   auth: z
     .strictObject({ header: HeaderName, value: HeaderValue.pipe(z.string().min(1, "must not be empty")) })
@@ -55,6 +57,16 @@ const Scope = z.strictObject({
   max_choices: z.int().positive().max(128).optional(),
   /** Tools (function names, built-in tool types; globs) a body may declare or force. */
   tools: z.array(z.string().min(1).max(200)).min(1).optional(),
+  /** On an MCP upstream: the tools tools/call may call, string arguments that must match, the resources. */
+  mcp: z
+    .strictObject({
+      tools: z.array(z.string().min(1).max(200)).min(1).optional(),
+      arguments: z
+        .record(z.string().min(1).max(100), z.union([z.string(), z.array(z.string()).min(1)]))
+        .optional(),
+      resources: z.array(z.string().min(1).max(500)).min(1).optional(),
+    })
+    .optional(),
 });
 
 /** USD per million tokens: finite, not negative, below any real price. */

@@ -1,4 +1,5 @@
 import type { BodyConstraints } from "../policy/constraints.js";
+import type { McpConstraints } from "../policy/mcp.js";
 import type { BudgetLimits, Price } from "../policy/pricing.js";
 import type { RateLimit } from "../policy/rate.js";
 import type { Secret } from "./secret.js";
@@ -62,6 +63,8 @@ export type RedisTarget =
 
 export interface UpstreamConfig {
   readonly name: string;
+  /** `mcp`: a Model Context Protocol server; its POSTs are checked message by message. */
+  readonly kind: "http" | "mcp";
   /** `https://api.openai.com` */
   readonly origin: string;
   /** Path prefix of base_url without a trailing slash (`""` for none). */
@@ -86,6 +89,8 @@ export interface ScopeConfig {
   readonly rate: RateLimit | undefined;
   readonly constraints: BodyConstraints;
   readonly hasConstraints: boolean;
+  /** On an MCP upstream: what its messages may do (undefined: anything). */
+  readonly mcp: McpConstraints | undefined;
 }
 
 /** What every issuer (key or OIDC) may grant, in milliseconds. */

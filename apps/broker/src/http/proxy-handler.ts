@@ -3,7 +3,7 @@ import type { Dispatcher } from "undici";
 import { type AuditLog, auditEvent } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
 import type { TokenHasher } from "../auth/secrets.js";
-import type { BrokerConfig } from "../config/types.js";
+import type { BrokerConfig, UpstreamConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { forwardedBody } from "../proxy/body-check.js";
@@ -12,6 +12,9 @@ import { proxyDenial } from "../proxy/denials.js";
 import type { FlightLedger } from "../proxy/flight-ledger.js";
 import { forward } from "../proxy/forward.js";
 import { forwardRequestHeaders } from "../proxy/headers.js";
+import { answersAsJsonRpc, mcpDetail, writeJsonRpcRefusal } from "../proxy/mcp-answer.js";
+import type { McpPlan } from "../proxy/mcp-plan.js";
+import { toolListRewriter } from "../proxy/mcp-rewrite.js";
 import { recordOutcome } from "../proxy/outcome.js";
 import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import { Secrets } from "../proxy/scrub.js";
@@ -137,7 +140,12 @@ class ProxyHandler {
     );
     if (!result.ok) {
       const { error, rule } = proxyDenial({ denied: result, plan, target, method });
-      return this.#refuse(res, requestId, request, { error, subject: result.subject, rule });
+      return this.#refuse(
+        res,
+        requestId,
+        { ...request, mcp: plan.mcp },
+        { error, subject: result.subject, rule },
+      );
     }
     const { flight } = result;
     if (flight) this.#deps.flights.open(flight);
@@ -167,6 +175,7 @@ class ProxyHandler {
       // A checked body is forwarded as the broker read it, with the ceiling filled in where the
       // scope that allowed it sets one the body did not state; an unchecked one as it came.
       ceiling: plan.check?.fills.get(scope),
+      ...(plan.mcp ? { mcp: mcpDetail(plan.mcp) } : {}),
     };
     const costing = plan.costings.get(scope);
     const { flight } = allowed;
@@ -175,13 +184,13 @@ class ProxyHandler {
       pool: this.#deps.pools.get(target.upstreamName)!,
       upstreamName: target.upstreamName,
       method: method as Dispatcher.HttpMethod,
-      path: upstream.basePath + target.rest + target.query,
+      path: upstreamPath(upstream, target),
       headers: forwardRequestHeaders(
         req.rawHeaders,
         upstream,
         this.#authValues.get(target.upstreamName),
         !Buffer.isBuffer(body),
-        plan.check ? "application/json" : undefined,
+        plan.check || plan.mcp ? "application/json" : undefined,
       ),
       body,
       req,
@@ -189,6 +198,12 @@ class ProxyHandler {
       requestId,
       secrets: this.#secrets.get(target.upstreamName)!,
       ...(allowed.left ? { addHeaders: [BUDGET_LEFT_HEADER, budgetLeftValue(allowed.left)] } : {}),
+      ...(plan.mcp && plan.mcp.listIds.size > 0 && this.#scopeMcp(scope)
+        ? {
+            rewrite: (type: string | undefined) =>
+              toolListRewriter(type, plan.mcp!.listIds, this.#scopeMcp(scope)!),
+          }
+        : {}),
       onDone: (outcome) => {
         const charge = chargeOf(outcome, costing);
         if (flight) this.#deps.flights.close(flight, charge.cost);
@@ -204,7 +219,7 @@ class ProxyHandler {
   #refuse(
     res: ServerResponse,
     requestId: string,
-    request: { target: ProxyTarget; method: string },
+    request: { target: ProxyTarget; method: string; mcp?: McpPlan | undefined },
     denial: Refusal,
   ): void {
     this.#deps.metrics.denial(denial.error.code);
@@ -215,9 +230,18 @@ class ProxyHandler {
         upstream: request.target.upstreamName,
         method: request.method,
         path: request.target.rest,
+        ...(request.mcp ? { mcp: mcpDetail(request.mcp) } : {}),
       }),
     );
+    if (request.mcp && answersAsJsonRpc(denial.error, request.mcp)) {
+      writeJsonRpcRefusal(res, request.mcp, denial.error, requestId);
+      return;
+    }
     writeError(res, denial.error, requestId);
+  }
+
+  #scopeMcp(scope: string) {
+    return this.#deps.config.scopes.get(scope)?.mcp;
   }
 
   /** What an error thrown on the way becomes (anything unexpected is logged, and a bare 500). */
@@ -243,3 +267,12 @@ interface Allowed {
   readonly flight: Flight | null;
   readonly left: BudgetLeft | undefined;
 }
+
+/**
+ * Where on the upstream a request goes: its base path and the rest. An MCP server has one endpoint,
+ * the base URL itself: `/proxy/<mcp>/` is that endpoint exactly (no trailing slash added).
+ */
+const upstreamPath = (upstream: UpstreamConfig, target: ProxyTarget): string =>
+  upstream.kind === "mcp" && target.rest === "/"
+    ? (upstream.basePath || "/") + target.query
+    : upstream.basePath + target.rest + target.query;

@@ -20,7 +20,7 @@ interface DenialContext {
 const constraintReason = ({ denied, plan }: DenialContext): string | null => {
   if (denied.reason?.kind !== "constraint") return null;
   const { scope } = denied.reason;
-  return `${scope}: ${plan.check?.reasons.get(scope) ?? "constraint not met"}`;
+  return `${scope}: ${plan.check?.reasons.get(scope) ?? plan.mcp?.reasons.get(scope) ?? "constraint not met"}`;
 };
 
 const ruleOf = (denied: Denied<AuthorizeDenial>): string | null =>

@@ -4,6 +4,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { ERROR_CATALOG, type ErrorCode, errorEnvelope, REQUEST_ID_HEADER } from "@perishable/protocol";
 import type { Dispatcher, Pool } from "undici";
 import { forwardResponseHeaders } from "./headers.js";
+import type { BodyRewriter } from "./mcp-rewrite.js";
 import type { Scrubber, Secrets } from "./scrub.js";
 import { type Usage, UsageSniffer } from "./usage.js";
 
@@ -33,6 +34,8 @@ export interface ForwardRequest {
   readonly onDone: (outcome: ForwardOutcome) => void;
   /** Headers of the broker's own to add to the upstream's answer (name, value, …). */
   readonly addHeaders?: readonly string[];
+  /** Rewrites the answer's body (MCP tool lists), chosen by its content type. */
+  readonly rewrite?: (contentType: string | undefined) => BodyRewriter | undefined;
 }
 
 const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
@@ -75,6 +78,7 @@ class ForwardHandler {
   #clientGone = false;
   #sniffer: UsageSniffer | undefined;
   #scrubber: Scrubber | undefined;
+  #rewriter: BodyRewriter | undefined;
   /** A compressed answer is decoded (to be scrubbed and read) and sent on uncompressed. */
   #decoder: Transform | undefined;
 
@@ -110,10 +114,14 @@ class ForwardHandler {
       headers = dropHeaders(headers, ["content-encoding", "content-length"]);
     }
     this.#sniffer = UsageSniffer.for(forwarded.contentType, undefined);
+    this.#rewriter = this.#r.rewrite?.(forwarded.contentType);
+    if (this.#rewriter) headers = dropHeaders(headers, ["content-length"]);
     if (!secrets.empty) this.#scrubber = secrets.stream();
     if (this.#r.addHeaders) headers = [...headers, ...this.#r.addHeaders];
     try {
       this.#r.res.writeHead(statusCode, headers);
+      // An event stream may stay quiet for long (an MCP session's GET stream): its headers go now.
+      if (forwarded.contentType?.startsWith("text/event-stream")) this.#r.res.flushHeaders();
     } catch (error) {
       this.#abort?.(error as Error);
     }
@@ -140,7 +148,8 @@ class ForwardHandler {
   /** Writes one chunk of the (decoded) body: usage read, secrets masked. False: the client is full. */
   #send(chunk: Buffer): boolean {
     this.#sniffer?.feed(chunk);
-    const out = this.#scrubber ? this.#scrubber.push(chunk) : chunk;
+    const rewritten = this.#rewriter ? this.#rewriter.push(chunk) : chunk;
+    const out = this.#scrubber ? this.#scrubber.push(rewritten) : rewritten;
     const { res } = this.#r;
     if (out.length === 0 || res.write(out)) return true;
     res.once("drain", () => (this.#decoder ? this.#decoder.resume() : this.#resume?.()));
@@ -148,8 +157,16 @@ class ForwardHandler {
   }
 
   #complete(): void {
+    const rewritten = this.#rewriter?.end();
+    const last =
+      rewritten && rewritten.length > 0
+        ? this.#scrubber
+          ? this.#scrubber.push(rewritten)
+          : rewritten
+        : undefined;
     const rest = this.#scrubber?.end();
-    if (rest) this.#r.res.end(rest);
+    const tail = last && rest ? Buffer.concat([last, rest]) : (last ?? rest);
+    if (tail && tail.length > 0) this.#r.res.end(tail);
     else this.#r.res.end();
     this.#finish({
       status: this.#status,

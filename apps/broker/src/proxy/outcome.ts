@@ -16,6 +16,8 @@ export interface Forwarded {
   /** performance.now() when the request arrived. */
   readonly start: number;
   readonly ceiling: { readonly field: OutputField; readonly value: number } | undefined;
+  /** An MCP message: its method and tool. */
+  readonly mcp?: { readonly method: string; readonly tool?: string };
 }
 
 /** Counts a finished request in the metrics and writes its `used` event. */
@@ -47,6 +49,7 @@ export const recordOutcome = (
       ...(outcome.usage?.model ? { model: outcome.usage.model } : {}),
       ...(outcome.usage?.usage ? { usage: outcome.usage.usage } : {}),
       ...(request.ceiling ? { ceiling: request.ceiling } : {}),
+      ...(request.mcp ? { mcp: request.mcp } : {}),
       ...(outcome.error ? { code: outcome.error } : {}),
       ...(cost ? { cost } : {}),
     }),

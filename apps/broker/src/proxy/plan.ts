@@ -10,6 +10,7 @@ import { matchScopes } from "../policy/scopes.js";
 import type { Candidate } from "../store/types.js";
 import { type BodyCheck, checkBody, hasBody } from "./body-check.js";
 import { type Costing, costingOf, fixedCosting, pricingOf } from "./costing.js";
+import { type McpPlan, planMcp } from "./mcp-plan.js";
 import { readUpTo, streamOn } from "./read-body.js";
 
 const PREFIX = "/proxy/";
@@ -46,6 +47,8 @@ export interface Plan {
   readonly refusal: BrokerError | undefined;
   /** Scope name → what the request costs at most under it (used when the lineage has a budget). */
   readonly costings: ReadonlyMap<string, Costing>;
+  /** An MCP POST: its messages as checked. */
+  readonly mcp?: McpPlan;
 }
 
 /** Candidate entries for every scope, computed once: the hot path only picks them. */
@@ -88,6 +91,24 @@ export class Planner {
     try {
       const query = target.query && queryProblem(target.query.slice(1), !matched.every(allowsAnyMethod));
       if (query) return refused(new BrokerError("bad_request", query));
+      if (upstream.kind === "mcp" && method === "POST") {
+        const mcp = await planMcp(req, matched, this.#config.proxy.maxBodyBytes);
+        const candidates = matched.map((scope) =>
+          withWorst(
+            mcp.reasons.has(scope.name) ? candidateOf(scope, false) : this.#plain.get(scope)!,
+            MCP_COSTING,
+          ),
+        );
+        return {
+          upstream,
+          candidates,
+          body: mcp.body,
+          check: undefined,
+          refusal: undefined,
+          costings: NO_COSTINGS,
+          mcp,
+        };
+      }
       const pricing = pricingOf(method, path.path, outputFieldOf(path.path));
       const prices = this.#config.prices.get(target.upstreamName);
       if (matched.some((s) => s.hasConstraints) || (typeof pricing === "object" && prices !== undefined)) {
@@ -166,3 +187,9 @@ const withWorst = (candidate: Candidate, costing: Costing): Candidate =>
   candidate.worst === costing.worst ? candidate : { ...candidate, worst: costing.worst };
 
 const NO_COSTINGS: ReadonlyMap<string, Costing> = new Map();
+
+/** An MCP message costs no tokens: a budget lets it through, counts its slot, charges nothing. */
+const MCP_COSTING: Costing = Object.freeze({
+  worst: Object.freeze({ usd: 0, tokens: 0 }),
+  streamUsage: false,
+});

@@ -40,9 +40,26 @@ export const resolveScopes = (
     if (s.max_choices !== undefined && s.max_tokens === undefined) {
       problems.add(`${path}.max_choices`, "bounds choices against max_tokens: set max_tokens too");
     }
+    if (s.mcp && upstreams.get(s.upstream)?.kind !== "mcp")
+      problems.add(`${path}.mcp`, `upstream ${s.upstream} is not kind: mcp`);
+    const mcp = s.mcp
+      ? Object.freeze({
+          ...(s.mcp.tools
+            ? { tools: Object.freeze(s.mcp.tools.map(compileGlob)), toolGlobs: s.mcp.tools }
+            : {}),
+          arguments: Object.freeze(
+            Object.entries(s.mcp.arguments ?? {}).map(([arg, glob]) => {
+              const globs = Array.isArray(glob) ? glob : [glob];
+              return Object.freeze([arg, Object.freeze(globs.map(compileGlob)), globs] as const);
+            }),
+          ),
+          ...(s.mcp.resources ? { resources: Object.freeze(s.mcp.resources.map(compileGlob)) } : {}),
+        })
+      : undefined;
     const scope: ScopeConfig = Object.freeze({
       name,
       upstream: s.upstream,
+      mcp,
       endpoints: Object.freeze([...s.endpoints]),
       matchers: Object.freeze(matchers),
       methods: new Set(s.methods),

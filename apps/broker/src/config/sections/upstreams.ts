@@ -27,6 +27,7 @@ export const resolveUpstreams = (
       name,
       Object.freeze({
         name,
+        kind: u.kind,
         origin: url.origin,
         basePath: url.pathname.replace(/\/+$/, ""),
         auth: u.auth ? Object.freeze({ header: u.auth.header, value: new Secret(u.auth.value) }) : undefined,

@@ -1,0 +1,119 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestBroker, type TestBroker } from "./support/broker.js";
+import { startMcpServer, type TestMcpServer } from "./support/mcp-server.js";
+
+const MCP_SECRET = "ghp_mcp-upstream-secret-0123456789abcdef";
+
+for (const json of [false, true]) {
+  describe(`an MCP server behind the broker (${json ? "JSON" : "SSE"} answers)`, () => {
+    let mcp: TestMcpServer;
+    let t: TestBroker;
+    let triage: string;
+    beforeAll(async () => {
+      mcp = await startMcpServer({ json });
+      t = await startTestBroker({
+        configure: (doc) => {
+          doc.upstreams.github = {
+            kind: "mcp",
+            base_url: mcp.url,
+            auth: { header: "authorization", value: `Bearer ${MCP_SECRET}` },
+          };
+          doc.scopes["github:triage"] = {
+            upstream: "github",
+            endpoints: ["/"],
+            methods: ["GET", "POST", "DELETE"],
+            mcp: {
+              tools: ["get_issue", "add_issue_comment"],
+              arguments: { owner: "acme", repo: "api-*" },
+              resources: ["repo://acme/*/readme"],
+            },
+          };
+          (doc.issuers![0] as { scopes: string[] }).scopes.push("github:triage");
+        },
+      });
+      triage = (await t.issue({ scopes: ["github:triage"], agent: "triage" })).token;
+    });
+    afterAll(async () => {
+      await t?.[Symbol.asyncDispose]();
+      await mcp?.[Symbol.asyncDispose]();
+    });
+
+    const connect = async (token: string) => {
+      const client = new Client({ name: "agent", version: "1.0.0" });
+      const transport = new StreamableHTTPClientTransport(new URL(`${t.url}/proxy/github/`), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      });
+      await client.connect(transport);
+      return { client, transport };
+    };
+
+    it("shows the model only the tools the token may call, and calls the allowed ones", async () => {
+      const { client } = await connect(triage);
+      const { tools } = await client.listTools();
+      expect(tools.map((tool) => tool.name).sort()).toEqual(["add_issue_comment", "get_issue"]);
+      const result = await client.callTool({
+        name: "get_issue",
+        arguments: { owner: "acme", repo: "api-gw", number: 7 },
+      });
+      expect(result.content).toEqual([{ type: "text", text: "issue acme/api-gw#7" }]);
+      await client.close();
+    });
+
+    it("refuses a tool, an argument or a resource as a JSON-RPC error; the session survives and the server never sees it", async () => {
+      const { client } = await connect(triage);
+      const before = mcp.seen.length;
+      await expect(
+        client.callTool({ name: "delete_repo", arguments: { owner: "acme", repo: "api-gw" } }),
+      ).rejects.toThrow(/tool "delete_repo" is not allowed/);
+      await expect(
+        client.callTool({ name: "get_issue", arguments: { owner: "evil", repo: "api-gw", number: 1 } }),
+      ).rejects.toThrow(/argument owner "evil" of "get_issue" is not allowed/);
+      await expect(
+        client.callTool({
+          name: "get_issue",
+          arguments: { owner: ["acme"], repo: "api-gw", number: 1 } as never,
+        }),
+      ).rejects.toThrow(/argument owner of "get_issue" must be a string/);
+      await expect(client.readResource({ uri: "repo://acme/api/secrets" })).rejects.toThrow(
+        /resource .* is not allowed/,
+      );
+      expect(mcp.seen.slice(before).some((s) => /delete_repo|evil|secrets/.test(s.body))).toBe(false);
+      // Still the same session: an allowed call goes through.
+      expect((await client.readResource({ uri: "repo://acme/api/readme" })).contents[0]).toMatchObject({
+        text: "the readme",
+      });
+      await client.close();
+    });
+
+    it("never hands the server the prs_ token, and injects the upstream's own credential", async () => {
+      const { client } = await connect(triage);
+      await client.listTools();
+      await client.close();
+      expect(mcp.seen.length).toBeGreaterThan(0);
+      for (const s of mcp.seen) {
+        expect(JSON.stringify(s.headers)).not.toContain("prs_");
+        expect(s.body).not.toContain("prs_");
+        if (s.method === "POST") expect(s.headers.authorization).toBe(`Bearer ${MCP_SECRET}`);
+      }
+    });
+
+    it("cuts a revoked token off at its next message, and audits MCP calls with method and tool", async () => {
+      const token = (await t.issue({ scopes: ["github:triage"], agent: "doomed" })).token;
+      const { client } = await connect(token);
+      await client.callTool({ name: "get_issue", arguments: { owner: "acme", repo: "api-x", number: 1 } });
+      await t.call("/v1/tokens/self", token, { method: "DELETE" });
+      await expect(client.listTools()).rejects.toThrow();
+      await t.broker.server.audit.flush();
+      const page = (await (await t.admin("/v1/audit?agent=doomed&limit=50")).json()) as {
+        events: { type: string; mcp?: { method: string; tool?: string }; code?: string }[];
+      };
+      expect(page.events.find((e) => e.type === "used" && e.mcp?.method === "tools/call")?.mcp).toEqual({
+        method: "tools/call",
+        tool: "get_issue",
+      });
+      expect(page.events.some((e) => e.type === "denied" && e.code === "token_revoked")).toBe(true);
+    });
+  });
+}
