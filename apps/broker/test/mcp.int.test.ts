@@ -1,8 +1,8 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { startMcpServer, type TestMcpServer } from "@perishable/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestBroker, type TestBroker } from "./support/broker.js";
-import { startMcpServer, type TestMcpServer } from "./support/mcp-server.js";
 
 const MCP_SECRET = "ghp_mcp-upstream-secret-0123456789abcdef";
 

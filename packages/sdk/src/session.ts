@@ -154,6 +154,17 @@ export class Session extends EventEmitter<SessionEvents> {
     return response;
   };
 
+  /**
+   * What an MCP client's Streamable HTTP transport needs to reach an MCP upstream through the broker:
+   * `new StreamableHTTPClientTransport(mcp.url, { fetch: mcp.fetch })`. Every message carries the
+   * session's current token, so the client keeps working across refreshes; the MCP server gets the
+   * upstream's own credential and never the token.
+   */
+  mcp(upstream: string): { readonly url: URL; readonly fetch: typeof fetch } {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(upstream)) throw new TypeError("not an upstream name");
+    return { url: new URL(`proxy/${upstream}/`, this.#o.broker), fetch: this.fetch as typeof fetch };
+  }
+
   /** Options for `new OpenAI(...)`, `createOpenAI(...)` (Vercel AI SDK), LangChain's `configuration`. */
   openai(options: { upstream?: string } = {}): ClientOptions {
     return openaiOptions(this.#o.broker, options.upstream ?? "openai", this.token, this.fetch);

@@ -1,6 +1,7 @@
 import "./provided.js";
 
 export { type IsolatedRedis, isolatedRedis } from "./isolated.js";
+export { type McpSeen, startMcpServer, type TestMcpServer } from "./mcp-server.js";
 export { type OidcProvider, type SignOptions, startOidcProvider } from "./oidc-provider.js";
 export {
   type FoundRedis,
