@@ -99,6 +99,63 @@ for (const json of [false, true]) {
       }
     });
 
+    it("binds a session to the lineage that opened it: another lineage's token cannot use its id", async () => {
+      const { client, transport } = await connect(triage);
+      const sealed = transport.sessionId!;
+      // The client holds the server's id sealed for this lineage; the server only ever sees its own.
+      expect(sealed).toMatch(/^[0-9a-f-]{36}\.[A-Za-z0-9_-]{22}$/);
+      expect(mcp.seen.every((s) => !String(s.headers["mcp-session-id"] ?? "").includes("."))).toBe(true);
+      const other = (await t.issue({ scopes: ["github:triage"], agent: "thief" })).token;
+      const before = mcp.seen.length;
+      const stolen = await t.call("/proxy/github/", other, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          "mcp-session-id": sealed,
+          "mcp-protocol-version": "2025-06-18",
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+      });
+      expect(stolen.status).toBe(404);
+      expect(await stolen.json()).toMatchObject({ error: { code: "not_found" } });
+      const bare = await t.call("/proxy/github/", other, {
+        method: "POST",
+        headers: { "content-type": "application/json", "mcp-session-id": sealed.split(".")[0]! },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+      });
+      expect(bare.status).toBe(404); // the server's own id, unsealed, is no way in either
+      // (The owner's client may open its GET event stream meanwhile; no POST reached the server.)
+      expect(mcp.seen.slice(before).filter((s) => s.method === "POST")).toEqual([]);
+      expect((await client.listTools()).tools.length).toBe(2); // the owner's session still works
+      await client.close();
+    });
+
+    it("checks a batch as one request: one refused message refuses it whole", async () => {
+      const batch = await t.call("/proxy/github/", triage, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+        body: JSON.stringify([
+          {
+            jsonrpc: "2.0",
+            id: 1,
+            method: "tools/call",
+            params: { name: "get_issue", arguments: { owner: "acme", repo: "api-1", number: 1 } },
+          },
+          { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "delete_repo", arguments: {} } },
+        ]),
+      });
+      expect(batch.status).toBe(200);
+      const answers = (await batch.json()) as {
+        id: number;
+        error: { code: number; data: { code: string } };
+      }[];
+      expect(answers.map((a) => [a.id, a.error.code, a.error.data.code])).toEqual([
+        [1, -32001, "constraint_denied"],
+        [2, -32001, "constraint_denied"],
+      ]);
+    });
+
     it("cuts a revoked token off at its next message, and audits MCP calls with method and tool", async () => {
       const token = (await t.issue({ scopes: ["github:triage"], agent: "doomed" })).token;
       const { client } = await connect(token);

@@ -53,6 +53,13 @@ export class TokenHasher {
    */
   readonly #recent = new Map<string, string>();
 
+  /** A MAC of parts under this broker's secret, for values the broker hands out and must recognise. */
+  mac(purpose: string, ...parts: readonly string[]): string {
+    return createHmac("sha256", this.#key)
+      .update([purpose, ...parts].join("\0"))
+      .digest("base64url");
+  }
+
   hash(token: string): string {
     const known = this.#recent.get(token);
     if (known !== undefined) return known;

@@ -15,6 +15,7 @@ import { forwardRequestHeaders } from "../proxy/headers.js";
 import { answersAsJsonRpc, mcpDetail, writeJsonRpcRefusal } from "../proxy/mcp-answer.js";
 import type { McpPlan } from "../proxy/mcp-plan.js";
 import { toolListRewriter } from "../proxy/mcp-rewrite.js";
+import { openSession, replaceHeader, sealSession } from "../proxy/mcp-session.js";
 import { recordOutcome } from "../proxy/outcome.js";
 import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import { Secrets } from "../proxy/scrub.js";
@@ -148,10 +149,40 @@ class ProxyHandler {
       );
     }
     const { flight } = result;
+    // An MCP session id must be one this lineage was handed (mcp-session.ts).
+    let session: string | undefined;
+    const presentedSession = plan.upstream?.kind === "mcp" ? req.headers["mcp-session-id"] : undefined;
+    if (typeof presentedSession === "string") {
+      session = openSession(hasher, result.subject.rootGrantId ?? "", presentedSession);
+      if (session === undefined) {
+        if (flight) this.#deps.flights.close(flight, { usd: 0, tokens: 0 });
+        const error = new BrokerError(
+          "not_found",
+          "no MCP session of this lineage has that id: initialize a new one",
+        );
+        return this.#refuse(
+          res,
+          requestId,
+          { ...request, mcp: plan.mcp },
+          { error, subject: result.subject, rule: null },
+        );
+      }
+    }
     if (flight) this.#deps.flights.open(flight);
     try {
       const { subject, scope } = result;
-      const allowed = { requestId, start, target, method, plan, subject, scope, flight, left: result.left };
+      const allowed = {
+        requestId,
+        start,
+        target,
+        method,
+        plan,
+        subject,
+        scope,
+        flight,
+        left: result.left,
+        session,
+      };
       this.#forward(req, res, allowed);
     } catch (error) {
       // Never sent: its reservation is charged in full all the same (a flight always closes).
@@ -185,13 +216,24 @@ class ProxyHandler {
       upstreamName: target.upstreamName,
       method: method as Dispatcher.HttpMethod,
       path: upstreamPath(upstream, target),
-      headers: forwardRequestHeaders(
-        req.rawHeaders,
-        upstream,
-        this.#authValues.get(target.upstreamName),
-        !Buffer.isBuffer(body),
-        plan.check || plan.mcp ? "application/json" : undefined,
+      headers: this.#mcpHeaders(
+        forwardRequestHeaders(
+          req.rawHeaders,
+          upstream,
+          this.#authValues.get(target.upstreamName),
+          !Buffer.isBuffer(body),
+          plan.check || plan.mcp ? "application/json" : undefined,
+        ),
+        allowed,
       ),
+      ...(upstream.kind === "mcp"
+        ? {
+            mapResponseHeaders: (headers: string[]) =>
+              replaceHeader(headers, "mcp-session-id", (id) =>
+                sealSession(this.#deps.hasher, allowed.subject.rootGrantId ?? "", id),
+              ),
+          }
+        : {}),
       body,
       req,
       res,
@@ -240,6 +282,12 @@ class ProxyHandler {
     writeError(res, denial.error, requestId);
   }
 
+  /** The request's headers with the MCP session id the server gave (the seal taken off). */
+  #mcpHeaders(headers: string[], allowed: Allowed): string[] {
+    const { session } = allowed;
+    return session === undefined ? headers : replaceHeader(headers, "mcp-session-id", () => session);
+  }
+
   #scopeMcp(scope: string) {
     return this.#deps.config.scopes.get(scope)?.mcp;
   }
@@ -266,6 +314,8 @@ interface Allowed {
   readonly scope: string;
   readonly flight: Flight | null;
   readonly left: BudgetLeft | undefined;
+  /** The server's own MCP session id, unsealed. */
+  readonly session: string | undefined;
 }
 
 /**

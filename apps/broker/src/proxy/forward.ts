@@ -34,6 +34,8 @@ export interface ForwardRequest {
   readonly onDone: (outcome: ForwardOutcome) => void;
   /** Headers of the broker's own to add to the upstream's answer (name, value, …). */
   readonly addHeaders?: readonly string[];
+  /** Changes the answer's headers (an MCP session id sealed for the lineage). */
+  readonly mapResponseHeaders?: (headers: string[]) => string[];
   /** Rewrites the answer's body (MCP tool lists), chosen by its content type. */
   readonly rewrite?: (contentType: string | undefined) => BodyRewriter | undefined;
 }
@@ -102,7 +104,9 @@ class ForwardHandler {
     this.#resume = resume;
     const { secrets } = this.#r;
     const forwarded = forwardResponseHeaders(rawHeaders, REQUEST_ID_HEADER, this.#r.requestId, secrets);
-    let { headers } = forwarded;
+    let headers = this.#r.mapResponseHeaders
+      ? this.#r.mapResponseHeaders(forwarded.headers)
+      : forwarded.headers;
     const encoding = forwarded.contentEncoding?.trim().toLowerCase();
     if (encoding && encoding !== "identity") {
       const decoder = DECODERS[encoding];

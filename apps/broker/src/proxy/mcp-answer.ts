@@ -21,6 +21,7 @@ export const answersAsJsonRpc = (error: BrokerError, plan: McpPlan): boolean =>
   error.status !== 401 &&
   error.status !== 503 &&
   error.code !== "bad_request" &&
+  error.code !== "not_found" && // an unknown session: the client starts a new one
   plan.messages.some((m) => m.id !== undefined);
 
 /** Each request of the POST answered with the refusal, as the JSON-RPC error -32001 with our code. */
