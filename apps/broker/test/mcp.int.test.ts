@@ -59,6 +59,8 @@ for (const json of [false, true]) {
       });
       expect(result.content).toEqual([{ type: "text", text: "issue acme/api-gw#7" }]);
       await client.close();
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      expect(metrics).toMatch(/perishable_mcp_tool_calls_total\{upstream="github",tool="get_issue"\} [1-9]/);
     });
 
     it("refuses a tool, an argument or a resource as a JSON-RPC error; the session survives and the server never sees it", async () => {

@@ -208,6 +208,7 @@ class ProxyHandler {
       ceiling: plan.check?.fills.get(scope),
       ...(plan.mcp ? { mcp: mcpDetail(plan.mcp) } : {}),
     };
+    if (plan.mcp) this.#countToolCalls(target.upstreamName, scope, plan.mcp);
     const costing = plan.costings.get(scope);
     const { flight } = allowed;
     const body = plan.check ? forwardedBody(plan.check, scope, flight ? costing : undefined) : plan.body;
@@ -286,6 +287,16 @@ class ProxyHandler {
   #mcpHeaders(headers: string[], allowed: Allowed): string[] {
     const { session } = allowed;
     return session === undefined ? headers : replaceHeader(headers, "mcp-session-id", () => session);
+  }
+
+  /** Counts each tools/call by the glob of the scope that allowed it (bounded by the config). */
+  #countToolCalls(upstream: string, scope: string, mcp: McpPlan): void {
+    const c = this.#scopeMcp(scope);
+    for (const m of mcp.messages) {
+      if (m.method !== "tools/call" || m.tool === undefined) continue;
+      const i = c?.tools?.findIndex((re) => re.test(m.tool!)) ?? -1;
+      this.#deps.metrics.toolCall(upstream, i >= 0 ? c!.toolGlobs![i]! : "any");
+    }
   }
 
   #scopeMcp(scope: string) {

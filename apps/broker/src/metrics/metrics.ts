@@ -71,6 +71,12 @@ export class Metrics {
     labelNames: ["upstream", "price"] as const,
     registers: [this.registry],
   });
+  readonly toolCalls = new Counter({
+    name: "perishable_mcp_tool_calls_total",
+    help: "MCP tools/call messages forwarded, by upstream and the scope glob that allowed the tool (any: no tool list)",
+    labelNames: ["upstream", "tool"] as const,
+    registers: [this.registry],
+  });
   readonly #requestChildren = new Map<string, Counter.Internal>();
   readonly #spendChildren = new Map<string, [Counter.Internal, Counter.Internal]>();
   readonly #denialChildren = new Map<string, Counter.Internal>();
@@ -114,6 +120,11 @@ export class Metrics {
         }
       },
     });
+  }
+
+  /** A tool call, labelled by the glob that allowed it: the label set is bounded by the config. */
+  toolCall(upstream: string, glob: string): void {
+    this.toolCalls.labels(upstream, glob).inc();
   }
 
   /** A charge, labelled by the price entry (bounded by the config), never by the model the body named. */

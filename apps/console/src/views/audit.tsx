@@ -94,12 +94,16 @@ export const AuditView = ({ api }: { api: Api }) => {
   );
 };
 
+/** ` · tools/call get_issue`: what an MCP message did. */
+const mcpText = (mcp: { method: string; tool?: string } | undefined): string =>
+  mcp ? ` · ${mcp.method}${mcp.tool ? ` ${mcp.tool}` : ""}` : "";
+
 const describe = (e: AuditPage["events"][number]): string => {
   switch (e.type) {
     case "used":
-      return `${e.method} ${e.upstream}${e.path} → ${e.status} in ${e.totalMs} ms${e.model ? ` · ${e.model}` : ""}${e.usage?.total_tokens ? ` · ${e.usage.total_tokens} tokens` : ""}`;
+      return `${e.method} ${e.upstream}${e.path}${mcpText(e.mcp)} → ${e.status} in ${e.totalMs} ms${e.model ? ` · ${e.model}` : ""}${e.usage?.total_tokens ? ` · ${e.usage.total_tokens} tokens` : ""}`;
     case "denied":
-      return `${e.code} — ${e.rule}${e.path ? ` (${e.method} ${e.upstream ?? ""}${e.path})` : ""}`;
+      return `${e.code} — ${e.rule}${mcpText(e.mcp)}${e.path ? ` (${e.method} ${e.upstream ?? ""}${e.path})` : ""}`;
     case "revoked":
       return `by ${e.by}: ${e.count} revoked${e.selector ? ` ${JSON.stringify(e.selector)}` : ""}`;
     case "expired":
