@@ -1,4 +1,5 @@
 import { consoleTable, machine, type SectionReport, verdicts, writeSection } from "./lib/report.js";
+import { mcpBench } from "./sections/mcp.js";
 import { proxyBench } from "./sections/proxy.js";
 import { revocationBench } from "./sections/revocation.js";
 import { rulesBench } from "./sections/rules.js";
@@ -15,6 +16,7 @@ const SECTIONS: Record<string, () => Promise<SectionReport>> = {
   sdk: sdkBench,
   revocation: () => revocationBench(Number(process.env.BENCH_REVOKE_TOKENS ?? 100_000)),
   rules: () => rulesBench(),
+  mcp: () => mcpBench(),
 };
 
 const wanted = process.argv.slice(2);
