@@ -1,5 +1,6 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { startMcpServer, type TestMcpServer } from "@perishable/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestBroker, type TestBroker } from "./support/broker.js";
@@ -11,6 +12,7 @@ for (const json of [false, true]) {
     let mcp: TestMcpServer;
     let t: TestBroker;
     let triage: string;
+    let sampler: string;
     beforeAll(async () => {
       mcp = await startMcpServer({ json });
       t = await startTestBroker({
@@ -30,10 +32,17 @@ for (const json of [false, true]) {
               resources: ["repo://acme/*/readme"],
             },
           };
-          (doc.issuers![0] as { scopes: string[] }).scopes.push("github:triage");
+          doc.scopes["github:summarise"] = {
+            upstream: "github",
+            endpoints: ["/"],
+            methods: ["GET", "POST", "DELETE"],
+            mcp: { tools: ["get_issue_summary"] },
+          };
+          (doc.issuers![0] as { scopes: string[] }).scopes.push("github:triage", "github:summarise");
         },
       });
       triage = (await t.issue({ scopes: ["github:triage"], agent: "triage" })).token;
+      sampler = (await t.issue({ scopes: ["github:summarise"], agent: "sampler" })).token;
     });
     afterAll(async () => {
       await t?.[Symbol.asyncDispose]();
@@ -86,6 +95,56 @@ for (const json of [false, true]) {
       expect((await client.readResource({ uri: "repo://acme/api/readme" })).contents[0]).toMatchObject({
         text: "the readme",
       });
+      await client.close();
+    });
+
+    // With JSON answers a server has no stream to ask on during a call: sampling is an SSE matter.
+    (json ? () => {} : it)(
+      "passes a server's request to the client (sampling) and the client's answer back",
+      async () => {
+        const client = new Client({ name: "agent", version: "1.0.0" }, { capabilities: { sampling: {} } });
+        client.setRequestHandler(CreateMessageRequestSchema, async (request) => ({
+          model: "client-model",
+          role: "assistant",
+          content: {
+            type: "text",
+            text: `sampled "${(request.params.messages[0]?.content as { text?: string }).text}"`,
+          },
+        }));
+        await client.connect(
+          new StreamableHTTPClientTransport(new URL(`${t.url}/proxy/github/`), {
+            requestInit: { headers: { authorization: `Bearer ${sampler}` } },
+          }),
+        );
+        const result = await client.callTool({
+          name: "get_issue_summary",
+          arguments: { owner: "acme", repo: "api-gw", number: 9 },
+        });
+        expect(result.content).toEqual([
+          { type: "text", text: 'summary: sampled "summarise acme/api-gw#9"' },
+        ]);
+        await client.close();
+      },
+    );
+
+    it("passes Last-Event-ID on the session's GET stream through to the server", async () => {
+      const { client, transport } = await connect(triage);
+      const before = mcp.seen.length;
+      const resumed = await t
+        .call("/proxy/github/", triage, {
+          headers: {
+            accept: "text/event-stream",
+            "mcp-session-id": transport.sessionId!,
+            "last-event-id": "evt-41",
+          },
+          signal: AbortSignal.timeout(1_000),
+        })
+        .catch(() => undefined);
+      await resumed?.body?.cancel().catch(() => {});
+      const get = mcp.seen
+        .slice(before)
+        .find((s) => s.method === "GET" && s.headers["last-event-id"] === "evt-41");
+      expect(get?.headers["mcp-session-id"]).toBe(transport.sessionId!.split(".")[0]);
       await client.close();
     });
 

@@ -40,6 +40,24 @@ export const startMcpServer = async (options: { json?: boolean } = {}): Promise<
         content: [{ type: "text", text: `deleted ${a.owner}/${a.repo}` }],
       }),
     );
+    // Asks the client's model (sampling): a server-to-client request on the POST's event stream.
+    server.registerTool(
+      "get_issue_summary",
+      { description: "summarise", inputSchema: issue },
+      async (a, extra) => {
+        const sampled = await server.server.createMessage(
+          {
+            messages: [
+              { role: "user", content: { type: "text", text: `summarise ${a.owner}/${a.repo}#${a.number}` } },
+            ],
+            maxTokens: 50,
+          },
+          { relatedRequestId: extra.requestId },
+        );
+        const text = sampled.content.type === "text" ? sampled.content.text : "?";
+        return { content: [{ type: "text", text: `summary: ${text}` }] };
+      },
+    );
     server.registerResource("readme", "repo://acme/api/readme", { mimeType: "text/plain" }, async (uri) => ({
       contents: [{ uri: uri.href, text: "the readme" }],
     }));
