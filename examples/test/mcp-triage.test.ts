@@ -1,0 +1,26 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const script = fileURLToPath(new URL("../mcp-triage/run.mjs", import.meta.url));
+
+describe("examples/mcp-triage", () => {
+  it("gives a triage sub-agent two tools on acme/api-* of an MCP server, and nothing else", async () => {
+    const child = spawn(process.execPath, [script], { env: { PATH: process.env.PATH ?? "" } });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d));
+    child.stderr.on("data", (d: Buffer) => (err += d));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(err).toBe("");
+    expect(code).toBe(0);
+    expect(out).toContain("triage   │ sees the tools get_issue, add_issue_comment (the server has three)");
+    expect(out).toContain("add_issue_comment → commented on acme/api-gateway#42");
+    expect(out).toContain(
+      'delete_repo(acme/api-gateway) → refused by the broker: scope github:triage: tool "delete_repo" is not allowed',
+    );
+    expect(out).toContain('argument owner "someone-else" of "get_issue" is not allowed');
+    expect(out).toContain("saw only the broker's own GitHub credential — never a prs_ token");
+    expect(out).not.toMatch(/prs_[0-9a-z]{10}_/);
+  });
+});
