@@ -192,6 +192,25 @@ for (const json of [false, true]) {
       await client.close();
     });
 
+    it("counts maxUses per message, and refuses in JSON-RPC once they are spent", async () => {
+      const counted = (
+        await t.issue({ scopes: ["github:triage"], agent: "counted", maxUses: 4, maxConcurrent: 2 })
+      ).token;
+      const { client } = await connect(counted); // initialize and its notification: two uses
+      const call = () =>
+        client.callTool({ name: "get_issue", arguments: { owner: "acme", repo: "api-q", number: 2 } });
+      await call();
+      const spent = await (async () => {
+        for (let i = 0; i < 3; i++) {
+          const refused = await call().catch((e: unknown) => e);
+          if (refused instanceof Error) return refused;
+        }
+        return undefined;
+      })();
+      expect(spent?.message).toMatch(/maxUses/);
+      await client.close().catch(() => {});
+    });
+
     it("checks a batch as one request: one refused message refuses it whole", async () => {
       const batch = await t.call("/proxy/github/", triage, {
         method: "POST",
