@@ -19,58 +19,55 @@ export interface TestMcpServer extends AsyncDisposable {
 
 const issue = { owner: z.string(), repo: z.string(), number: z.number() };
 
+/** GitHub-like tools (one that samples), two resources. */
+const githubLike = () => {
+  const server = new McpServer({ name: "github-like", version: "1.0.0" });
+  server.registerTool("get_issue", { description: "read an issue", inputSchema: issue }, async (a) => ({
+    content: [{ type: "text", text: `issue ${a.owner}/${a.repo}#${a.number}` }],
+  }));
+  server.registerTool(
+    "add_issue_comment",
+    { description: "comment", inputSchema: { ...issue, body: z.string() } },
+    async (a) => ({ content: [{ type: "text", text: `commented on ${a.owner}/${a.repo}#${a.number}` }] }),
+  );
+  server.registerTool(
+    "delete_repo",
+    { description: "delete", inputSchema: { owner: z.string(), repo: z.string() } },
+    async (a) => ({
+      content: [{ type: "text", text: `deleted ${a.owner}/${a.repo}` }],
+    }),
+  );
+  // Asks the client's model (sampling): a server-to-client request on the POST's event stream.
+  server.registerTool(
+    "get_issue_summary",
+    { description: "summarise", inputSchema: issue },
+    async (a, extra) => {
+      const sampled = await server.server.createMessage(
+        {
+          messages: [
+            { role: "user", content: { type: "text", text: `summarise ${a.owner}/${a.repo}#${a.number}` } },
+          ],
+          maxTokens: 50,
+        },
+        { relatedRequestId: extra.requestId },
+      );
+      const text = sampled.content.type === "text" ? sampled.content.text : "?";
+      return { content: [{ type: "text", text: `summary: ${text}` }] };
+    },
+  );
+  server.registerResource("readme", "repo://acme/api/readme", { mimeType: "text/plain" }, async (uri) => ({
+    contents: [{ uri: uri.href, text: "the readme" }],
+  }));
+  server.registerResource("secrets", "repo://acme/api/secrets", { mimeType: "text/plain" }, async (uri) => ({
+    contents: [{ uri: uri.href, text: "do not read" }],
+  }));
+  return server;
+};
+
 /** A real McpServer (GitHub-like tools, one resource) over the real Streamable HTTP server transport. */
 export const startMcpServer = async (options: { json?: boolean } = {}): Promise<TestMcpServer> => {
   const seen: McpSeen[] = [];
   const sessions = new Map<string, StreamableHTTPServerTransport>();
-  const build = () => {
-    const server = new McpServer({ name: "github-like", version: "1.0.0" });
-    server.registerTool("get_issue", { description: "read an issue", inputSchema: issue }, async (a) => ({
-      content: [{ type: "text", text: `issue ${a.owner}/${a.repo}#${a.number}` }],
-    }));
-    server.registerTool(
-      "add_issue_comment",
-      { description: "comment", inputSchema: { ...issue, body: z.string() } },
-      async (a) => ({ content: [{ type: "text", text: `commented on ${a.owner}/${a.repo}#${a.number}` }] }),
-    );
-    server.registerTool(
-      "delete_repo",
-      { description: "delete", inputSchema: { owner: z.string(), repo: z.string() } },
-      async (a) => ({
-        content: [{ type: "text", text: `deleted ${a.owner}/${a.repo}` }],
-      }),
-    );
-    // Asks the client's model (sampling): a server-to-client request on the POST's event stream.
-    server.registerTool(
-      "get_issue_summary",
-      { description: "summarise", inputSchema: issue },
-      async (a, extra) => {
-        const sampled = await server.server.createMessage(
-          {
-            messages: [
-              { role: "user", content: { type: "text", text: `summarise ${a.owner}/${a.repo}#${a.number}` } },
-            ],
-            maxTokens: 50,
-          },
-          { relatedRequestId: extra.requestId },
-        );
-        const text = sampled.content.type === "text" ? sampled.content.text : "?";
-        return { content: [{ type: "text", text: `summary: ${text}` }] };
-      },
-    );
-    server.registerResource("readme", "repo://acme/api/readme", { mimeType: "text/plain" }, async (uri) => ({
-      contents: [{ uri: uri.href, text: "the readme" }],
-    }));
-    server.registerResource(
-      "secrets",
-      "repo://acme/api/secrets",
-      { mimeType: "text/plain" },
-      async (uri) => ({
-        contents: [{ uri: uri.href, text: "do not read" }],
-      }),
-    );
-    return server;
-  };
   const http: Server = createServer(async (req, res) => {
     // Its one endpoint, exactly: a broker that added a slash would get 404s.
     if ((req.url ?? "").split("?")[0] !== "/mcp") {
@@ -91,7 +88,7 @@ export const startMcpServer = async (options: { json?: boolean } = {}): Promise<
           sessions.set(sid, transport!);
         },
       });
-      await build().connect(transport);
+      await githubLike().connect(transport);
     }
     await transport.handleRequest(req, res, raw ? JSON.parse(raw) : undefined);
   });
