@@ -1,4 +1,5 @@
 import { redact } from "@perishable/protocol";
+import { caseVariant } from "./json-keys.js";
 
 /** A scope's `mcp:` constraints, compiled. */
 export interface McpConstraints {
@@ -34,16 +35,6 @@ export type McpBody =
 
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => v !== null && typeof v === "object" && !Array.isArray(v);
-
-const caseVariant = (o: Json): string | undefined => {
-  const seen = new Set<string>();
-  for (const key of Object.keys(o)) {
-    const folded = key.toUpperCase().toLowerCase();
-    if (seen.has(folded)) return key;
-    seen.add(folded);
-  }
-  return undefined;
-};
 
 const readMessage = (m: unknown, where: string): McpMessage | string => {
   if (!isObject(m)) return `${where} is not a JSON-RPC message`;

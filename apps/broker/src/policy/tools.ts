@@ -1,4 +1,5 @@
 import { redact } from "@perishable/protocol";
+import { caseVariant } from "./json-keys.js";
 
 /**
  * The tools a request body declares to the model, and the ones it forces, as names a scope's
@@ -30,17 +31,6 @@ const isObject = (v: unknown): v is Json => v !== null && typeof v === "object" 
 class Malformed extends Error {}
 const malformed = (message: string): never => {
   throw new Malformed(message);
-};
-
-/** Keys of one object that differ only in case: a case-folding reader could take either. */
-const caseVariant = (o: Json): string | undefined => {
-  const seen = new Set<string>();
-  for (const key of Object.keys(o)) {
-    const folded = key.toUpperCase().toLowerCase();
-    if (seen.has(folded)) return key;
-    seen.add(folded);
-  }
-  return undefined;
 };
 
 const checked = (o: Json, where: string): Json => {

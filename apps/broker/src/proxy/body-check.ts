@@ -7,6 +7,7 @@ import {
   type OutputField,
   outputFieldOf,
 } from "../policy/constraints.js";
+import { fold } from "../policy/json-keys.js";
 import { readBody } from "./read-body.js";
 
 /** What the constrained scopes said about one body. */
@@ -111,9 +112,6 @@ export const forwardedBody = (
   }
   return Buffer.from(JSON.stringify(value));
 };
-
-/** Case folding as the most lenient readers do it (`ſ` → s, `K` (Kelvin) → k). */
-const fold = (key: string): string => key.toUpperCase().toLowerCase();
 
 const ambiguousKey = (body: Record<string, unknown>): string | undefined => {
   const seen = new Map<string, string>();
