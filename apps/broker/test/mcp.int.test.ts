@@ -108,7 +108,7 @@ for (const json of [false, true]) {
           role: "assistant",
           content: {
             type: "text",
-            text: `sampled "${(request.params.messages[0]?.content as { text?: string }).text}"`,
+            text: `sampled "${(request.params.messages[0]?.content as { text?: string } | undefined)?.text}"`,
           },
         }));
         await client.connect(
