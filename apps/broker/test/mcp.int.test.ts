@@ -127,6 +127,41 @@ for (const json of [false, true]) {
       },
     );
 
+    it("sends an idle GET event stream's headers at once", async () => {
+      const headers = { "content-type": "application/json", accept: "application/json, text/event-stream" };
+      const init = await t.call("/proxy/github/", triage, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 0,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-06-18",
+            capabilities: {},
+            clientInfo: { name: "raw", version: "1" },
+          },
+        }),
+      });
+      const session = init.headers.get("mcp-session-id")!;
+      await init.text();
+      const version = { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" };
+      await t.call("/proxy/github/", triage, {
+        method: "POST",
+        headers: { ...headers, ...version },
+        body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
+      });
+      // The server writes nothing on this stream until it has something to say: the headers must
+      // not wait for a first byte of body.
+      const stream = await t.call("/proxy/github/", triage, {
+        headers: { accept: "text/event-stream", ...version },
+        signal: AbortSignal.timeout(2_000),
+      });
+      expect(stream.status).toBe(200);
+      expect(stream.headers.get("content-type")).toContain("text/event-stream");
+      await stream.body?.cancel();
+    });
+
     it("passes Last-Event-ID on the session's GET stream through to the server", async () => {
       const { client, transport } = await connect(triage);
       const before = mcp.seen.length;
