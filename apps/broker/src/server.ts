@@ -21,6 +21,7 @@ import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
 import { FlightLedger } from "./proxy/flight-ledger.js";
+import { LiveConnections } from "./proxy/live.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import type { Store } from "./store/types.js";
 import type { TokenContext } from "./tokens/context.js";
@@ -69,7 +70,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
   });
 
   const warn = (message: string, error: unknown) => app.log.warn({ err: summary(error) }, message);
-  const { audit, metrics, expiry, flights } = backgroundWork(config, store, now, warn);
+  const { audit, metrics, expiry, flights, live, stopCuts } = backgroundWork(config, store, now, warn);
   const pools = new UpstreamPools(config.upstreams.values());
   const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
   const ctx: TokenContext = { config, store, hasher, audit, metrics, now };
@@ -97,6 +98,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     logError: (error, requestId) => app.log.error({ err: summary(error), requestId }, "unexpected error"),
     closing: () => closing,
     flights,
+    live,
   });
   await app.ready();
 
@@ -108,6 +110,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     close: async () => {
       closing = true;
       await app.close();
+      stopCuts();
       await expiry.stop();
       await flights.stop();
       await pools.close();
@@ -138,7 +141,9 @@ const backgroundWork = (
   });
   const expiry = new ExpiryWatcher({ store, audit, now });
   const flights = new FlightLedger({ store, leaseMs: config.budgets.leaseMs, now, onError: warn });
-  return { audit, metrics, expiry, flights };
+  const live = new LiveConnections();
+  const stopCuts = store.onCut((cut) => live.cut(cut));
+  return { audit, metrics, expiry, flights, live, stopCuts };
 };
 
 /** The fastify routes: ops, console, tokens and admin, with the request id and denial hooks. */

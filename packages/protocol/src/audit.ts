@@ -24,7 +24,8 @@ const Common = {
 };
 
 /** How a forwarded request ended when it did not end with the upstream's whole answer. */
-export const USED_FAILURES = ["upstream_timeout", "upstream_error", "client_closed"] as const;
+/** `cut`: the broker ended it (its authority was revoked or reached its end while it was open). */
+export const USED_FAILURES = ["upstream_timeout", "upstream_error", "client_closed", "cut"] as const;
 
 const Issued = z.object({
   ...Common,

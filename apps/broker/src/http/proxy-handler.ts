@@ -12,6 +12,7 @@ import { proxyDenial } from "../proxy/denials.js";
 import type { FlightLedger } from "../proxy/flight-ledger.js";
 import { forward } from "../proxy/forward.js";
 import { forwardRequestHeaders } from "../proxy/headers.js";
+import type { LiveConnections } from "../proxy/live.js";
 import { answersAsJsonRpc, mcpDetail, writeJsonRpcRefusal } from "../proxy/mcp-answer.js";
 import type { McpPlan } from "../proxy/mcp-plan.js";
 import { toolListRewriter } from "../proxy/mcp-rewrite.js";
@@ -45,6 +46,8 @@ export interface ProxyDeps {
   readonly closing: () => boolean;
   /** Leases, renewals and settlements of the requests of tracked lineages. */
   readonly flights: FlightLedger;
+  /** This node's live answers, cut when their authority is revoked or ends. */
+  readonly live: LiveConnections;
 }
 
 /** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
@@ -182,6 +185,7 @@ class ProxyHandler {
         flight,
         left: result.left,
         session,
+        notAfter: result.notAfter,
       };
       this.#forward(req, res, allowed);
     } catch (error) {
@@ -212,7 +216,8 @@ class ProxyHandler {
     const costing = plan.costings.get(scope);
     const { flight } = allowed;
     const body = plan.check ? forwardedBody(plan.check, scope, flight ? costing : undefined) : plan.body;
-    forward({
+    let done: (() => void) | undefined;
+    const cut = forward({
       pool: this.#deps.pools.get(target.upstreamName)!,
       upstreamName: target.upstreamName,
       method: method as Dispatcher.HttpMethod,
@@ -248,6 +253,7 @@ class ProxyHandler {
           }
         : {}),
       onDone: (outcome) => {
+        done?.();
         const charge = chargeOf(outcome, costing);
         if (flight) this.#deps.flights.close(flight, charge.cost);
         const priced = costing?.price !== undefined || (flight !== null && costing?.worst !== null);
@@ -257,6 +263,9 @@ class ProxyHandler {
         recordOutcome(this.#deps, forwarded, outcome, cost);
       },
     });
+    const { grantId, tokenId } = allowed.subject;
+    if (grantId && tokenId)
+      done = this.#deps.live.add(grantId, tokenId, allowed.notAfter, this.#deps.now(), cut);
   }
 
   #refuse(
@@ -327,6 +336,7 @@ interface Allowed {
   readonly left: BudgetLeft | undefined;
   /** The server's own MCP session id, unsealed. */
   readonly session: string | undefined;
+  readonly notAfter: number;
 }
 
 /**

@@ -13,7 +13,7 @@ export interface ForwardOutcome {
   readonly status: number;
   /** From dispatch to the end of the upstream response (ms). */
   readonly upstreamMs: number;
-  readonly error?: "upstream_timeout" | "upstream_error" | "client_closed";
+  readonly error?: "upstream_timeout" | "upstream_error" | "client_closed" | "cut";
   /** Model and token usage, when the response said. */
   readonly usage?: Usage | undefined;
 }
@@ -57,13 +57,20 @@ const DECODERS: Readonly<Record<string, () => Transform>> = {
  * away aborts the upstream request. This is undici's dispatch API directly: no stream pipeline,
  * no AbortController, one small object per request.
  */
-export const forward = (request: ForwardRequest): void => {
+export const forward = (request: ForwardRequest): ((error: CutError) => void) => {
   const handler = new ForwardHandler(request);
   request.pool.dispatch(
     { path: request.path, method: request.method, headers: request.headers, body: request.body },
     handler as unknown as Dispatcher.DispatchHandler,
   );
+  return (error) => handler.cut(error);
 };
+
+/** Why a live answer is cut: the broker's code and message for the client. */
+export interface CutError {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
 
 /**
  * undici's raw (legacy) handler interface: headers arrive as the raw Buffer pairs the parser saw,
@@ -78,6 +85,8 @@ class ForwardHandler {
   #status = 0;
   #finished = false;
   #clientGone = false;
+  #cutBy: CutError | undefined;
+  #contentType: string | undefined;
   #sniffer: UsageSniffer | undefined;
   #scrubber: Scrubber | undefined;
   #rewriter: BodyRewriter | undefined;
@@ -93,8 +102,20 @@ class ForwardHandler {
     });
   }
 
+  /**
+   * Ends the answer now (its authority was revoked or ended): the upstream request is aborted; the
+   * client gets the refusal if nothing was sent yet, an SSE stream a last `event: error` with the
+   * envelope, anything else a cut connection.
+   */
+  cut(error: CutError): void {
+    if (this.#finished || this.#cutBy) return;
+    this.#cutBy = error;
+    this.#abort?.(new Error("cut by the broker"));
+  }
+
   onConnect(abort: (reason?: Error) => void): void {
     this.#abort = abort;
+    if (this.#cutBy) abort(new Error("cut by the broker"));
     if (this.#clientGone) abort(new Error("client closed the connection"));
   }
 
@@ -118,6 +139,7 @@ class ForwardHandler {
       headers = dropHeaders(headers, ["content-encoding", "content-length"]);
     }
     this.#sniffer = UsageSniffer.for(forwarded.contentType, undefined);
+    this.#contentType = forwarded.contentType;
     this.#rewriter = this.#r.rewrite?.(forwarded.contentType);
     if (this.#rewriter) headers = dropHeaders(headers, ["content-length"]);
     if (!secrets.empty) this.#scrubber = secrets.stream();
@@ -179,6 +201,21 @@ class ForwardHandler {
     });
   }
 
+  #endCut(cut: CutError): void {
+    const { res } = this.#r;
+    const envelope = JSON.stringify(errorEnvelope(cut.code, cut.message, this.#r.requestId));
+    if (!res.headersSent) {
+      res.writeHead(ERROR_CATALOG[cut.code].status, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(envelope),
+        [REQUEST_ID_HEADER]: this.#r.requestId,
+      });
+      res.end(envelope);
+    } else if (this.#contentType?.startsWith("text/event-stream")) {
+      res.end(`event: error\ndata: ${envelope}\n\n`);
+    } else res.destroy();
+  }
+
   #decode(decoder: Transform): Transform {
     decoder.on("data", (chunk: Buffer) => {
       if (!this.#send(chunk)) decoder.pause();
@@ -196,6 +233,16 @@ class ForwardHandler {
     const { res } = this.#r;
     if (this.#clientGone) {
       this.#finish({ status: 499, upstreamMs, error: "client_closed" });
+      return;
+    }
+    if (this.#cutBy) {
+      this.#decoder?.destroy();
+      this.#endCut(this.#cutBy);
+      this.#finish({
+        status: res.headersSent ? this.#status : ERROR_CATALOG[this.#cutBy.code].status,
+        upstreamMs,
+        error: "cut",
+      });
       return;
     }
     this.#decoder?.destroy();

@@ -62,6 +62,11 @@ export class RedisKeys {
     return `${this.prefix}:rules`;
   }
 
+  /** The channel revocations are pushed on: what live connections every node must cut. */
+  cuts(): string {
+    return `${this.prefix}:cuts`;
+  }
+
   expiries(): string {
     return `${this.prefix}:expiries`;
   }

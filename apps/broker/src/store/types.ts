@@ -63,6 +63,12 @@ export interface Candidate {
   readonly worst: WorstCase | null;
 }
 
+/** What a revocation ended, pushed to every node so that it cuts the live connections of it. */
+export interface Cut {
+  readonly grants: readonly string[];
+  readonly tokens: readonly string[];
+}
+
 /** A candidate's cost bound, or null for none. */
 export type WorstCaseOrNone = WorstCase | null;
 
@@ -123,6 +129,8 @@ export type AuthorizeResult =
       readonly subject: Subject;
       readonly scope: string;
       readonly flight: Flight | null;
+      /** The grant's end: what the request may stay open until. */
+      readonly notAfter: number;
       /** What the lineage has left once this request is reserved (its tightest level), when it has a budget. */
       readonly left?: BudgetLeft;
     }
@@ -274,6 +282,11 @@ export interface Store {
   settle(settlements: readonly Settlement[]): Promise<void>;
   /** Extends open flights' leases (their requests are still running) to `until`. */
   renew(flights: readonly Flight[], until: number): Promise<void>;
+  /**
+   * Hears every revocation of any node (grants with their subtrees, tokens, what a bulk walk
+   * purged) as it answers, to cut live connections; resolves to the unsubscribe.
+   */
+  onCut(listener: (cut: Cut) => void): () => void;
   /** A valid token's record and grant (for `GET /v1/tokens/self` and delegation). */
   inspect(ref: TokenRef, now: number): Promise<InspectResult>;
   /** A new token for the presented token's grant; the presented one stays valid to its own expiry. */

@@ -591,6 +591,28 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(read.records.map((r) => r.event)).toEqual(batch);
     });
 
+    it("pushes what a revocation ended to every subscriber: grants with their subtrees, tokens, purges", async () => {
+      await using store = await open();
+      const now = Date.now();
+      const heard: { grants: string[]; tokens: string[] }[] = [];
+      const stop = store.onCut((cut) => heard.push({ grants: [...cut.grants], tokens: [...cut.tokens] }));
+      const root = rootGrant(now, { agent: "pushed" });
+      const child = childGrant(now, root.grant);
+      const other = rootGrant(now, { agent: "purged-one" });
+      await store.createGrant(root.grant, root.record);
+      await store.createGrant(child.grant, child.record, root.ref, now);
+      await store.createGrant(other.grant, other.record);
+      await store.revokeGrant(root.grant.id, now);
+      await store.revokeToken(other.record.tokenId, now);
+      await store.purge(rule("rv_push", { agent: "purged-one" }, now), now);
+      const until = Date.now() + 3_000;
+      while (heard.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      stop();
+      expect(heard[0]?.grants.sort()).toEqual([root.grant.id, child.grant.id].sort());
+      expect(heard[1]).toEqual({ grants: [], tokens: [other.record.tokenId] });
+      expect(heard[2]?.grants).toEqual([other.grant.id]);
+    });
+
     describeBudgetContract(open);
 
     it("answers ping while open, and refuses once closed", async () => {

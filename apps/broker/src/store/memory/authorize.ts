@@ -87,5 +87,12 @@ export const authorize = (
   for (const g of spend) g.used += 1;
   const flight = tracked ? takeFlight(state, grant.record.tree, levels, chosen.worst, lease) : null;
   const left = checked?.left;
-  return { ok: true, subject, scope: chosen.scope, flight, ...(left ? { left } : {}) };
+  return {
+    ok: true,
+    subject,
+    scope: chosen.scope,
+    flight,
+    notAfter: grant.record.notAfter,
+    ...(left ? { left } : {}),
+  };
 };

@@ -7,6 +7,7 @@ import {
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
+  type Cut,
   defaultLease,
   type ExpiredGrant,
   type Flight,
@@ -45,6 +46,7 @@ export interface MemoryStoreOptions {
  */
 export class MemoryStore implements Store {
   readonly #state = new MemoryState();
+  readonly #cutListeners = new Set<(cut: Cut) => void>();
   #closed = false;
   readonly #audit: MemoryAuditTrail;
   readonly #sweeper: NodeJS.Timeout;
@@ -147,16 +149,28 @@ export class MemoryStore implements Store {
     return { ok: true, token, grant };
   }
 
+  onCut(listener: (cut: Cut) => void): () => void {
+    this.#cutListeners.add(listener);
+    return () => this.#cutListeners.delete(listener);
+  }
+
+  #cut(cut: Cut): void {
+    for (const listener of this.#cutListeners) listener(cut);
+  }
+
   async revokeGrant(grantId: string, now: number): Promise<number> {
+    const revoked: string[] = [];
     let count = 0;
     for (const id of this.#state.subtree(grantId)) {
       const stored = this.#state.grant(id, now);
       if (stored && stored.revokedAt === null && stored.record.notAfter > now) {
         stored.revokedAt = now;
         this.#state.expiries.delete(id);
+        revoked.push(id);
         count += 1;
       }
     }
+    if (revoked.length > 0) this.#cut({ grants: revoked, tokens: [] });
     return count;
   }
 
@@ -167,6 +181,7 @@ export class MemoryStore implements Store {
     if (!token || token.expireAt <= now || token.record.expiresAt <= now) return { status: "none" };
     const status = token.revoked ? "already" : "revoked";
     token.revoked = true;
+    this.#cut({ grants: [], tokens: [tokenId] });
     return { status, subject: subjectOf(token, this.#state.grant(token.record.grantId, now)) };
   }
 
@@ -245,6 +260,7 @@ export class MemoryStore implements Store {
         Math.max(this.#state.tombs.get(stored.record.tree) ?? 0, tombUntil),
       );
     }
+    if (ids.size > 0) this.#cut({ grants: [...ids], tokens: [] });
     return { grants, tokens };
   }
 

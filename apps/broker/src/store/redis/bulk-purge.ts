@@ -17,6 +17,7 @@ export const purgeByRule = async (
   expiries: ExpiryIndex,
   rule: RevocationRule,
   now: number,
+  onGone: (ids: string[]) => Promise<void> = async () => {},
 ): Promise<{ grants: number; tokens: number }> => {
   let grants = 0;
   let tokens = 0;
@@ -44,6 +45,7 @@ export const purgeByRule = async (
     }
     // One ZREM per chunk of this SCAN batch, not one per tree: every root grant is a tree.
     await expiries.forget(gone);
+    if (gone.length > 0) await onGone(gone);
   }
   return { grants, tokens };
 };

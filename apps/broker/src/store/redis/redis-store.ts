@@ -1,4 +1,4 @@
-import { type AuditEvent, grantTree, tokenIdTree } from "@perishable/protocol";
+import type { AuditEvent } from "@perishable/protocol";
 import { DEFAULTS } from "../../config/defaults.js";
 import type { RevocationRule } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
@@ -9,6 +9,7 @@ import {
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
+  type Cut,
   type Denied,
   defaultLease,
   type ExpiredGrant,
@@ -32,7 +33,6 @@ import {
   type TokenState,
 } from "../types.js";
 import { AuditStream } from "./audit-stream.js";
-import { purgeByRule } from "./bulk-purge.js";
 import type { RedisConnection, RedisStoreOptions } from "./client.js";
 import { type Client, call, connectWithin, openClients, type ScriptedRedis } from "./client.js";
 import {
@@ -49,8 +49,9 @@ import {
 import { ExpiryIndex } from "./expiry-index.js";
 import { renewFlights, settleFlights } from "./flights.js";
 import { GrantReads } from "./grant-reads.js";
+import { Revocations } from "./revocations.js";
 import { RuleCache } from "./rule-cache.js";
-import { AUTHORIZED, after, field, TOKEN_AND_GRANT, TOKEN_REVOKED } from "./schema.js";
+import { AUTHORIZED, after, field, TOKEN_AND_GRANT } from "./schema.js";
 
 export type { RedisConnection, RedisStoreOptions } from "./client.js";
 
@@ -70,6 +71,7 @@ export class RedisStore implements Store {
   readonly #reads: GrantReads;
   readonly #expiries: ExpiryIndex;
   readonly #audit: AuditStream;
+  readonly #revocations: Revocations;
 
   constructor(options: RedisStoreOptions) {
     const connection: RedisConnection = options.connection ?? {
@@ -90,6 +92,7 @@ export class RedisStore implements Store {
     this.#reads = new GrantReads(redis, this.#keys);
     this.#expiries = new ExpiryIndex(redis, this.#keys);
     this.#audit = new AuditStream(redis, this.#keys.audit(), options.auditMaxLen);
+    this.#revocations = new Revocations(redis, this.#keys, this.#expiries);
   }
 
   /**
@@ -165,6 +168,7 @@ export class RedisStore implements Store {
       scope: field(AUTHORIZED, reply, "scope"),
       subject,
       flight: member ? { tree: ref.tree, member } : null,
+      notAfter: Number(field(AUTHORIZED, reply, "notAfter")),
       ...(left ? { left } : {}),
     };
   }
@@ -220,30 +224,22 @@ export class RedisStore implements Store {
     return { ok: true, token, grant };
   }
 
-  async revokeGrant(grantId: string, now: number): Promise<number> {
-    const tree = grantTree(grantId);
-    if (!tree) return 0;
-    const revoked = await call(() =>
-      this.#redis.prsRevokeGrant(this.#keys.tree(tree), this.#keys.base(tree), grantId, now),
-    );
-    await this.#expiries.forget(revoked);
-    return revoked.length;
+  revokeGrant(grantId: string, now: number): Promise<number> {
+    return this.#revocations.grant(grantId, now);
   }
 
-  async revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult> {
-    const tree = tokenIdTree(tokenId);
-    if (!tree) return { status: "none" };
-    const reply = await call(() =>
-      this.#redis.prsRevokeToken(this.#keys.tokenId(tree, tokenId), this.#keys.base(tree), now),
-    );
-    const status = field(TOKEN_REVOKED, reply, "status");
-    if (status === "none") return { status: "none" };
-    return { status: status as "revoked" | "already", subject: subjectOf(TOKEN_REVOKED, reply) };
+  revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult> {
+    return this.#revocations.token(tokenId, now);
   }
 
-  /** Purges what a rule selects (`bulk-purge.ts`). */
+  /** Purges what a rule selects (`bulk-purge.ts`); every batch's grants are pushed to be cut. */
   purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
-    return purgeByRule(this.#redis, this.#keys, this.#expiries, rule, now);
+    return this.#revocations.purge(rule, now);
+  }
+
+  onCut(listener: (cut: Cut) => void): () => void {
+    this.#rules.cutListeners.add(listener);
+    return () => this.#rules.cutListeners.delete(listener);
   }
 
   putRule(rule: RevocationRule): Promise<void> {

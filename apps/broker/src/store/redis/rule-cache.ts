@@ -1,7 +1,7 @@
 import { encodeRule, type RevocationRule, type RuleSubject } from "../../policy/revocation.js";
 import { RuleIndex } from "../../policy/rule-index.js";
 import type { RedisKeys } from "../keys.js";
-import type { AuthorizeDenial, Denied, TokenRef } from "../types.js";
+import type { AuthorizeDenial, Cut, Denied, TokenRef } from "../types.js";
 import { type Client, call, type Reply, type ScriptedRedis } from "./client.js";
 import { decodeDenial } from "./codec.js";
 import { CHAIN_FACTS, field } from "./schema.js";
@@ -54,8 +54,11 @@ export class RuleCache {
     await within(this.#subscriber.connect());
     // A message names one rule: read just that one (a full reload per message would make N
     // revocations cost N² rule reads); the periodic reload and every reconnect read them all.
-    this.#subscriber.on("message", (_channel: string, id: string) => void this.#load(id).catch(() => {}));
-    await within(this.#subscriber.subscribe(this.#keys.rules()));
+    this.#subscriber.on("message", (channel: string, message: string) => {
+      if (channel === this.#keys.rules()) void this.#load(message).catch(() => {});
+      else if (channel === this.#keys.cuts()) this.#cut(message);
+    });
+    await within(this.#subscriber.subscribe(this.#keys.rules(), this.#keys.cuts()));
     // After a reconnect: subscribe again, and reload, since the channel may have missed messages.
     this.#subscriber.on("ready", () => this.#resubscribe());
     await within(this.reload());
@@ -141,7 +144,7 @@ export class RuleCache {
   }
 
   #resubscribe(): void {
-    this.#subscriber.subscribe(this.#keys.rules()).then(
+    this.#subscriber.subscribe(this.#keys.rules(), this.#keys.cuts()).then(
       () => this.reload().catch(() => {}),
       // Dropped again before it could subscribe: the next `ready` tries again. Any other failure
       // leaves a connection that hears nothing: drop it so that it reconnects and tries again.
@@ -150,6 +153,20 @@ export class RuleCache {
       },
     );
     void this.reload().catch(() => {});
+  }
+
+  /** Who hears the revocations pushed on the cuts channel. */
+  readonly cutListeners = new Set<(cut: Cut) => void>();
+
+  #cut(message: string): void {
+    let cut: Cut;
+    try {
+      const parsed = JSON.parse(message) as Partial<Cut>;
+      cut = { grants: parsed.grants ?? [], tokens: parsed.tokens ?? [] };
+    } catch {
+      return;
+    }
+    for (const listener of this.cutListeners) listener(cut);
   }
 
   async #load(id: string): Promise<void> {

@@ -146,7 +146,7 @@ export const DENIAL = [
 ] as const;
 
 /** AUTHORIZE's answer when it allows (then, when asked, the chain's rule facts). */
-export const AUTHORIZED = ["ok", ...SUBJECT, "scope", "flight", "left", "expiresAt"] as const;
+export const AUTHORIZED = ["ok", ...SUBJECT, "scope", "flight", "left", "notAfter", "expiresAt"] as const;
 
 /** FACTS' answer: the chain's root and the token's expiry, then (agent, scopes, createdAt) per grant. */
 export const CHAIN_FACTS = ["ok", "rootGrantId", "expiresAt"] as const;

@@ -172,7 +172,7 @@ end
 for _, id in ipairs(spend) do redis.call('HINCRBY', base .. K.grant .. id, F.used, 1) end
 local flight = ''
 if tracked then flight = take(levels, ru, rt, ARGV[after + 1], tonumber(ARGV[after + 2])) end
-local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], scope, flight, left}
+local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], scope, flight, left, g[GR.notAfter]}
 if ARGV[after] == '1' then
   out[#out + 1] = t[TR.expiresAt]
   out[#out + 1] = g[GR.agent] out[#out + 1] = g[GR.scopes] out[#out + 1] = g[GR.createdAt] or '0'

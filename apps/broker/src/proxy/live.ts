@@ -1,0 +1,105 @@
+import type { Cut } from "../store/types.js";
+import type { CutError } from "./forward.js";
+
+interface Live {
+  readonly grantId: string;
+  readonly tokenId: string;
+  readonly cut: (error: CutError) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const REVOKED: CutError = {
+  code: "token_revoked",
+  message: "the token's grant, or one of its ancestors, was revoked while this answer was open",
+};
+const ENDED: CutError = {
+  code: "token_expired",
+  message: "the grant reached its end (notAfter) while this answer was open",
+};
+/** setTimeout's longest delay; a grant ending later is cut by its revocation or the next check. */
+const MAX_DELAY = 2 ** 31 - 1;
+
+/**
+ * This node's live answers (in-flight requests and open streams), by grant and by token, so that
+ * a revocation pushed by any node (`Store.onCut`: a grant with its subtree, one token, what a bulk
+ * walk purged) cuts them at once, and a grant's notAfter cuts them when it comes. A token that
+ * merely expires does not: the grant is what lives.
+ */
+export class LiveConnections {
+  readonly #byGrant = new Map<string, Set<Live>>();
+  readonly #byToken = new Map<string, Set<Live>>();
+  #cut = 0;
+
+  /** Registers a live answer; call the returned function when it is over. */
+  add(
+    grantId: string,
+    tokenId: string,
+    notAfter: number,
+    now: number,
+    cut: (error: CutError) => void,
+  ): () => void {
+    const live: Live = { grantId, tokenId, cut, timer: undefined };
+    const left = notAfter - now;
+    if (left <= MAX_DELAY) {
+      live.timer = setTimeout(() => this.#end(live, ENDED), Math.max(0, left));
+      live.timer.unref();
+    }
+    add(this.#byGrant, grantId, live);
+    add(this.#byToken, tokenId, live);
+    return () => this.#remove(live);
+  }
+
+  /** Cuts every live answer of the revoked grants and tokens. → how many. */
+  cut(revoked: Cut): number {
+    let n = 0;
+    for (const [index, ids] of [
+      [this.#byGrant, revoked.grants],
+      [this.#byToken, revoked.tokens],
+    ] as const) {
+      for (const id of ids) {
+        for (const live of [...(index.get(id) ?? [])]) {
+          this.#end(live, REVOKED);
+          n += 1;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Live answers on this node now. */
+  get size(): number {
+    let n = 0;
+    for (const set of this.#byToken.values()) n += set.size;
+    return n;
+  }
+
+  /** Answers cut since the node started. */
+  get cutCount(): number {
+    return this.#cut;
+  }
+
+  #end(live: Live, error: CutError): void {
+    this.#remove(live);
+    this.#cut += 1;
+    live.cut(error);
+  }
+
+  #remove(live: Live): void {
+    if (live.timer) clearTimeout(live.timer);
+    drop(this.#byGrant, live.grantId, live);
+    drop(this.#byToken, live.tokenId, live);
+  }
+}
+
+const add = (index: Map<string, Set<Live>>, id: string, live: Live) => {
+  const set = index.get(id);
+  if (set) set.add(live);
+  else index.set(id, new Set([live]));
+};
+
+const drop = (index: Map<string, Set<Live>>, id: string, live: Live) => {
+  const set = index.get(id);
+  if (!set) return;
+  set.delete(live);
+  if (set.size === 0) index.delete(id);
+};
