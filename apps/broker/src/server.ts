@@ -21,7 +21,7 @@ import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
 import { FlightLedger } from "./proxy/flight-ledger.js";
-import { LiveConnections } from "./proxy/live.js";
+import { DEAF, LiveConnections } from "./proxy/live.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import type { Store } from "./store/types.js";
 import type { TokenContext } from "./tokens/context.js";
@@ -142,7 +142,17 @@ const backgroundWork = (
   const expiry = new ExpiryWatcher({ store, audit, now });
   const flights = new FlightLedger({ store, leaseMs: config.budgets.leaseMs, now, onError: warn });
   const live = new LiveConnections();
-  const stopCuts = store.onCut((cut) => live.cut(cut));
+  const unsubscribe = store.onCut((cut) => live.cut(cut));
+  // A node that cannot hear revocations for longer than a lease cuts what is live (fail closed).
+  const deafness = setInterval(() => {
+    const since = store.deafSince();
+    if (since !== undefined && Date.now() - since > config.budgets.leaseMs) live.cutAll(DEAF);
+  }, 500);
+  deafness.unref();
+  const stopCuts = () => {
+    clearInterval(deafness);
+    unsubscribe();
+  };
   return { audit, metrics, expiry, flights, live, stopCuts };
 };
 

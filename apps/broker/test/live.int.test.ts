@@ -1,3 +1,4 @@
+import { startRedisServer } from "@perishable/test-support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startTestBroker, type TestBroker } from "./support/broker.js";
 
@@ -113,5 +114,30 @@ describe("revocation cuts what is live, on every node", () => {
     expect(settled).toBe("open");
     hold.release();
     expect((await stays.ended).text).toContain("data: [DONE]");
+  });
+});
+
+describe("a node that cannot hear revocations", () => {
+  it("ends what is live once its subscription has been down for longer than a lease (fail closed)", async () => {
+    await using redis = await startRedisServer();
+    const hold = new HoldAll();
+    await using t = await startTestBroker({
+      redisUrl: redis.url,
+      mock: { streamGate: hold.wait },
+      configure: (doc) => {
+        doc.budgets = { lease: 2 };
+      },
+    });
+    const { token } = await t.issue({ scopes: ["llm:complete"] });
+    const stream = await openStream(t, token);
+    const stopped = performance.now();
+    await redis.stop();
+    const { text, at } = await stream.ended;
+    hold.release();
+    // Not before the lease: a blip does not cut anything; not much after it either.
+    expect(at - stopped).toBeGreaterThan(1_900);
+    expect(at - stopped).toBeLessThan(4_000);
+    expect(text).toContain('"code":"store_unavailable"');
+    await redis.start(); // so that the broker and the test's own Redis client close cleanly
   });
 });

@@ -16,6 +16,12 @@ const ENDED: CutError = {
   code: "token_expired",
   message: "the grant reached its end (notAfter) while this answer was open",
 };
+/** What a node that cannot hear revocations ends its live answers with. */
+export const DEAF: CutError = {
+  code: "store_unavailable",
+  message: "this broker node cannot hear revocations: it ends what is live rather than let it run unchecked",
+};
+
 /** setTimeout's longest delay; a grant ending later is cut by its revocation or the next check. */
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -64,6 +70,13 @@ export class LiveConnections {
       }
     }
     return n;
+  }
+
+  /** Cuts every live answer (this node can no longer hear revocations: fail closed). → how many. */
+  cutAll(error: CutError): number {
+    const all = [...this.#byToken.values()].flatMap((set) => [...set]);
+    for (const live of all) this.#end(live, error);
+    return all.length;
   }
 
   /** Live answers on this node now. */

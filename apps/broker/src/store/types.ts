@@ -287,6 +287,8 @@ export interface Store {
    * purged) as it answers, to cut live connections; resolves to the unsubscribe.
    */
   onCut(listener: (cut: Cut) => void): () => void;
+  /** Since when this node may have missed revocations pushed by other nodes, or undefined. */
+  deafSince(): number | undefined;
   /** A valid token's record and grant (for `GET /v1/tokens/self` and delegation). */
   inspect(ref: TokenRef, now: number): Promise<InspectResult>;
   /** A new token for the presented token's grant; the presented one stays valid to its own expiry. */

@@ -149,6 +149,11 @@ export class MemoryStore implements Store {
     return { ok: true, token, grant };
   }
 
+  /** One process: it never misses its own revocations. */
+  deafSince(): number | undefined {
+    return undefined;
+  }
+
   onCut(listener: (cut: Cut) => void): () => void {
     this.#cutListeners.add(listener);
     return () => this.#cutListeners.delete(listener);

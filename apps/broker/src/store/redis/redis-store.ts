@@ -237,6 +237,10 @@ export class RedisStore implements Store {
     return this.#revocations.purge(rule, now);
   }
 
+  deafSince(): number | undefined {
+    return this.#rules.deafSince;
+  }
+
   onCut(listener: (cut: Cut) => void): () => void {
     this.#rules.cutListeners.add(listener);
     return () => this.#rules.cutListeners.delete(listener);

@@ -61,6 +61,11 @@ export class RuleCache {
     await within(this.#subscriber.subscribe(this.#keys.rules(), this.#keys.cuts()));
     // After a reconnect: subscribe again, and reload, since the channel may have missed messages.
     this.#subscriber.on("ready", () => this.#resubscribe());
+    // Deaf from the moment the connection drops until it is subscribed again.
+    for (const event of ["close", "end", "reconnecting"])
+      this.#subscriber.on(event, () => {
+        this.#deafSince ??= Date.now();
+      });
     await within(this.reload());
     this.#timer = setInterval(() => void this.reload().catch(() => {}), this.#reloadMs);
     this.#timer.unref();
@@ -145,7 +150,10 @@ export class RuleCache {
 
   #resubscribe(): void {
     this.#subscriber.subscribe(this.#keys.rules(), this.#keys.cuts()).then(
-      () => this.reload().catch(() => {}),
+      () => {
+        this.#deafSince = undefined;
+        return this.reload().catch(() => {});
+      },
       // Dropped again before it could subscribe: the next `ready` tries again. Any other failure
       // leaves a connection that hears nothing: drop it so that it reconnects and tries again.
       () => {
@@ -153,6 +161,13 @@ export class RuleCache {
       },
     );
     void this.reload().catch(() => {});
+  }
+
+  #deafSince: number | undefined;
+
+  /** Since when this node may have missed revocations pushed by others (its subscription is down). */
+  get deafSince(): number | undefined {
+    return this.#deafSince;
   }
 
   /** Who hears the revocations pushed on the cuts channel. */
