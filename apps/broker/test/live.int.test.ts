@@ -141,3 +141,27 @@ describe("a node that cannot hear revocations", () => {
     await redis.start(); // so that the broker and the test's own Redis client close cleanly
   });
 });
+
+describe("a scope's max_connection_seconds", () => {
+  it("ends a stream the scope allowed once they have passed, whatever the grant's end", async () => {
+    const hold = new HoldAll();
+    await using t = await startTestBroker({
+      mock: { streamGate: hold.wait },
+      configure: (doc) => {
+        doc.scopes["llm:brief"] = {
+          upstream: "openai",
+          endpoints: ["/v1/chat/completions"],
+          methods: ["POST"],
+          max_connection_seconds: 1,
+        };
+        (doc.issuers![0] as { scopes: string[] }).scopes.push("llm:brief");
+      },
+    });
+    const { token } = await t.issue({ scopes: ["llm:brief"], lifetime: 3600 });
+    const opened = performance.now();
+    const { text, at } = await (await openStream(t, token)).ended;
+    hold.release();
+    expect(at - opened).toBeGreaterThan(900);
+    expect(text).toContain("max_connection_seconds (1) have passed");
+  });
+});

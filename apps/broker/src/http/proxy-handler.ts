@@ -264,8 +264,9 @@ class ProxyHandler {
       },
     });
     const { grantId, tokenId } = allowed.subject;
+    const maxMs = this.#deps.config.scopes.get(scope)?.maxConnectionMs;
     if (grantId && tokenId)
-      done = this.#deps.live.add(grantId, tokenId, allowed.notAfter, this.#deps.now(), cut);
+      done = this.#deps.live.add(grantId, tokenId, allowed.notAfter, this.#deps.now(), cut, maxMs);
   }
 
   #refuse(

@@ -43,11 +43,20 @@ export class LiveConnections {
     notAfter: number,
     now: number,
     cut: (error: CutError) => void,
+    maxMs?: number,
   ): () => void {
     const live: Live = { grantId, tokenId, cut, timer: undefined };
-    const left = notAfter - now;
+    // The grant's end, or the scope's max_connection_seconds when that comes first.
+    const byScope = maxMs !== undefined && now + maxMs < notAfter;
+    const left = byScope ? maxMs : notAfter - now;
     if (left <= MAX_DELAY) {
-      live.timer = setTimeout(() => this.#end(live, ENDED), Math.max(0, left));
+      const error: CutError = byScope
+        ? {
+            code: "token_expired",
+            message: `the scope's max_connection_seconds (${maxMs / 1000}) have passed`,
+          }
+        : ENDED;
+      live.timer = setTimeout(() => this.#end(live, error), Math.max(0, left));
       live.timer.unref();
     }
     add(this.#byGrant, grantId, live);
