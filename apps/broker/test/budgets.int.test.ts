@@ -292,6 +292,21 @@ describe("budgets on two broker nodes sharing one Redis", () => {
     expect(plain.status).toBe(200);
   });
 
+  it("forwards a body it could not price as it came, to a lineage without a budget", async () => {
+    // A priced endpoint's body is read to price it; one that is not JSON is no one's business
+    // without a budget, and must reach the upstream byte for byte.
+    const { token } = await a.issue({ scopes: ["llm:embed"] });
+    const sent = await a.call("/proxy/openai/v1/embeddings", token, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: "not json at all",
+    });
+    expect(sent.status).toBe(200);
+    const seen = a.mock.requests.at(-1)!;
+    expect(seen.body).toBe("not json at all");
+    expect(seen.headers["content-type"]).toBe("text/plain");
+  });
+
   it("refuses a negative, non-finite or absurd budget with 400", async () => {
     for (const budget of [{ usd: -1 }, { usd: 1e9 }, { tokens: 1.5 }, {}, { usd: "5" }]) {
       const response = await a.call("/v1/tokens", undefined, {

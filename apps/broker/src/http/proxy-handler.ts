@@ -228,7 +228,7 @@ class ProxyHandler {
           upstream,
           this.#authValues.get(target.upstreamName),
           !Buffer.isBuffer(body),
-          plan.check || plan.mcp ? "application/json" : undefined,
+          plan.check?.checked !== undefined || plan.mcp ? "application/json" : undefined,
         ),
         allowed,
       ),

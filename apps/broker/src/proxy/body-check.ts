@@ -18,6 +18,8 @@ export interface BodyCheck {
   readonly reasons: ReadonlyMap<string, string>;
   /** Scope name → the output limit it fills in. */
   readonly fills: ReadonlyMap<string, { readonly field: OutputField; readonly value: number }>;
+  /** The body as it came (forwarded as it came when it is not a JSON object). */
+  readonly raw: Buffer;
   /** The body's length in bytes (what bounds its input tokens). */
   readonly bytes: number;
   /** Why the body cannot be read one way only (not a JSON object, ambiguous keys), if so. */
@@ -85,7 +87,7 @@ export const checkBody = async (
   }
   const problem =
     parsed === undefined ? "the body must be a JSON object to check this scope's constraints" : ambiguity;
-  return { checked: parsed, reasons, fills, bytes: buffered.length, problem };
+  return { checked: parsed, raw: buffered, reasons, fills, bytes: buffered.length, problem };
 };
 
 /**
@@ -101,6 +103,9 @@ export const forwardedBody = (
     readonly streamUsage: boolean;
   },
 ): Buffer => {
+  // Not a JSON object (a scope without constraints let it through): nothing was re-read, so
+  // nothing is re-written.
+  if (check.checked === undefined) return check.raw;
   const fill = check.fills.get(scope) ?? budget?.fill;
   let value: Record<string, unknown> = fill
     ? { ...check.checked, [fill.field]: fill.value }
