@@ -1,5 +1,4 @@
 import type { AuditEvent, AuditEventType } from "@perishable/protocol";
-import { DEFAULTS } from "../config/defaults.js";
 import type { BudgetLimits, WorstCase } from "../policy/pricing.js";
 import type { RevocationRule } from "../policy/revocation.js";
 import type { Reason } from "./reason.js";
@@ -147,13 +146,6 @@ export interface Lease {
   readonly id: string;
   readonly until: number;
 }
-
-let leases = 0;
-/** A lease for a caller that names none: a process-unique id, the default lease length. */
-export const defaultLease = (now: number): Lease => ({
-  id: `${process.pid.toString(36)}.${(leases++).toString(36)}`,
-  until: now + DEFAULTS.budgets.leaseMs,
-});
 
 export type InspectResult =
   | {

@@ -1,5 +1,5 @@
 import { windowWait } from "../sliding-window.js";
-import type { AuthorizeResult, Candidate, Lease, TokenRef } from "../types.js";
+import type { AuthorizeResult, Candidate, Denied, Lease, Subject, TokenRef } from "../types.js";
 import { checkFlight, takeFlight } from "./flights.js";
 import { deny, type MemoryState, type StoredGrant, subjectOf } from "./state.js";
 
@@ -51,28 +51,9 @@ export const authorize = (
   }
   // The grant and every ancestor, nearest first: the levels a rate, a budget and a slot count on.
   const levels = [grant, ...[...chain.ancestors].reverse()];
-  const keys: string[] = [];
-  if (chosen.limit > 0) {
-    const window = chosen.windowMs;
-    const cur = Math.floor(now / window);
-    const into = now - cur * window;
-    for (const [i, level] of levels.entries()) {
-      const id = level.record.id;
-      const base = `${grant.record.tree}:${id}:${chosen.scope}:`;
-      const wait = windowWait({
-        current: state.count(`${base}${cur}`, now),
-        previous: state.count(`${base}${cur - 1}`, now),
-        windowMs: window,
-        into,
-        limit: chosen.limit,
-      });
-      if (wait !== undefined) {
-        const reason = { kind: "rate", scope: chosen.scope, ...(i === 0 ? {} : { ancestor: id }) } as const;
-        return { ...deny("rate_limited", subject, reason), retryAfterMs: wait };
-      }
-      keys.push(`${base}${cur}`);
-    }
-  }
+  const rated = rateWindow(state, levels, chosen, now, subject);
+  if (!Array.isArray(rated)) return rated;
+  const keys = rated;
   const tracked = grant.record.tracked === true;
   const checked = tracked
     ? checkFlight(state, grant.record.tree, levels, chosen.worst, chosen.scope, subject, now)
@@ -95,4 +76,37 @@ export const authorize = (
     notAfter: grant.record.notAfter,
     ...(left ? { left } : {}),
   };
+};
+
+/** The sliding window of the scope on every level: a denial, or the counters to count. */
+const rateWindow = (
+  state: MemoryState,
+  levels: readonly StoredGrant[],
+  chosen: Candidate,
+  now: number,
+  subject: Subject,
+): string[] | Denied<"rate_limited"> => {
+  const keys: string[] = [];
+  if (chosen.limit > 0) {
+    const window = chosen.windowMs;
+    const cur = Math.floor(now / window);
+    const into = now - cur * window;
+    for (const [i, level] of levels.entries()) {
+      const id = level.record.id;
+      const base = `${level.record.tree}:${id}:${chosen.scope}:`;
+      const wait = windowWait({
+        current: state.count(`${base}${cur}`, now),
+        previous: state.count(`${base}${cur - 1}`, now),
+        windowMs: window,
+        into,
+        limit: chosen.limit,
+      });
+      if (wait !== undefined) {
+        const reason = { kind: "rate", scope: chosen.scope, ...(i === 0 ? {} : { ancestor: id }) } as const;
+        return { ...deny("rate_limited", subject, reason), retryAfterMs: wait };
+      }
+      keys.push(`${base}${cur}`);
+    }
+  }
+  return keys;
 };

@@ -1,6 +1,7 @@
 import { type AuditEvent, tokenIdTree } from "@perishable/protocol";
 import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { isLive, matchesFilter } from "../grant-tree.js";
+import { defaultLease } from "../lease.js";
 import {
   type AuditQuery,
   type AuditRead,
@@ -8,7 +9,6 @@ import {
   type Candidate,
   type CreateResult,
   type Cut,
-  defaultLease,
   type ExpiredGrant,
   type Flight,
   type GrantFilter,
@@ -159,9 +159,7 @@ export class MemoryStore implements Store {
     return () => this.#cutListeners.delete(listener);
   }
 
-  #cut(cut: Cut): void {
-    for (const listener of this.#cutListeners) listener(cut);
-  }
+  #cut = (cut: Cut): void => this.#cutListeners.forEach((listener) => listener(cut));
 
   async revokeGrant(grantId: string, now: number): Promise<number> {
     const revoked: string[] = [];

@@ -2,6 +2,7 @@ import type { AuditEvent } from "@perishable/protocol";
 import { DEFAULTS } from "../../config/defaults.js";
 import type { RevocationRule } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
+import { defaultLease } from "../lease.js";
 import {
   type AuditQuery,
   type AuditRead,
@@ -11,7 +12,6 @@ import {
   type CreateResult,
   type Cut,
   type Denied,
-  defaultLease,
   type ExpiredGrant,
   type Flight,
   type GrantFilter,
