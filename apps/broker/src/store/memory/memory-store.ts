@@ -150,16 +150,16 @@ export class MemoryStore implements Store {
   }
 
   /** One process: it never misses its own revocations. */
-  deafSince(): number | undefined {
-    return undefined;
-  }
+  deafSince = (): number | undefined => undefined;
 
   onCut(listener: (cut: Cut) => void): () => void {
     this.#cutListeners.add(listener);
     return () => this.#cutListeners.delete(listener);
   }
 
-  #cut = (cut: Cut): void => this.#cutListeners.forEach((listener) => listener(cut));
+  #cut = (cut: Cut): void => {
+    for (const listener of this.#cutListeners) listener(cut);
+  };
 
   async revokeGrant(grantId: string, now: number): Promise<number> {
     const revoked: string[] = [];
