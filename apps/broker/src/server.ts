@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { REQUEST_ID_HEADER } from "@perishable/protocol";
 import type { FastifyInstance } from "fastify";
@@ -15,14 +16,16 @@ import { BrokerError } from "./errors.js";
 import { registerAdminRoutes } from "./http/admin-routes.js";
 import { createApp } from "./http/app.js";
 import { registerConsoleRoutes } from "./http/console-routes.js";
+import { endSocketWithError } from "./http/error-response.js";
 import { installErrorHandling } from "./http/errors-plugin.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
-import { createProxyHandler, isProxyTarget } from "./http/proxy-handler.js";
+import { createProxyHandler, isProxyTarget, type ProxyDeps } from "./http/proxy-handler.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
 import { FlightLedger } from "./proxy/flight-ledger.js";
 import { DEAF, LiveConnections } from "./proxy/live.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
+import { createUpgradeHandler } from "./proxy/websocket.js";
 import type { Store } from "./store/types.js";
 import type { TokenContext } from "./tokens/context.js";
 
@@ -86,7 +89,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
       cutoffMarginMs: options.cutoffMarginMs ?? DEFAULTS.revocationCutoffMarginMs,
     },
   });
-  proxy = createProxyHandler({
+  const proxyDeps: ProxyDeps = {
     config,
     store,
     hasher,
@@ -99,6 +102,17 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     closing: () => closing,
     flights,
     live,
+  };
+  proxy = createProxyHandler(proxyDeps);
+  const upgrade = createUpgradeHandler(proxyDeps);
+  app.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (isProxyTarget(req.url)) upgrade.handle(req, socket, head);
+    else
+      endSocketWithError(
+        socket,
+        new BrokerError("bad_request", "WebSocket upgrades are served on /proxy only"),
+        nextRequestId(),
+      );
   });
   await app.ready();
 
@@ -109,6 +123,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     expiry,
     close: async () => {
       closing = true;
+      upgrade.closeAll();
       await app.close();
       stopCuts();
       await expiry.stop();

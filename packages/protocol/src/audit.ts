@@ -54,6 +54,16 @@ const Used = z.object({
   ...Common,
   type: z.literal("used"),
   mcp: McpDetail.optional(),
+  /** A WebSocket, at its end: messages and bytes each way (in: from the client), its close code. */
+  websocket: z
+    .object({
+      messagesIn: z.int(),
+      messagesOut: z.int(),
+      bytesIn: z.int(),
+      bytesOut: z.int(),
+      closeCode: z.int(),
+    })
+    .optional(),
   upstream: z.string(),
   method: z.string(),
   path: z.string(),

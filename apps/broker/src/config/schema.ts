@@ -57,6 +57,8 @@ const Scope = z.strictObject({
   max_choices: z.int().positive().max(128).optional(),
   /** Tools (function names, built-in tool types; globs) a body may declare or force. */
   tools: z.array(z.string().min(1).max(200)).min(1).optional(),
+  /** Allows a WebSocket upgrade (method GET) to the scope's endpoints, e.g. OpenAI Realtime. */
+  websocket: z.boolean().default(false),
   /** A stream or answer this scope allowed is ended after this many seconds (its grant's end comes first if sooner). */
   max_connection_seconds: z.int().positive().max(86_400).optional(),
   /** On an MCP upstream: the tools tools/call may call, string arguments that must match, the resources. */

@@ -89,6 +89,8 @@ export interface ScopeConfig {
   readonly rate: RateLimit | undefined;
   readonly constraints: BodyConstraints;
   readonly hasConstraints: boolean;
+  /** Allows WebSocket upgrades. */
+  readonly websocket: boolean;
   /** How long a stream or answer this scope allowed may stay open (ms), when bounded. */
   readonly maxConnectionMs: number | undefined;
   /** On an MCP upstream: what its messages may do (undefined: anything). */

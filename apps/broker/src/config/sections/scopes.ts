@@ -60,6 +60,7 @@ export const resolveScopes = (
       name,
       upstream: s.upstream,
       mcp,
+      websocket: s.websocket,
       maxConnectionMs: s.max_connection_seconds === undefined ? undefined : s.max_connection_seconds * 1000,
       endpoints: Object.freeze([...s.endpoints]),
       matchers: Object.freeze(matchers),
