@@ -165,6 +165,32 @@ export class Session extends EventEmitter<SessionEvents> {
     return { url: new URL(`proxy/${upstream}/`, this.#o.broker), fetch: this.fetch as typeof fetch };
   }
 
+  /**
+   * What a realtime WebSocket client needs to reach `/v1/realtime` through the broker: the URL (ws
+   * or wss, as the broker is reached), the `Authorization` header with the current token, and for
+   * browsers (which cannot set headers) the subprotocols carrying it instead. The token is checked
+   * when the socket opens; the socket then lives until it closes, is revoked or its grant ends.
+   */
+  realtime(options: { readonly model: string; readonly upstream?: string }): {
+    readonly url: string;
+    readonly headers: Readonly<Record<string, string>>;
+    readonly protocols: readonly string[];
+  } {
+    const upstream = options.upstream ?? "openai";
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(upstream)) throw new TypeError("not an upstream name");
+    if (typeof options.model !== "string" || options.model === "")
+      throw new TypeError("model must be a non-empty string");
+    const url = new URL(`proxy/${upstream}/v1/realtime`, this.#o.broker);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("model", options.model);
+    const { token } = this;
+    return {
+      url: url.href,
+      headers: { Authorization: `Bearer ${token}` },
+      protocols: ["realtime", `openai-insecure-api-key.${token}`],
+    };
+  }
+
   /** Options for `new OpenAI(...)`, `createOpenAI(...)` (Vercel AI SDK), LangChain's `configuration`. */
   openai(options: { upstream?: string } = {}): ClientOptions {
     return openaiOptions(this.#o.broker, options.upstream ?? "openai", this.token, this.fetch);
