@@ -8,27 +8,10 @@ import {
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { ConfigInput } from "../src/config/schema.js";
 import { SECRETS, startTestBroker, type TestBroker } from "./support/broker.js";
+import { HoldAll } from "./support/gate.js";
 import { startProcessBroker } from "./support/process-broker.js";
 
 type Refusal = { error: { code: string; message: string } };
-
-/** Holds every stream the mock starts after its first chunk, until released. */
-class HoldAll {
-  #held: (() => void)[] = [];
-  #armed = true;
-  readonly wait = (): Promise<void> =>
-    this.#armed ? new Promise((resolve) => this.#held.push(resolve)) : Promise.resolve();
-  get waiting(): number {
-    return this.#held.length;
-  }
-  release(): void {
-    this.#armed = false;
-    for (const open of this.#held.splice(0)) open();
-  }
-  arm(): void {
-    this.#armed = true;
-  }
-}
 
 // $1 per million input tokens and $2 per million output: 1,000 and 2,000 nano-dollars a token.
 const budgeted = (doc: ConfigInput) => {

@@ -1,15 +1,7 @@
 import { startRedisServer } from "@perishable/test-support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startTestBroker, type TestBroker } from "./support/broker.js";
-
-/** Holds every stream the mock starts after its first chunk, until released. */
-class HoldAll {
-  #held: (() => void)[] = [];
-  readonly wait = (): Promise<void> => new Promise((resolve) => this.#held.push(resolve));
-  release(): void {
-    for (const open of this.#held.splice(0)) open();
-  }
-}
+import { HoldAll } from "./support/gate.js";
 
 const STREAM = JSON.stringify({
   model: "gpt-4o-mini",
@@ -98,6 +90,7 @@ describe("revocation cuts what is live, on every node", () => {
   });
 
   it("ends a stream at its grant's notAfter, but not when only its token expires", async () => {
+    hold.arm();
     const short = await a.issue({ scopes: ["llm:complete"], agent: "short", ttl: 60, lifetime: 2 });
     const opened = performance.now();
     const dying = await openStream(a, short.token);

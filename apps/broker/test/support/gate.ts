@@ -21,3 +21,24 @@ export class Gate {
     });
   };
 }
+
+/**
+ * Holds every stream the mock starts, after its first chunk, while armed (armed at first);
+ * `release()` lets all of them go on and disarms it until `arm()`.
+ */
+export class HoldAll {
+  #held: (() => void)[] = [];
+  #armed = true;
+  readonly wait = (): Promise<void> =>
+    this.#armed ? new Promise((resolve) => this.#held.push(resolve)) : Promise.resolve();
+  get waiting(): number {
+    return this.#held.length;
+  }
+  release(): void {
+    this.#armed = false;
+    for (const open of this.#held.splice(0)) open();
+  }
+  arm(): void {
+    this.#armed = true;
+  }
+}
