@@ -23,7 +23,8 @@ import { createProxyHandler, isProxyTarget, type ProxyDeps } from "./http/proxy-
 import { registerTokenRoutes } from "./http/token-routes.js";
 import { Metrics } from "./metrics/metrics.js";
 import { FlightLedger } from "./proxy/flight-ledger.js";
-import { DEAF, LiveConnections } from "./proxy/live.js";
+import { LiveConnections } from "./proxy/live.js";
+import { NodeWorker } from "./proxy/node-work.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import { createUpgradeHandler } from "./proxy/websocket.js";
 import type { Store } from "./store/types.js";
@@ -156,13 +157,12 @@ const backgroundWork = (
   });
   const expiry = new ExpiryWatcher({ store, audit, now });
   const flights = new FlightLedger({ store, leaseMs: config.budgets.leaseMs, now, onError: warn });
-  const live = new LiveConnections();
-  const unsubscribe = store.onCut((cut) => live.cut(cut));
-  // A node that cannot hear revocations for longer than a lease cuts what is live (fail closed).
-  const deafness = setInterval(() => {
-    const since = store.deafSince();
-    if (since !== undefined && Date.now() - since > config.budgets.leaseMs) live.cutAll(DEAF);
-  }, 500);
+  const live = new LiveConnections((reason) => metrics.connectionCut(reason));
+  metrics.liveConnections = () => live.list(store.nodeId);
+  const worker = new NodeWorker(live, store, now);
+  const unsubscribe = store.serve(worker);
+  // A node that may have missed revocations checks what is live itself, or cuts it (fail closed).
+  const deafness = setInterval(() => void worker.watch(), 200);
   deafness.unref();
   const stopCuts = () => {
     clearInterval(deafness);

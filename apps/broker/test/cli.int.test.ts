@@ -83,6 +83,7 @@ describe("perishable dev", () => {
         }).then((r) => r.json()),
       ).toEqual({
         revoked: 1,
+        connections: 0,
       });
       // Nothing but the banner goes to stdout, and no token shows up anywhere.
       expect(dev.stdout() + dev.stderr()).not.toContain(token);

@@ -23,6 +23,7 @@ describe("the broker on the in-memory store", () => {
     expect(child.parentGrantId).toBe(root.grantId);
     expect(await (await t.call("/v1/tokens/self", root.token, { method: "DELETE" })).json()).toEqual({
       revoked: 2,
+      connections: 0,
     });
     const denied = await t.call("/proxy/openai/v1/models", child.token);
     expect(await denied.json()).toMatchObject({ error: { code: "token_revoked" } });

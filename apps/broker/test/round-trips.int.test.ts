@@ -24,10 +24,11 @@ describe("the hot path", () => {
     const monitor = await probe.monitor();
     const sent: string[] = [];
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
-      // Background work of every node (rule reloads, expiry claims, batched audit writes) is not per request.
+      // Background work of every node (rule reloads, expiry claims, batched audit writes, heartbeats)
+      // is not per request.
       const command = args[0]!.toLowerCase();
       const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source !== "lua" && !/:(rules|expiries|audit)$/.test(key ?? "")) sent.push(command);
+      if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "")) sent.push(command);
     });
     const requests = 20;
     for (let i = 0; i < requests; i++) {
@@ -69,7 +70,7 @@ describe("the hot path", () => {
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       const command = args[0]!.toLowerCase();
       const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source === "lua" || /:(rules|expiries|audit)$/.test(key ?? "")) return;
+      if (source === "lua" || /:(rules|expiries|audit|nodes)$/.test(key ?? "")) return;
       if (/\}:fl$/.test(key ?? "")) settles.push(command);
       else perRequest.push(command);
     });
@@ -112,10 +113,11 @@ describe("the hot path", () => {
     const monitor = await probe.monitor();
     const sent: string[] = [];
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
-      // Background work of every node (rule reloads, expiry claims, batched audit writes) is not per request.
+      // Background work of every node (rule reloads, expiry claims, batched audit writes, heartbeats)
+      // is not per request.
       const command = args[0]!.toLowerCase();
       const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source !== "lua" && !/:(rules|expiries|audit)$/.test(key ?? "")) sent.push(command);
+      if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "")) sent.push(command);
     });
     const guesses = 1000;
     const alphabet = "0123456789abcdefghjkmnpqrstvwxyz";

@@ -216,7 +216,7 @@ describe("refresh, self and revoke", () => {
     const first = await t.issue({ scopes: ["models:read"] });
     const second = (await (await post("/v1/tokens/refresh", first.token, {})).json()) as TokenResponse;
     const revoked = await t.call("/v1/tokens/self", second.token, { method: "DELETE" });
-    expect(await revoked.json()).toEqual({ revoked: 1 });
+    expect(await revoked.json()).toEqual({ revoked: 1, connections: 0 });
     for (const token of [first.token, second.token]) {
       expect(await errorOf(await models(token))).toMatchObject({ status: 401, code: "token_revoked" });
       expect(await errorOf(await post("/v1/tokens/refresh", token, {}))).toMatchObject({
@@ -261,6 +261,7 @@ describe("delegation", () => {
 
     expect(await (await t.call("/v1/tokens/self", parent.token, { method: "DELETE" })).json()).toEqual({
       revoked: 3,
+      connections: 0,
     });
     expect(await errorOf(await models(child.token))).toMatchObject({ code: "token_revoked" });
     expect(await errorOf(await models(grandchild.token))).toMatchObject({ code: "token_revoked" });

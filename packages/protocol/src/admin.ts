@@ -34,6 +34,11 @@ export const RevocationResult = z.object({
   tokens: z.int().nonnegative().optional(),
   /** For a bulk revocation: the rule that keeps denying what matches until nothing can be alive. */
   ruleId: z.string().optional(),
+  /**
+   * Live connections (in-flight answers, streams, WebSockets) cut on every broker node before the
+   * call answered; with `dryRun`, how many are open now that the revocation would cut.
+   */
+  connections: z.int().nonnegative().optional(),
   /** `POST /v1/revocations?dryRun=true`: nothing was revoked; `revoked` is how many would be. */
   dryRun: z.boolean().optional(),
 });
@@ -69,10 +74,32 @@ export const GrantList = z.object({ grants: z.array(AdminGrantView), next: z.str
 export type GrantList = z.infer<typeof GrantList>;
 
 /** `GET /v1/grants/:id`: the grant, its ancestors (root first) and its subtree (parents before children). */
+/** A connection open through the broker under a grant, as the node holding it reports it. */
+export const LiveConnection = z.object({
+  node: z.string(),
+  kind: z.enum(["http", "websocket"]),
+  grantId: z.string(),
+  tokenId: z.string(),
+  upstream: z.string(),
+  path: z.string(),
+  openedAt: IsoTime,
+});
+export type LiveConnection = z.infer<typeof LiveConnection>;
+
+/** The live connections of a grant and its subtree on every node; `missing`: nodes that did not answer. */
+export const LiveConnections = z.object({
+  connections: z.array(LiveConnection),
+  nodes: z.int().nonnegative(),
+  missing: z.int().nonnegative(),
+});
+export type LiveConnections = z.infer<typeof LiveConnections>;
+
 export const GrantDetail = z.object({
   grant: AdminGrantView,
   ancestors: z.array(AdminGrantView),
   subtree: z.array(AdminGrantView),
+  /** What is open under the grant and its subtree now (brokers before wave 2 leave it out). */
+  live: LiveConnections.optional(),
 });
 export type GrantDetail = z.infer<typeof GrantDetail>;
 

@@ -117,6 +117,8 @@ const Revoked = z.object({
   type: z.literal("revoked"),
   by: z.string(),
   count: z.int(),
+  /** Live connections (in-flight answers, streams, WebSockets) cut on every node. */
+  connections: z.int().optional(),
   /** A bulk revocation: what it selected, and the rule that keeps selecting it. */
   selector: z.record(z.string(), z.unknown()).optional(),
   rule: z.string().optional(),

@@ -5,6 +5,8 @@ export {
   GRANT_STATUSES,
   GrantDetail,
   GrantList,
+  LiveConnection,
+  LiveConnections,
   RevocationResult,
   RevocationSelector,
 } from "./admin.js";

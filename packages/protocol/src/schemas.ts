@@ -141,7 +141,11 @@ export const SelfResponse = z.object({
 export type SelfResponse = z.infer<typeof SelfResponse>;
 
 /** `DELETE /v1/tokens/self`, `DELETE /v1/grants/:id`, `POST /v1/revocations`. */
-export const RevokeResponse = z.object({ revoked: z.int().nonnegative() });
+export const RevokeResponse = z.object({
+  revoked: z.int().nonnegative(),
+  /** Live connections (streams, WebSockets) of the revoked grants cut on every broker node. */
+  connections: z.int().nonnegative().optional(),
+});
 export type RevokeResponse = z.infer<typeof RevokeResponse>;
 
 export const ErrorEnvelopeSchema = z.object({

@@ -231,8 +231,11 @@ export class Session extends EventEmitter<SessionEvents> {
     return child;
   }
 
-  /** Revokes this session's grant and every grant below it (at the broker, for every holder). */
-  async revoke(): Promise<{ revoked: number }> {
+  /**
+   * Revokes this session's grant and every grant below it (at the broker, for every holder);
+   * `connections`: the streams and WebSockets of them the broker cut, on every node.
+   */
+  async revoke(): Promise<{ revoked: number; connections?: number }> {
     this.#assertOpen();
     const held = this.#keeper.usable();
     if (held instanceof PerishableError) throw held;

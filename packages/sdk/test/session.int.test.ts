@@ -193,7 +193,7 @@ describe("session.fetch", () => {
     const session = await open({ scopes: ["models:read"] });
     const revokedEvents: string[] = [];
     session.on("revoked", ({ by }) => revokedEvents.push(by));
-    expect(await session.revoke()).toEqual({ revoked: 1 });
+    expect(await session.revoke()).toEqual({ revoked: 1, connections: 0 });
     expect(session.state).toBe("revoked");
     expect(revokedEvents).toEqual(["self"]);
     const response = await session.fetch("/proxy/openai/v1/models");
@@ -265,7 +265,7 @@ describe("delegation", () => {
       proc.once("exit", () => reject(new Error(`sub-agent exited early: ${out} ${err}`)));
     });
     expect(out).toContain("depth=1");
-    expect(await parent.revoke()).toEqual({ revoked: 2 });
+    expect(await parent.revoke()).toEqual({ revoked: 2, connections: 0 });
     expect(await exited).toBe(0);
     expect(out).toContain("denied token_revoked");
     expect(out).toContain("revoked-event broker");

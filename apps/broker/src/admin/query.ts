@@ -18,10 +18,18 @@ export const grantDetail = async (ctx: AdminContext, grantId: string): Promise<G
   const now = ctx.now();
   const lineage = await ctx.store.getLineage(grantId, now);
   if (!lineage) throw new BrokerError("not_found", `no grant ${grantId}`);
+  // What is open under it, on every node: the console shows it, and what a revocation would cut.
+  const live = await ctx.store.askLive({ grants: [grantId] });
+  const iso = (ms: number) => new Date(ms).toISOString();
   return {
     grant: adminGrantView(lineage.grant, now),
     ancestors: lineage.ancestors.map((g) => adminGrantView(g, now)),
     subtree: lineage.subtree.map((g) => adminGrantView(g, now)),
+    live: {
+      connections: live.answers.map((c) => ({ ...c, openedAt: iso(c.openedAt) })),
+      nodes: live.nodes,
+      missing: live.missing,
+    },
   };
 };
 

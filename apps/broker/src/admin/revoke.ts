@@ -16,7 +16,7 @@ export const revokeGrantById = async (
   const now = ctx.now();
   const state = await ctx.store.getGrant(grantId, now);
   if (!state) throw new BrokerError("not_found", `no grant ${grantId}`);
-  const revoked = await ctx.store.revokeGrant(grantId, now);
+  const { grants: revoked, connections } = await ctx.store.revokeGrant(grantId, now);
   const g = state.grant;
   ctx.metrics.revocations.inc({ kind: "grant" }, revoked);
   ctx.audit.emit(
@@ -32,10 +32,10 @@ export const revokeGrantById = async (
       },
       requestId,
       now,
-      { by: `admin ${actor.name}`, count: revoked },
+      { by: `admin ${actor.name}`, count: revoked, connections },
     ),
   );
-  return { revoked };
+  return { revoked, connections };
 };
 
 /** `DELETE /v1/tokens/:tokenId`: one token; its grant and the grant's other tokens stay. */
@@ -49,14 +49,19 @@ export const revokeTokenById = async (
   const result = await ctx.store.revokeToken(tokenId, now);
   if (result.status === "none") throw new BrokerError("not_found", `no live token ${tokenId}`);
   const revoked = result.status === "revoked" ? 1 : 0;
+  const { connections } = result;
   ctx.metrics.revocations.inc({ kind: "token" }, revoked);
   ctx.audit.emit(
-    auditEvent("revoked", result.subject, requestId, now, { by: `admin ${actor.name}`, count: revoked }),
+    auditEvent("revoked", result.subject, requestId, now, {
+      by: `admin ${actor.name}`,
+      count: revoked,
+      connections,
+    }),
   );
-  return { revoked: 0, tokens: revoked };
+  return { revoked: 0, tokens: revoked, connections };
 };
 
-/** `POST /v1/revocations?dryRun=true`: how many live grants the selector would revoke now. */
+/** `POST /v1/revocations?dryRun=true`: how many live grants (and connections) the selector would revoke now. */
 export const previewRevocation = async (
   ctx: AdminContext,
   actor: Actor,
@@ -71,7 +76,8 @@ export const previewRevocation = async (
     cutoff: now,
     expiresAt: now + 1,
   };
-  return { revoked: await ctx.store.preview(rule, now), dryRun: true };
+  const [revoked, live] = await Promise.all([ctx.store.preview(rule, now), ctx.store.askLive({ rule })]);
+  return { revoked, connections: live.answers.length, dryRun: true };
 };
 
 /**
@@ -97,7 +103,7 @@ export const bulkRevoke = async (
     expiresAt: started + 2 * lifetime,
   };
   await ctx.store.putRule(open);
-  const { grants, tokens } = await ctx.store.purge(open, started);
+  const { grants, tokens, connections } = await ctx.store.purge(open, started);
   const cutoff = ctx.now() + ctx.cutoffMarginMs;
   await ctx.store.putRule({ ...open, cutoff, expiresAt: cutoff + lifetime });
   ctx.metrics.revocations.inc({ kind: "bulk" }, grants);
@@ -106,8 +112,9 @@ export const bulkRevoke = async (
       by: `admin ${actor.name}`,
       selector: { ...selector },
       count: grants,
+      connections,
       rule: open.id,
     }),
   );
-  return { revoked: grants, tokens, ruleId: open.id };
+  return { revoked: grants, tokens, connections, ruleId: open.id };
 };

@@ -13,6 +13,8 @@ export const DEFAULTS = Object.freeze({
     connectTimeoutMs: 5_000,
     /** Rules are read again this often even without a pub/sub message (the safety net). */
     rulesReloadMs: 5_000,
+    /** `store.node_lease` (s): a node that hears nothing for this long stops counting as live (node bus). */
+    nodeLeaseMs: 1_000,
   }),
   audit: Object.freeze({
     /** An emitted event waits at most this long before its batch is written. */

@@ -116,6 +116,7 @@ const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): B
       prefix: file.store.prefix,
       commandTimeoutMs: file.store.command_timeout * 1000,
       connectTimeoutMs: file.store.connect_timeout * 1000,
+      nodeLeaseMs: file.store.node_lease * 1000,
     },
     limits: {
       defaultTtl: limits.default_ttl * 1000,

@@ -223,6 +223,15 @@ export const ConfigFile = z.strictObject({
         .positive()
         .max(300)
         .default(DEFAULTS.redis.connectTimeoutMs / 1000),
+      /**
+       * Seconds a node that hears nothing from the others still counts as live: a revoking call
+       * waits at most this long for a node that stopped answering (crashed, cut off).
+       */
+      node_lease: z
+        .number()
+        .min(0.05)
+        .max(30)
+        .default(DEFAULTS.redis.nodeLeaseMs / 1000),
     })
     .prefault({}),
   limits: z

@@ -20,6 +20,7 @@ export interface BrokerConfig {
     readonly prefix: string;
     readonly commandTimeoutMs: number;
     readonly connectTimeoutMs: number;
+    readonly nodeLeaseMs: number;
   };
   readonly limits: {
     readonly defaultTtl: number;

@@ -265,8 +265,16 @@ class ProxyHandler {
     });
     const { grantId, tokenId } = allowed.subject;
     const maxMs = this.#deps.config.scopes.get(scope)?.maxConnectionMs;
-    if (grantId && tokenId)
-      done = this.#deps.live.add(grantId, tokenId, allowed.notAfter, this.#deps.now(), cut, maxMs);
+    if (grantId && tokenId) {
+      const live = {
+        kind: "http",
+        grantId,
+        tokenId,
+        upstream: target.upstreamName,
+        path: target.rest,
+      } as const;
+      done = this.#deps.live.add(live, allowed.notAfter, this.#deps.now(), cut, maxMs);
+    }
   }
 
   #refuse(

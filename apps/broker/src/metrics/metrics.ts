@@ -77,6 +77,14 @@ export class Metrics {
     labelNames: ["upstream", "tool"] as const,
     registers: [this.registry],
   });
+  readonly connectionsCut = new Counter({
+    name: "perishable_connections_cut_total",
+    help: "Live connections (answers in flight, streams, WebSockets) the broker cut, by reason",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  /** This node's live connections, read at scrape time (set by the server). */
+  liveConnections: () => readonly { readonly upstream: string; readonly kind: string }[] = () => [];
   readonly #requestChildren = new Map<string, Counter.Internal>();
   readonly #spendChildren = new Map<string, [Counter.Internal, Counter.Internal]>();
   readonly #denialChildren = new Map<string, Counter.Internal>();
@@ -108,6 +116,17 @@ export class Metrics {
         this.set(sources.auditSuppressed());
       },
     });
+    const metrics = this;
+    new Gauge({
+      name: "perishable_live_connections",
+      help: "Connections open through this node (answers in flight, streams, WebSockets), by upstream and kind",
+      labelNames: ["upstream", "kind"] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { upstream, kind } of metrics.liveConnections()) this.labels(upstream, kind).inc();
+      },
+    });
     new Gauge({
       name: "perishable_live_grants",
       help: "Grants holding a live token",
@@ -120,6 +139,10 @@ export class Metrics {
         }
       },
     });
+  }
+
+  connectionCut(reason: string): void {
+    this.connectionsCut.labels(reason).inc();
   }
 
   /** A tool call, labelled by the glob that allowed it: the label set is bounded by the config. */

@@ -1,9 +1,20 @@
-import type { Cut } from "../store/types.js";
+import type { Cut, LiveInfo } from "../store/types.js";
 import type { CutError } from "./forward.js";
 
-interface Live {
+/** Why a live connection was cut (the label of `perishable_connections_cut_total`). */
+export type CutReason = "revoked" | "not_after" | "max_connection" | "stale";
+
+/** What a live connection is, as views and metrics show it (no token: its public id). */
+export interface LiveTarget {
+  readonly kind: LiveInfo["kind"];
   readonly grantId: string;
   readonly tokenId: string;
+  readonly upstream: string;
+  readonly path: string;
+}
+
+interface Live extends LiveTarget {
+  readonly openedAt: number;
   readonly cut: (error: CutError) => void;
   timer: NodeJS.Timeout | undefined;
 }
@@ -26,26 +37,29 @@ export const DEAF: CutError = {
 const MAX_DELAY = 2 ** 31 - 1;
 
 /**
- * This node's live answers (in-flight requests and open streams), by grant and by token, so that
- * a revocation pushed by any node (`Store.onCut`: a grant with its subtree, one token, what a bulk
- * walk purged) cuts them at once, and a grant's notAfter cuts them when it comes. A token that
- * merely expires does not: the grant is what lives.
+ * This node's live answers (in-flight requests, open streams, WebSockets), by grant and by token,
+ * so that a revocation made on any node (`NodeWork.cut`: a grant with its subtree, one token, what
+ * a bulk walk purged) cuts them at once, and a grant's notAfter cuts them when it comes. A token
+ * that merely expires does not: the grant is what lives.
  */
 export class LiveConnections {
   readonly #byGrant = new Map<string, Set<Live>>();
   readonly #byToken = new Map<string, Set<Live>>();
-  #cut = 0;
+  readonly #onCut: (reason: CutReason) => void;
+
+  constructor(onCut: (reason: CutReason) => void = () => {}) {
+    this.#onCut = onCut;
+  }
 
   /** Registers a live answer; call the returned function when it is over. */
   add(
-    grantId: string,
-    tokenId: string,
+    target: LiveTarget,
     notAfter: number,
     now: number,
     cut: (error: CutError) => void,
     maxMs?: number,
   ): () => void {
-    const live: Live = { grantId, tokenId, cut, timer: undefined };
+    const live: Live = { ...target, openedAt: now, cut, timer: undefined };
     // The grant's end, or the scope's max_connection_seconds when that comes first.
     const byScope = maxMs !== undefined && now + maxMs < notAfter;
     const left = byScope ? maxMs : notAfter - now;
@@ -56,16 +70,17 @@ export class LiveConnections {
             message: `the scope's max_connection_seconds (${maxMs / 1000}) have passed`,
           }
         : ENDED;
-      live.timer = setTimeout(() => this.#end(live, error), Math.max(0, left));
+      const reason = byScope ? "max_connection" : "not_after";
+      live.timer = setTimeout(() => this.#end(live, error, reason), Math.max(0, left));
       live.timer.unref();
     }
-    add(this.#byGrant, grantId, live);
-    add(this.#byToken, tokenId, live);
+    add(this.#byGrant, target.grantId, live);
+    add(this.#byToken, target.tokenId, live);
     return () => this.#remove(live);
   }
 
   /** Cuts every live answer of the revoked grants and tokens. → how many. */
-  cut(revoked: Cut): number {
+  cut(revoked: Cut, error: CutError = REVOKED): number {
     let n = 0;
     for (const [index, ids] of [
       [this.#byGrant, revoked.grants],
@@ -73,7 +88,7 @@ export class LiveConnections {
     ] as const) {
       for (const id of ids) {
         for (const live of [...(index.get(id) ?? [])]) {
-          this.#end(live, REVOKED);
+          this.#end(live, error, "revoked");
           n += 1;
         }
       }
@@ -83,9 +98,22 @@ export class LiveConnections {
 
   /** Cuts every live answer (this node can no longer hear revocations: fail closed). → how many. */
   cutAll(error: CutError): number {
-    const all = [...this.#byToken.values()].flatMap((set) => [...set]);
-    for (const live of all) this.#end(live, error);
+    const all = this.#all();
+    for (const live of all) this.#end(live, error, "stale");
     return all.length;
+  }
+
+  /** What is live now, as this node reports it. */
+  list(node: string): LiveInfo[] {
+    return this.#all().map(({ kind, grantId, tokenId, upstream, path, openedAt }) => ({
+      node,
+      kind,
+      grantId,
+      tokenId,
+      upstream,
+      path,
+      openedAt,
+    }));
   }
 
   /** Live answers on this node now. */
@@ -95,14 +123,13 @@ export class LiveConnections {
     return n;
   }
 
-  /** Answers cut since the node started. */
-  get cutCount(): number {
-    return this.#cut;
+  #all(): Live[] {
+    return [...this.#byToken.values()].flatMap((set) => [...set]);
   }
 
-  #end(live: Live, error: CutError): void {
+  #end(live: Live, error: CutError, reason: CutReason): void {
     this.#remove(live);
-    this.#cut += 1;
+    this.#onCut(reason);
     live.cut(error);
   }
 

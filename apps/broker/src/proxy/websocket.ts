@@ -185,9 +185,16 @@ class Upgrades {
       client.close(1008, error.code);
       remote.close(1000, "the client's authority ended");
     };
+    const { grantId, tokenId } = subject;
     const done =
-      subject.grantId && subject.tokenId
-        ? deps.live.add(subject.grantId, subject.tokenId, allowed.notAfter, deps.now(), cut, allowed.maxMs)
+      grantId && tokenId
+        ? deps.live.add(
+            { kind: "websocket", grantId, tokenId, upstream: u.target.upstreamName, path: u.target.rest },
+            allowed.notAfter,
+            deps.now(),
+            cut,
+            allowed.maxMs,
+          )
         : () => {};
     let ended = false;
     const end = (code: number) => {

@@ -15,6 +15,7 @@ import { SEGMENT } from "./redis/schema.js";
  *   <p>:{<tree>}:rl:<grantId>:<scope>:<window>   sliding-window counters
  *   <p>:audit                            the audit stream
  *   <p>:rules                            active revocation rules (hash id → JSON), channel of the same name
+ *   <p>:nodes                            live broker nodes: id → lease end (sorted set); channels <p>:bus, <p>:ans:<id>
  *   <p>:expiries                         grant id → expiry of its newest token (sorted set), for `expired` events
  */
 
@@ -62,9 +63,19 @@ export class RedisKeys {
     return `${this.prefix}:rules`;
   }
 
-  /** The channel revocations are pushed on: what live connections every node must cut. */
-  cuts(): string {
-    return `${this.prefix}:cuts`;
+  /** The node bus's channel: heartbeats, and questions every node answers (`redis/node-bus.ts`). */
+  bus(): string {
+    return `${this.prefix}:bus`;
+  }
+
+  /** The channel a node hears the answers to its questions on. */
+  answers(nodeId: string): string {
+    return `${this.prefix}:ans:${nodeId}`;
+  }
+
+  /** The live nodes: node id → lease end (sorted set, Redis's clock). */
+  nodes(): string {
+    return `${this.prefix}:nodes`;
   }
 
   expiries(): string {

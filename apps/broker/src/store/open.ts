@@ -12,6 +12,7 @@ export const openStore = async (config: BrokerConfig): Promise<Store> => {
     auditMaxLen: config.audit.streamMaxLen,
     commandTimeoutMs: config.store.commandTimeoutMs,
     connectTimeoutMs: config.store.connectTimeoutMs,
+    nodeLeaseMs: config.store.nodeLeaseMs,
   });
   try {
     await store.connect();

@@ -68,6 +68,43 @@ export interface Cut {
   readonly tokens: readonly string[];
 }
 
+/** A connection open on a node (an HTTP answer in flight, a stream, a WebSocket), as it reports it. */
+export interface LiveInfo {
+  readonly node: string;
+  readonly kind: "http" | "websocket";
+  readonly grantId: string;
+  readonly tokenId: string;
+  readonly upstream: string;
+  readonly path: string;
+  readonly openedAt: number;
+}
+
+/** Which live connections: those of these grants and their subtrees, or those a rule selects. */
+export type LiveQuery = { readonly grants: readonly string[] } | { readonly rule: RevocationRule };
+
+/** What a broker node does when another node (or it) asks. */
+export interface NodeWork {
+  /** Cuts the live connections of what a revocation ended → how many. */
+  cut(cut: Cut): number;
+  /** The live connections that match (at most a few hundred). */
+  live(query: LiveQuery): Promise<LiveInfo[]>;
+  /** This node may have missed pushes (it went stale): check what is live against the store. */
+  resync(): Promise<void>;
+}
+
+/** Answers of every node that answered; `missing`: members whose lease ended before they did. */
+export interface NodeReport<A> {
+  readonly answers: readonly A[];
+  readonly nodes: number;
+  readonly missing: number;
+}
+
+/** A revocation's effect: grants newly revoked, live connections cut on every node. */
+export interface Revoked {
+  readonly grants: number;
+  readonly connections: number;
+}
+
 /** A candidate's cost bound, or null for none. */
 export type WorstCaseOrNone = WorstCase | null;
 
@@ -213,7 +250,7 @@ export interface GrantFilter {
 
 export type RevokeTokenResult =
   | { readonly status: "none" }
-  | { readonly status: "revoked" | "already"; readonly subject: Subject };
+  | { readonly status: "revoked" | "already"; readonly subject: Subject; readonly connections: number };
 
 /** A grant whose newest token has expired without a successor: its authority ended by time. */
 export interface ExpiredGrant {
@@ -275,18 +312,23 @@ export interface Store {
   /** Extends open flights' leases (their requests are still running) to `until`. */
   renew(flights: readonly Flight[], until: number): Promise<void>;
   /**
-   * Hears every revocation of any node (grants with their subtrees, tokens, what a bulk walk
-   * purged) as it answers, to cut live connections; resolves to the unsubscribe.
+   * Makes this node answer the others: every revocation of any node (grants with their subtrees,
+   * tokens, what a bulk walk purged) is handed to `work.cut` before the revoking call answers, on
+   * every live node. → the unsubscribe.
    */
-  onCut(listener: (cut: Cut) => void): () => void;
+  serve(work: NodeWork): () => void;
+  /** This node's id among the live nodes. */
+  readonly nodeId: string;
+  /** The live connections every node reports for the query. */
+  askLive(query: LiveQuery): Promise<NodeReport<LiveInfo>>;
   /** Since when this node may have missed revocations pushed by other nodes, or undefined. */
   deafSince(): number | undefined;
   /** A valid token's record and grant (for `GET /v1/tokens/self` and delegation). */
   inspect(ref: TokenRef, now: number): Promise<InspectResult>;
   /** A new token for the presented token's grant; the presented one stays valid to its own expiry. */
   refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult>;
-  /** Revokes a grant and its whole subtree; resolves to the number of grants newly revoked. */
-  revokeGrant(grantId: string, now: number): Promise<number>;
+  /** Revokes a grant and its whole subtree, and cuts what is live of it on every node. */
+  revokeGrant(grantId: string, now: number): Promise<Revoked>;
   /** Revokes one token by its public id. */
   revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult>;
 
@@ -301,7 +343,7 @@ export interface Store {
     now: number,
   ): Promise<{ grants: GrantState[]; next: string | null }>;
 
-  /** Stores a revocation rule and makes every broker node enforce it; this node at once. */
+  /** Stores a revocation rule; resolves once every live broker node enforces it. */
   putRule(rule: RevocationRule): Promise<void>;
   /** The rules this node enforces now. */
   rules(): readonly RevocationRule[];
@@ -309,7 +351,7 @@ export interface Store {
    * The bulk revocation's walk: finds every grant `rule` selects, in batches, and deletes it with
    * its subtree and all their tokens (their trees keep a tombstone: their tokens read as revoked).
    */
-  purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }>;
+  purge(rule: RevocationRule, now: number): Promise<Revoked & { readonly tokens: number }>;
   /** How many live grants (with their subtrees) a rule would revoke, without revoking anything. */
   preview(rule: RevocationRule, now: number): Promise<number>;
   /** One token by its public id, while its record exists. */

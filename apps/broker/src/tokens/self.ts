@@ -85,13 +85,14 @@ export const revokeSelf = async (
   );
   if (!result.ok) throw denialError(result);
   const { grant, token } = result;
-  const revoked = await ctx.store.revokeGrant(grant.id, now);
+  const { grants: revoked, connections } = await ctx.store.revokeGrant(grant.id, now);
   ctx.metrics.revocations.inc({ kind: "self" }, revoked);
   ctx.audit.emit(
     auditEvent("revoked", subjectOf(grant, token), requestId, now, {
       by: `self (${grant.agent})`,
       count: revoked,
+      connections,
     }),
   );
-  return { revoked };
+  return { revoked, connections };
 };

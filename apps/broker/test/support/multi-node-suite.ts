@@ -67,6 +67,7 @@ export const describeMultiNode = (label: string, startA: () => Promise<TestBroke
         expect(await codeOf(await models(b.url, token))).toBe("ok");
         expect(await (await admin(a.url, `/v1/grants/${grantId}`, { method: "DELETE" })).json()).toEqual({
           revoked: 1,
+          connections: 0,
         });
         await within(1000, async () => (await codeOf(await models(b.url, token))) === "token_revoked");
       });
@@ -138,6 +139,7 @@ export const describeMultiNode = (label: string, startA: () => Promise<TestBroke
           await (await admin(b.url, `/v1/grants/${child.grantId}`, { method: "DELETE" })).json(),
         ).toEqual({
           revoked: 2,
+          connections: 0,
         });
         expect(await codeOf(await models(a.url, child.token))).toBe("token_revoked");
         expect(await codeOf(await models(a.url, grandchild.token))).toBe("token_revoked");
@@ -163,6 +165,7 @@ export const describeMultiNode = (label: string, startA: () => Promise<TestBroke
           await (await admin(a.url, `/v1/grants/${child.grantId}`, { method: "DELETE" })).json(),
         ).toEqual({
           revoked: 0,
+          connections: 0,
         });
         const detail = (await (await admin(a.url, `/v1/grants/${root.grantId}`)).json()) as GrantDetail;
         expect(detail.subtree.map((g) => [g.grantId, g.status])).toEqual([
@@ -181,6 +184,7 @@ export const describeMultiNode = (label: string, startA: () => Promise<TestBroke
         ).toEqual({
           revoked: 0,
           tokens: 1,
+          connections: 0,
         });
         expect(await codeOf(await models(b.url, first.token))).toBe("token_revoked");
         expect(await codeOf(await models(b.url, second.token))).toBe("ok");
@@ -234,7 +238,7 @@ export const describeMultiNode = (label: string, startA: () => Promise<TestBroke
           method: "POST",
           body: JSON.stringify({ agent: "previewed" }),
         });
-        expect(await preview.json()).toEqual({ revoked: 5, dryRun: true });
+        expect(await preview.json()).toEqual({ revoked: 5, connections: 0, dryRun: true });
         expect(await codeOf(await models(a.url, tokens[0]!.token))).toBe("ok");
         const lookup = await (await admin(a.url, `/v1/tokens/${tokens[0]!.tokenId}`)).json();
         expect(lookup).toMatchObject({

@@ -139,8 +139,8 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       for (const g of [root, child, grandchild, sibling]) {
         await store.createGrant(g.grant, g.record);
       }
-      expect(await store.revokeGrant(child.grant.id, now)).toBe(2);
-      expect(await store.revokeGrant(child.grant.id, now)).toBe(0);
+      expect((await store.revokeGrant(child.grant.id, now)).grants).toBe(2);
+      expect((await store.revokeGrant(child.grant.id, now)).grants).toBe(0);
       expect(await store.authorize(child.ref, now, [allow("llm:complete")])).toMatchObject({
         ok: false,
         code: "token_revoked",
@@ -158,7 +158,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
         code: "token_revoked",
       });
       expect(await store.inspect(grandchild.ref, now)).toMatchObject({ code: "token_revoked" });
-      expect(await store.revokeGrant(root.grant.id, now)).toBe(2);
+      expect((await store.revokeGrant(root.grant.id, now)).grants).toBe(2);
       expect(await store.authorize(sibling.ref, now, [allow("llm:complete")])).toMatchObject({
         code: "token_revoked",
       });
@@ -511,7 +511,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(await store.preview(rule("rv_none", { agent: "nobody" }, now), now)).toBe(0);
       await store.putRule(r);
       expect(await store.countLiveGrants(now)).toBe(7);
-      expect(await store.purge(r, now)).toEqual({ grants: 6, tokens: 7 });
+      expect(await store.purge(r, now)).toEqual({ grants: 6, tokens: 7, connections: 0 });
       expect(await store.countLiveGrants(now)).toBe(1);
       for (const g of [...victims, victimChild]) {
         expect(await store.authorize(g.ref, now, [allow("llm:complete")])).toMatchObject({
@@ -520,7 +520,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
         expect(await store.getGrant(g.grant.id, now)).toBeUndefined();
       }
       expect(await store.authorize(keep.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
-      expect(await store.purge(r, now)).toEqual({ grants: 0, tokens: 0 });
+      expect(await store.purge(r, now)).toEqual({ grants: 0, tokens: 0, connections: 0 });
     });
 
     it("hands out each grant whose newest token expired exactly once", async () => {
@@ -591,26 +591,35 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       expect(read.records.map((r) => r.event)).toEqual(batch);
     });
 
-    it("pushes what a revocation ended to every subscriber: grants with their subtrees, tokens, purges", async () => {
+    it("hands what a revocation ended to every node before it answers: subtrees, tokens, purges", async () => {
       await using store = await open();
       const now = Date.now();
       const heard: { grants: string[]; tokens: string[] }[] = [];
-      const stop = store.onCut((cut) => heard.push({ grants: [...cut.grants], tokens: [...cut.tokens] }));
+      const stop = store.serve({
+        cut: (cut) => {
+          heard.push({ grants: [...cut.grants], tokens: [...cut.tokens] });
+          return cut.grants.length + cut.tokens.length;
+        },
+        live: async () => [],
+        resync: async () => {},
+      });
       const root = rootGrant(now, { agent: "pushed" });
       const child = childGrant(now, root.grant);
       const other = rootGrant(now, { agent: "purged-one" });
       await store.createGrant(root.grant, root.record);
       await store.createGrant(child.grant, child.record, root.ref, now);
       await store.createGrant(other.grant, other.record);
-      await store.revokeGrant(root.grant.id, now);
-      await store.revokeToken(other.record.tokenId, now);
-      await store.purge(rule("rv_push", { agent: "purged-one" }, now), now);
-      const until = Date.now() + 3_000;
-      while (heard.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-      stop();
+      // No waiting: each call answers once every node (this one) has cut, and says how many it cut.
+      expect(await store.revokeGrant(root.grant.id, now)).toEqual({ grants: 2, connections: 2 });
+      expect(heard).toHaveLength(1);
       expect(heard[0]?.grants.sort()).toEqual([root.grant.id, child.grant.id].sort());
+      const token = await store.revokeToken(other.record.tokenId, now);
+      expect(token).toMatchObject({ status: "revoked", connections: 1 });
       expect(heard[1]).toEqual({ grants: [], tokens: [other.record.tokenId] });
+      const purged = await store.purge(rule("rv_push", { agent: "purged-one" }, now), now);
+      expect(purged).toMatchObject({ grants: 1, connections: 1 });
       expect(heard[2]?.grants).toEqual([other.grant.id]);
+      stop();
     });
 
     describeBudgetContract(open);

@@ -8,7 +8,6 @@ import {
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
-  type Cut,
   type ExpiredGrant,
   type Flight,
   type GrantFilter,
@@ -17,9 +16,14 @@ import {
   type GrantState,
   type InspectResult,
   type Lease,
+  type LiveInfo,
+  type LiveQuery,
+  type NodeReport,
+  type NodeWork,
   RECORD_GRACE_MS,
   type RefreshInput,
   type RefreshResult,
+  type Revoked,
   type RevokeTokenResult,
   type Settlement,
   type Store,
@@ -31,6 +35,7 @@ import {
 import { MemoryAuditTrail } from "./audit-trail.js";
 import { authorize } from "./authorize.js";
 import { noSpend, renewFlights, settleFlight } from "./flights.js";
+import { LocalNode } from "./local-node.js";
 import { deny, MemoryState, type StoredGrant, stateOf, subjectOf } from "./state.js";
 
 export interface MemoryStoreOptions {
@@ -46,7 +51,7 @@ export interface MemoryStoreOptions {
  */
 export class MemoryStore implements Store {
   readonly #state = new MemoryState();
-  readonly #cutListeners = new Set<(cut: Cut) => void>();
+  readonly #node = new LocalNode();
   #closed = false;
   readonly #audit: MemoryAuditTrail;
   readonly #sweeper: NodeJS.Timeout;
@@ -152,16 +157,17 @@ export class MemoryStore implements Store {
   /** One process: it never misses its own revocations. */
   deafSince = (): number | undefined => undefined;
 
-  onCut(listener: (cut: Cut) => void): () => void {
-    this.#cutListeners.add(listener);
-    return () => this.#cutListeners.delete(listener);
+  readonly nodeId = "local";
+
+  serve(work: NodeWork): () => void {
+    return this.#node.serve(work);
   }
 
-  #cut = (cut: Cut): void => {
-    for (const listener of this.#cutListeners) listener(cut);
-  };
+  askLive(query: LiveQuery): Promise<NodeReport<LiveInfo>> {
+    return this.#node.live(query);
+  }
 
-  async revokeGrant(grantId: string, now: number): Promise<number> {
+  async revokeGrant(grantId: string, now: number): Promise<Revoked> {
     const revoked: string[] = [];
     let count = 0;
     for (const id of this.#state.subtree(grantId)) {
@@ -173,8 +179,8 @@ export class MemoryStore implements Store {
         count += 1;
       }
     }
-    if (revoked.length > 0) this.#cut({ grants: revoked, tokens: [] });
-    return count;
+    const connections = revoked.length > 0 ? this.#node.cut({ grants: revoked, tokens: [] }) : 0;
+    return { grants: count, connections };
   }
 
   async revokeToken(tokenId: string, now: number): Promise<RevokeTokenResult> {
@@ -184,8 +190,8 @@ export class MemoryStore implements Store {
     if (!token || token.expireAt <= now || token.record.expiresAt <= now) return { status: "none" };
     const status = token.revoked ? "already" : "revoked";
     token.revoked = true;
-    this.#cut({ grants: [], tokens: [tokenId] });
-    return { status, subject: subjectOf(token, this.#state.grant(token.record.grantId, now)) };
+    const connections = this.#node.cut({ grants: [], tokens: [tokenId] });
+    return { status, subject: subjectOf(token, this.#state.grant(token.record.grantId, now)), connections };
   }
 
   async getGrant(grantId: string, now: number): Promise<GrantState | undefined> {
@@ -231,7 +237,7 @@ export class MemoryStore implements Store {
     return this.#state.rules;
   }
 
-  async purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
+  async purge(rule: RevocationRule, now: number): Promise<Revoked & { tokens: number }> {
     const selected = [...this.#state.grants.values()].filter(
       (g) =>
         g.expireAt > now &&
@@ -263,8 +269,8 @@ export class MemoryStore implements Store {
         Math.max(this.#state.tombs.get(stored.record.tree) ?? 0, tombUntil),
       );
     }
-    if (ids.size > 0) this.#cut({ grants: [...ids], tokens: [] });
-    return { grants, tokens };
+    const connections = ids.size > 0 ? this.#node.cut({ grants: [...ids], tokens: [] }) : 0;
+    return { grants, tokens, connections };
   }
 
   async preview(rule: RevocationRule, now: number): Promise<number> {

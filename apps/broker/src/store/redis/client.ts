@@ -2,6 +2,7 @@ import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } fr
 import { DEFAULTS } from "../../config/defaults.js";
 import { StoreUnavailableError } from "../types.js";
 import { SETTLE } from "./flight-scripts.js";
+import { BEAT, MEMBERS } from "./node-scripts.js";
 import { PURGE, REVOKE_GRANT, REVOKE_TOKEN } from "./revoke-scripts.js";
 import { AUDIT_APPEND, AUTHORIZE, CREATE, FACTS, INSPECT, REFRESH } from "./scripts.js";
 
@@ -23,6 +24,8 @@ export interface ScriptCommands {
   prsPurge(key: string, ...args: (string | number)[]): Promise<[number, number, string[]]>;
   prsAuditAppend(key: string, ...args: (string | number)[]): Promise<number>;
   prsSettle(key: string, ...args: (string | number)[]): Promise<number>;
+  prsBeat(key: string, ...args: (string | number)[]): Promise<number>;
+  prsMembers(key: string): Promise<string[]>;
 }
 
 export type Client = Redis | Cluster;
@@ -48,15 +51,18 @@ export interface ConnectionOptions {
 const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
 
 /**
- * The store's two connections: one for commands and scripts, one subscribed to the rules channel.
+ * The store's two connections: one for commands and scripts, one subscribed to the rules and node bus channels.
  * ioredis emits 'error' on every failed reconnect; the store reports availability through ping()
  * and StoreUnavailableError instead, so those are expected and not thrown.
  */
 export const openClients = (
   connection: RedisConnection,
   options: ConnectionOptions,
+  /** Named in CLIENT LIST as `<name>:cmd` and `<name>:sub` (the node's id: which broker is which). */
+  name?: string,
 ): { redis: ScriptedRedis; subscriber: Client } => {
   const redisOptions: RedisOptions = {
+    ...(name ? { connectionName: `${name}:cmd` } : {}),
     lazyConnect: true,
     // Fail closed and fast while disconnected: no queue of requests waiting for a Redis
     // that may be gone for minutes; the proxy answers 503 store_unavailable at once.
@@ -75,6 +81,7 @@ export const openClients = (
   // unhandled, which ended the process.
   const subscriber = createClient(connection, {
     ...redisOptions,
+    ...(name ? { connectionName: `${name}:sub` } : {}),
     enableAutoPipelining: false,
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,
@@ -94,6 +101,8 @@ export const openClients = (
     prsPurge: [1, PURGE],
     prsAuditAppend: [1, AUDIT_APPEND],
     prsSettle: [1, SETTLE],
+    prsBeat: [1, BEAT],
+    prsMembers: [1, MEMBERS],
   } as const;
   for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
     redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
@@ -212,4 +221,6 @@ export interface RedisStoreOptions {
   readonly connectTimeoutMs?: number;
   /** How often rules are reloaded even without a pub/sub message (safety net). */
   readonly rulesReloadMs?: number;
+  /** `store.node_lease`: how long a node that stops hearing the others still counts as a member. */
+  readonly nodeLeaseMs?: number;
 }

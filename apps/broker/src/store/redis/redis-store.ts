@@ -10,7 +10,6 @@ import {
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
-  type Cut,
   type Denied,
   type ExpiredGrant,
   type Flight,
@@ -20,9 +19,14 @@ import {
   type GrantState,
   type InspectResult,
   type Lease,
+  type LiveInfo,
+  type LiveQuery,
+  type NodeReport,
+  type NodeWork,
   RECORD_GRACE_MS,
   type RefreshInput,
   type RefreshResult,
+  type Revoked,
   type RevokeTokenResult,
   type Settlement,
   type SpendState,
@@ -49,6 +53,7 @@ import {
 import { ExpiryIndex } from "./expiry-index.js";
 import { renewFlights, settleFlights } from "./flights.js";
 import { GrantReads } from "./grant-reads.js";
+import { NodeBus, newNodeId } from "./node-bus.js";
 import { Revocations } from "./revocations.js";
 import { RuleCache } from "./rule-cache.js";
 import { AUTHORIZED, after, field, TOKEN_AND_GRANT } from "./schema.js";
@@ -72,13 +77,15 @@ export class RedisStore implements Store {
   readonly #expiries: ExpiryIndex;
   readonly #audit: AuditStream;
   readonly #revocations: Revocations;
+  readonly #bus: NodeBus;
 
   constructor(options: RedisStoreOptions) {
     const connection: RedisConnection = options.connection ?? {
       kind: "single",
       url: options.url ?? "redis://127.0.0.1:6379",
     };
-    const { redis, subscriber } = openClients(connection, options);
+    const nodeId = newNodeId();
+    const { redis, subscriber } = openClients(connection, options, `prs:${nodeId}`);
     this.#redis = redis;
     this.#subscriber = subscriber;
     this.#keys = new RedisKeys(options.prefix);
@@ -92,7 +99,15 @@ export class RedisStore implements Store {
     this.#reads = new GrantReads(redis, this.#keys);
     this.#expiries = new ExpiryIndex(redis, this.#keys);
     this.#audit = new AuditStream(redis, this.#keys.audit(), options.auditMaxLen);
-    this.#revocations = new Revocations(redis, this.#keys, this.#expiries);
+    this.#bus = new NodeBus({
+      id: nodeId,
+      redis,
+      subscriber,
+      keys: this.#keys,
+      leaseMs: options.nodeLeaseMs ?? DEFAULTS.redis.nodeLeaseMs,
+      store: { rule: (id) => this.#rules.load(id), resync: () => this.#rules.reload() },
+    });
+    this.#revocations = new Revocations(redis, this.#keys, this.#expiries, this.#bus);
   }
 
   /**
@@ -103,7 +118,8 @@ export class RedisStore implements Store {
     return connectWithin(this.#connectTimeoutMs, async (within) => {
       await within(this.#redis.connect());
       await within(this.#redis.ping());
-      await this.#rules.start(within);
+      await this.#rules.start(within, this.#bus.channels);
+      await this.#bus.start(within);
     });
   }
 
@@ -224,7 +240,7 @@ export class RedisStore implements Store {
     return { ok: true, token, grant };
   }
 
-  revokeGrant(grantId: string, now: number): Promise<number> {
+  revokeGrant(grantId: string, now: number): Promise<Revoked> {
     return this.#revocations.grant(grantId, now);
   }
 
@@ -233,21 +249,32 @@ export class RedisStore implements Store {
   }
 
   /** Purges what a rule selects (`bulk-purge.ts`); every batch's grants are pushed to be cut. */
-  purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
+  purge(rule: RevocationRule, now: number): Promise<Revoked & { tokens: number }> {
     return this.#revocations.purge(rule, now);
   }
 
   deafSince(): number | undefined {
-    return this.#rules.deafSince;
+    return this.#bus.staleSince;
   }
 
-  onCut(listener: (cut: Cut) => void): () => void {
-    this.#rules.cutListeners.add(listener);
-    return () => this.#rules.cutListeners.delete(listener);
+  serve(work: NodeWork): () => void {
+    return this.#bus.serve(work);
   }
 
-  putRule(rule: RevocationRule): Promise<void> {
-    return this.#rules.put(rule);
+  async askLive(query: LiveQuery): Promise<NodeReport<LiveInfo>> {
+    const report = await this.#bus.ask("live", query);
+    return { ...report, answers: report.answers.flat() };
+  }
+
+  /** Stores the rule, and answers once every live node has loaded it. */
+  async putRule(rule: RevocationRule): Promise<void> {
+    await this.#rules.put(rule);
+    await this.#bus.ask("rule", rule.id);
+  }
+
+  /** This node's id among the live nodes (the node bus). */
+  get nodeId(): string {
+    return this.#bus.id;
   }
 
   rules(): readonly RevocationRule[] {
@@ -306,6 +333,7 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     this.#rules.stop();
+    await this.#bus.stop();
     for (const client of [this.#subscriber, this.#redis]) {
       if (client.status === "end") continue;
       try {

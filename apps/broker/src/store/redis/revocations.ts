@@ -1,37 +1,40 @@
 import { grantTree, tokenIdTree } from "@perishable/protocol";
 import type { RevocationRule } from "../../policy/revocation.js";
 import type { RedisKeys } from "../keys.js";
-import type { Cut, RevokeTokenResult } from "../types.js";
+import type { Cut, Revoked, RevokeTokenResult } from "../types.js";
 import { purgeByRule } from "./bulk-purge.js";
 import { call, type ScriptedRedis } from "./client.js";
 import { subjectOf } from "./codec.js";
 import type { ExpiryIndex } from "./expiry-index.js";
+import type { NodeBus } from "./node-bus.js";
 import { field, TOKEN_REVOKED } from "./schema.js";
 
 /**
- * Revocation on Redis: a grant with its subtree, one token, the bulk walk's purge; each pushes
- * what it ended on the cuts channel before it answers, so every node cuts its live connections.
+ * Revocation on Redis: a grant with its subtree, one token, the bulk walk's purge; each hands what
+ * it ended to every live node (the node bus) and answers once they all cut their live connections.
  */
 export class Revocations {
   readonly #redis: ScriptedRedis;
   readonly #keys: RedisKeys;
   readonly #expiries: ExpiryIndex;
+  readonly #bus: NodeBus;
 
-  constructor(redis: ScriptedRedis, keys: RedisKeys, expiries: ExpiryIndex) {
+  constructor(redis: ScriptedRedis, keys: RedisKeys, expiries: ExpiryIndex, bus: NodeBus) {
     this.#redis = redis;
     this.#keys = keys;
     this.#expiries = expiries;
+    this.#bus = bus;
   }
 
-  async grant(grantId: string, now: number): Promise<number> {
+  async grant(grantId: string, now: number): Promise<Revoked> {
     const tree = grantTree(grantId);
-    if (!tree) return 0;
+    if (!tree) return { grants: 0, connections: 0 };
     const revoked = await call(() =>
       this.#redis.prsRevokeGrant(this.#keys.tree(tree), this.#keys.base(tree), grantId, now),
     );
     await this.#expiries.forget(revoked);
-    if (revoked.length > 0) await this.#publish({ grants: revoked, tokens: [] });
-    return revoked.length;
+    const connections = revoked.length > 0 ? await this.#cut({ grants: revoked, tokens: [] }) : 0;
+    return { grants: revoked.length, connections };
   }
 
   async token(tokenId: string, now: number): Promise<RevokeTokenResult> {
@@ -42,19 +45,26 @@ export class Revocations {
     );
     const status = field(TOKEN_REVOKED, reply, "status");
     if (status === "none") return { status: "none" };
-    await this.#publish({ grants: [], tokens: [tokenId] });
-    return { status: status as "revoked" | "already", subject: subjectOf(TOKEN_REVOKED, reply) };
+    const connections = await this.#cut({ grants: [], tokens: [tokenId] });
+    return {
+      status: status as "revoked" | "already",
+      subject: subjectOf(TOKEN_REVOKED, reply),
+      connections,
+    };
   }
 
-  /** Purges what a rule selects (`bulk-purge.ts`); every batch's grants are pushed to be cut. */
-  purge(rule: RevocationRule, now: number): Promise<{ grants: number; tokens: number }> {
-    return purgeByRule(this.#redis, this.#keys, this.#expiries, rule, now, (gone) =>
-      this.#publish({ grants: gone, tokens: [] }),
-    );
+  /** Purges what a rule selects (`bulk-purge.ts`); every batch's grants are cut on every node. */
+  async purge(rule: RevocationRule, now: number): Promise<Revoked & { tokens: number }> {
+    let connections = 0;
+    const purged = await purgeByRule(this.#redis, this.#keys, this.#expiries, rule, now, async (gone) => {
+      connections += await this.#cut({ grants: gone, tokens: [] });
+    });
+    return { ...purged, connections };
   }
 
-  /** Every node (this one too, through its subscription) hears it and cuts what is live. */
-  async #publish(cut: Cut): Promise<void> {
-    await call(() => this.#redis.publish(this.#keys.cuts(), JSON.stringify(cut)));
+  /** Every live node (this one too) cuts what is live of it; → how many connections, in all. */
+  async #cut(cut: Cut): Promise<number> {
+    const report = await this.#bus.ask("cut", cut);
+    return report.answers.reduce((sum, n) => sum + n, 0);
   }
 }

@@ -1,7 +1,7 @@
 import { encodeRule, type RevocationRule, type RuleSubject } from "../../policy/revocation.js";
 import { RuleIndex } from "../../policy/rule-index.js";
 import type { RedisKeys } from "../keys.js";
-import type { AuthorizeDenial, Cut, Denied, TokenRef } from "../types.js";
+import type { AuthorizeDenial, Denied, TokenRef } from "../types.js";
 import { type Client, call, type Reply, type ScriptedRedis } from "./client.js";
 import { decodeDenial } from "./codec.js";
 import { CHAIN_FACTS, field } from "./schema.js";
@@ -41,6 +41,7 @@ export class RuleCache {
   /** Token hash → what rules look at in its chain, for the tokens seen lately. */
   readonly #facts = new Map<string, Facts>();
   #timer: NodeJS.Timeout | undefined;
+  #channels: string[] = [];
 
   constructor(redis: ScriptedRedis, subscriber: Client, keys: RedisKeys, reloadMs: number) {
     this.#redis = redis;
@@ -49,23 +50,21 @@ export class RuleCache {
     this.#reloadMs = reloadMs;
   }
 
-  /** Subscribes and loads the rules; nothing is served before they are loaded. */
-  async start(within: <T>(p: Promise<T>) => Promise<T>): Promise<void> {
+  /**
+   * Subscribes (to the rules channel and `channels`, the node bus's) and loads the rules; nothing
+   * is served before they are loaded.
+   */
+  async start(within: <T>(p: Promise<T>) => Promise<T>, channels: readonly string[]): Promise<void> {
+    this.#channels = [this.#keys.rules(), ...channels];
     await within(this.#subscriber.connect());
     // A message names one rule: read just that one (a full reload per message would make N
     // revocations cost N² rule reads); the periodic reload and every reconnect read them all.
     this.#subscriber.on("message", (channel: string, message: string) => {
-      if (channel === this.#keys.rules()) void this.#load(message).catch(() => {});
-      else if (channel === this.#keys.cuts()) this.#cut(message);
+      if (channel === this.#keys.rules()) void this.load(message).catch(() => {});
     });
-    await within(this.#subscriber.subscribe(this.#keys.rules(), this.#keys.cuts()));
+    await within(this.#subscriber.subscribe(...this.#channels));
     // After a reconnect: subscribe again, and reload, since the channel may have missed messages.
     this.#subscriber.on("ready", () => this.#resubscribe());
-    // Deaf from the moment the connection drops until it is subscribed again.
-    for (const event of ["close", "end", "reconnecting"])
-      this.#subscriber.on(event, () => {
-        this.#deafSince ??= Date.now();
-      });
     await within(this.reload());
     this.#timer = setInterval(() => void this.reload().catch(() => {}), this.#reloadMs);
     this.#timer.unref();
@@ -86,10 +85,7 @@ export class RuleCache {
 
   async put(rule: RevocationRule): Promise<void> {
     const key = this.#keys.rules();
-    await call(async () => {
-      await this.#redis.hset(key, rule.id, JSON.stringify(rule));
-      await this.#redis.publish(key, rule.id);
-    });
+    await call(() => this.#redis.hset(key, rule.id, JSON.stringify(rule)));
     this.#upsert(rule);
   }
 
@@ -149,11 +145,8 @@ export class RuleCache {
   }
 
   #resubscribe(): void {
-    this.#subscriber.subscribe(this.#keys.rules(), this.#keys.cuts()).then(
-      () => {
-        this.#deafSince = undefined;
-        return this.reload().catch(() => {});
-      },
+    this.#subscriber.subscribe(...this.#channels).then(
+      () => this.reload().catch(() => {}),
       // Dropped again before it could subscribe: the next `ready` tries again. Any other failure
       // leaves a connection that hears nothing: drop it so that it reconnects and tries again.
       () => {
@@ -163,28 +156,8 @@ export class RuleCache {
     void this.reload().catch(() => {});
   }
 
-  #deafSince: number | undefined;
-
-  /** Since when this node may have missed revocations pushed by others (its subscription is down). */
-  get deafSince(): number | undefined {
-    return this.#deafSince;
-  }
-
-  /** Who hears the revocations pushed on the cuts channel. */
-  readonly cutListeners = new Set<(cut: Cut) => void>();
-
-  #cut(message: string): void {
-    let cut: Cut;
-    try {
-      const parsed = JSON.parse(message) as Partial<Cut>;
-      cut = { grants: parsed.grants ?? [], tokens: parsed.tokens ?? [] };
-    } catch {
-      return;
-    }
-    for (const listener of this.cutListeners) listener(cut);
-  }
-
-  async #load(id: string): Promise<void> {
+  /** Reads one rule (named by a message on the rules channel, or a node bus question). */
+  async load(id: string): Promise<void> {
     const json = await call(() => this.#redis.hget(this.#keys.rules(), id));
     if (json !== null) this.#upsert(JSON.parse(json) as RevocationRule);
   }
