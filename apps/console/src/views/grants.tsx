@@ -230,6 +230,7 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
   if (!detail) return <p class="hint">Loading {shortId(id)}…</p>;
   const g = detail.grant;
   const liveBelow = detail.subtree.filter((s) => s.status === "live").length;
+  const open = detail.live?.connections ?? [];
   return (
     <div>
       <h2>
@@ -286,6 +287,7 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
           {g.agent} <code>{shortId(g.grantId)}</code>
         </li>
       </ol>
+      {detail.live && <LiveList live={detail.live} now={now} />}
       <h3>Subtree ({detail.subtree.length})</h3>
       <ul class="subtree">
         {detail.subtree.map((s) => (
@@ -326,16 +328,50 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
           onClose={() => setConfirm(false)}
           onConfirm={async () => {
             const result = await api.revokeGrant(g.grantId);
-            setMessage(`Revoked ${result.revoked} grant${result.revoked === 1 ? "" : "s"}.`);
+            const cut = result.connections ?? 0;
+            setMessage(
+              `Revoked ${result.revoked} grant${result.revoked === 1 ? "" : "s"}; cut ${cut} live connection${cut === 1 ? "" : "s"}.`,
+            );
           }}
         >
           <p>
             This revokes <strong>{g.agent}</strong> ({shortId(g.grantId)}) and the {liveBelow} live grant
             {liveBelow === 1 ? "" : "s"} below it: {1 + liveBelow} in all. Their next request is refused on
-            every broker node. It cannot be undone.
+            every broker node
+            {open.length > 0
+              ? `, and the ${open.length} connection${open.length === 1 ? "" : "s"} open under them now (streams, WebSockets) are cut`
+              : ""}
+            . It cannot be undone.
           </p>
         </Confirm>
       )}
     </div>
   );
 };
+
+/** What is open under a grant and its subtree, on every broker node. */
+const LiveList = ({ live, now }: { live: NonNullable<GrantDetail["live"]>; now: number }) => (
+  <>
+    <h3>
+      Live connections ({live.connections.length}){" "}
+      {live.missing > 0 && (
+        <span class="hint">
+          — {live.missing} node{live.missing === 1 ? "" : "s"} did not answer
+        </span>
+      )}
+    </h3>
+    {live.connections.length === 0 ? (
+      <p class="hint">Nothing open on {live.nodes === 1 ? "the broker" : `${live.nodes} broker nodes`}.</p>
+    ) : (
+      <ul class="live">
+        {live.connections.map((c) => (
+          <li key={`${c.node}/${c.tokenId}/${c.openedAt}/${c.path}`}>
+            <span class={`type ${c.kind}`}>{c.kind}</span> {c.upstream}
+            {c.path} <code>{shortId(c.grantId)}</code> open {duration(now - Date.parse(c.openedAt))} on{" "}
+            <code>{c.node}</code>
+          </li>
+        ))}
+      </ul>
+    )}
+  </>
+);

@@ -1,4 +1,4 @@
-import type { RevocationSelector } from "@perishable/protocol";
+import type { RevocationResult, RevocationSelector } from "@perishable/protocol";
 import { useState } from "preact/hooks";
 import { type Api, ApiError } from "../lib/api.js";
 import { Confirm } from "./confirm.js";
@@ -11,6 +11,18 @@ type Pending = {
   typeToConfirm?: string;
   run: () => Promise<string>;
 };
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+
+/** What a preview says a revocation will cut (nothing when the broker does not say). */
+const cuts = (connections: number | undefined) =>
+  connections ? `; ${plural(connections, "live connection")} open now (streams, WebSockets) will be cut` : "";
+
+const cutLine = (connections: number | undefined) =>
+  connections === undefined ? "" : `; ${plural(connections, "live connection")} cut`;
+
+/** What a revocation did, on the status line. */
+const outcome = (r: RevocationResult) => `${plural(r.revoked, "grant")} revoked${cutLine(r.connections)}`;
 
 /** Revoke a grant, a token, everything a selector matches, or everything: each shows what it will do first. */
 export const RevokeView = ({ api }: { api: Api }) => {
@@ -40,7 +52,6 @@ export const RevokeView = ({ api }: { api: Api }) => {
     if (before) s.issuedBefore = new Date(before).toISOString();
     return Object.keys(s).length > 0 ? (s as RevocationSelector) : undefined;
   };
-  const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
 
   return (
     <div class="revoke">
@@ -57,9 +68,9 @@ export const RevokeView = ({ api }: { api: Api }) => {
             const n = 1 + detail.subtree.filter((g) => g.status === "live").length;
             setPending({
               title: "Revoke grant",
-              body: `${detail.grant.agent} (${grant}) and everything below it: ${plural(n, "grant")}.`,
+              body: `${detail.grant.agent} (${grant}) and everything below it: ${plural(n, "grant")}${cuts(detail.live?.connections.length)}.`,
               label: `Revoke ${plural(n, "grant")}`,
-              run: async () => `${plural((await api.revokeGrant(grant)).revoked, "grant")} revoked`,
+              run: async () => outcome(await api.revokeGrant(grant)),
             });
           })
         }
@@ -78,7 +89,10 @@ export const RevokeView = ({ api }: { api: Api }) => {
               title: "Revoke token",
               body: `Token ${token} of grant ${t.grantId} (${t.status}). The grant's other tokens keep working.`,
               label: "Revoke 1 token",
-              run: async () => `${plural((await api.revokeToken(token)).tokens ?? 0, "token")} revoked`,
+              run: async () => {
+                const r = await api.revokeToken(token);
+                return `${plural(r.tokens ?? 0, "token")} revoked${cutLine(r.connections)}`;
+              },
             });
           })
         }
@@ -116,12 +130,12 @@ export const RevokeView = ({ api }: { api: Api }) => {
           onClick={() =>
             guard(async () => {
               const s = selector()!;
-              const { revoked } = await api.preview(s);
+              const { revoked, connections } = await api.preview(s);
               setPending({
                 title: "Revoke by selector",
-                body: `${plural(revoked, "live grant")} match ${JSON.stringify(s)} now (with their subtrees). Tokens issued while it runs are refused too.`,
+                body: `${plural(revoked, "live grant")} match ${JSON.stringify(s)} now (with their subtrees)${cuts(connections)}. Tokens issued while it runs are refused too.`,
                 label: `Revoke ${plural(revoked, "grant")}`,
-                run: async () => `${plural((await api.revoke(s)).revoked, "grant")} revoked`,
+                run: async () => outcome(await api.revoke(s)),
               });
             })
           }
@@ -137,13 +151,13 @@ export const RevokeView = ({ api }: { api: Api }) => {
           class="danger"
           onClick={() =>
             guard(async () => {
-              const { revoked } = await api.preview({ all: true });
+              const { revoked, connections } = await api.preview({ all: true });
               setPending({
                 title: "Revoke everything",
-                body: `${plural(revoked, "live grant")} will be revoked. Every agent loses its authority now.`,
+                body: `${plural(revoked, "live grant")} will be revoked${cuts(connections)}. Every agent loses its authority now.`,
                 label: "Revoke everything",
                 typeToConfirm: "REVOKE ALL",
-                run: async () => `${plural((await api.revoke({ all: true })).revoked, "grant")} revoked`,
+                run: async () => outcome(await api.revoke({ all: true })),
               });
             })
           }
