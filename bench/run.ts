@@ -5,6 +5,7 @@ import { revocationBench } from "./sections/revocation.js";
 import { rulesBench } from "./sections/rules.js";
 import { sdkBench } from "./sections/sdk.js";
 import { tokensBench } from "./sections/tokens.js";
+import { websocketBench } from "./sections/websocket.js";
 
 /**
  * `pnpm bench [section…]`: runs the named sections (all by default), prints each table and
@@ -17,6 +18,7 @@ const SECTIONS: Record<string, () => Promise<SectionReport>> = {
   revocation: () => revocationBench(Number(process.env.BENCH_REVOKE_TOKENS ?? 100_000)),
   rules: () => rulesBench(),
   mcp: () => mcpBench(),
+  websocket: () => websocketBench(),
 };
 
 const wanted = process.argv.slice(2);
