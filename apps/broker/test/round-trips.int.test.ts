@@ -4,6 +4,79 @@ import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { startTestBroker } from "./support/broker.js";
 
+/**
+ * The commands clients sent to Redis while `run` ran (MONITOR; what scripts run inside is not
+ * counted), leaving out every node's background work: rule reloads, expiry claims, batched audit
+ * writes, heartbeats.
+ */
+const commandsDuring = async (url: string, run: () => Promise<void>): Promise<string[]> => {
+  const probe = new Redis(url);
+  const monitor = await probe.monitor();
+  const sent: string[] = [];
+  monitor.on("monitor", (_time: string, args: string[], source: string) => {
+    const command = args[0]!.toLowerCase();
+    const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
+    if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "") && command !== "publish")
+      sent.push(command);
+  });
+  try {
+    await run();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  } finally {
+    monitor.disconnect();
+    probe.disconnect();
+  }
+  return sent;
+};
+
+describe("the node-local hot path", () => {
+  it("serves a token whose chain counts nothing with no Redis command at all, once it has seen it", async () => {
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({ redisUrl: server.url });
+    const root = await t.issue({ scopes: ["models:read"] });
+    const child = (await (
+      await t.call("/v1/tokens", root.token, {
+        method: "POST",
+        body: JSON.stringify({ scopes: ["models:read"] }),
+      })
+    ).json()) as { token: string };
+    for (const token of [root.token, child.token]) await t.call("/proxy/openai/v1/models", token);
+    await t.broker.server.audit.flush();
+    const requests = 40;
+    const sent = await commandsDuring(server.url, async () => {
+      for (let i = 0; i < requests; i++) {
+        const response = await t.call("/proxy/openai/v1/models", i % 2 ? root.token : child.token);
+        expect(response.status).toBe(200);
+      }
+      await t.broker.server.audit.flush();
+    });
+    expect(sent.filter((c) => c !== "xadd")).toEqual([]);
+    expect(t.mock.requests.filter((r) => r.url === "/v1/models").length).toBeGreaterThanOrEqual(requests);
+    // Revoked: the very next request is refused (by the script, which says why).
+    await t.admin(`/v1/grants/${root.grantId}`, { method: "DELETE" });
+    const after = await t.call("/proxy/openai/v1/models", child.token);
+    expect(((await after.json()) as { error: { code: string } }).error.code).toBe("token_revoked");
+  });
+
+  it("runs the script for every request with store.node_local: false", async () => {
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({
+      redisUrl: server.url,
+      configure: (doc) => {
+        doc.store = { ...doc.store, node_local: false };
+      },
+    });
+    const { token } = await t.issue({ scopes: ["models:read"] });
+    await t.call("/proxy/openai/v1/models", token);
+    await t.broker.server.audit.flush();
+    const sent = await commandsDuring(server.url, async () => {
+      for (let i = 0; i < 10; i++) await t.call("/proxy/openai/v1/models", token);
+      await t.broker.server.audit.flush();
+    });
+    expect(sent.filter((c) => c === "evalsha")).toHaveLength(10);
+  });
+});
+
 describe("the hot path", () => {
   it("authorises each proxied request with exactly one Redis command, a child's too", async () => {
     // A private server, so no other test's traffic is counted.

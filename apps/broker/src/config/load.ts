@@ -117,6 +117,7 @@ const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): B
       commandTimeoutMs: file.store.command_timeout * 1000,
       connectTimeoutMs: file.store.connect_timeout * 1000,
       nodeLeaseMs: file.store.node_lease * 1000,
+      nodeLocal: file.store.node_local,
     },
     limits: {
       defaultTtl: limits.default_ttl * 1000,

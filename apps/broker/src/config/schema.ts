@@ -232,6 +232,11 @@ export const ConfigFile = z.strictObject({
         .min(0.05)
         .max(30)
         .default(DEFAULTS.redis.nodeLeaseMs / 1000),
+      /**
+       * Serve what needs no counter in Redis from node-local state (docs/consistency.md); false:
+       * every proxied request runs the authorisation script.
+       */
+      node_local: z.boolean().default(true),
     })
     .prefault({}),
   limits: z

@@ -21,6 +21,7 @@ export interface BrokerConfig {
     readonly commandTimeoutMs: number;
     readonly connectTimeoutMs: number;
     readonly nodeLeaseMs: number;
+    readonly nodeLocal: boolean;
   };
   readonly limits: {
     readonly defaultTtl: number;

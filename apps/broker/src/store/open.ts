@@ -13,6 +13,7 @@ export const openStore = async (config: BrokerConfig): Promise<Store> => {
     commandTimeoutMs: config.store.commandTimeoutMs,
     connectTimeoutMs: config.store.connectTimeoutMs,
     nodeLeaseMs: config.store.nodeLeaseMs,
+    nodeLocal: config.store.nodeLocal,
   });
   try {
     await store.connect();

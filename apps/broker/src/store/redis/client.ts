@@ -223,4 +223,6 @@ export interface RedisStoreOptions {
   readonly rulesReloadMs?: number;
   /** `store.node_lease`: how long a node that stops hearing the others still counts as a member. */
   readonly nodeLeaseMs?: number;
+  /** `store.node_local` (default true): serve what can be served from node-local state (local-authority.ts). */
+  readonly nodeLocal?: boolean;
 }

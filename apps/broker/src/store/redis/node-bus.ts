@@ -22,9 +22,13 @@ type Message =
   | { readonly t: "b"; readonly n: string; readonly s: number }
   | { readonly t: "q"; readonly id: string; readonly from: string; readonly kind: Kind; readonly q: unknown };
 
-/** What the store itself does for the bus: load a rule it was told of, reload all after a lapse. */
+/**
+ * What the store itself does for the bus: load a rule it was told of, forget what a revocation
+ * ended (its node-local authority), reload and forget everything after a lapse.
+ */
 export interface StoreSide {
   rule(id: string): Promise<void>;
+  cut(cut: Questions["cut"]["q"]): void;
   resync(): Promise<void>;
 }
 
@@ -68,6 +72,8 @@ export class NodeBus {
   #freshUntil = 0;
   #staleSince: number | undefined = Date.now();
   #resyncing = false;
+  /** Counts lapses: a resync that a lapse interrupted must not make the node fresh. */
+  #lapses = 0;
   #timer: NodeJS.Timeout | undefined;
   #firstFresh: (() => void) | undefined;
 
@@ -119,6 +125,11 @@ export class NodeBus {
     return () => {
       if (this.#work === work) this.#work = undefined;
     };
+  }
+
+  /** True while this node hears every message (its last heartbeat came back within its lease). */
+  get fresh(): boolean {
+    return this.#freshUntil > performance.now();
   }
 
   /** Since when (epoch ms) this node may have missed messages, or undefined while it is fresh. */
@@ -227,11 +238,14 @@ export class NodeBus {
       return;
     }
     if (this.#resyncing) return;
-    // Stale: messages may have been missed. Check what is live against Redis, then count from this beat.
+    // Stale: messages may have been missed. Check what is live against Redis, then count from this
+    // beat — unless the subscription dropped again meanwhile (then messages may be missed again).
     this.#resyncing = true;
+    const lapses = this.#lapses;
     void Promise.all([this.#store.resync(), this.#work?.resync()])
       .then(
         () => {
+          if (this.#lapses !== lapses) return;
           this.#freshUntil = until;
           this.#staleSince = undefined;
           this.#firstFresh?.();
@@ -245,6 +259,7 @@ export class NodeBus {
   }
 
   #lapse(): void {
+    this.#lapses += 1;
     if (this.#freshUntil === 0) return;
     this.#freshUntil = 0;
     this.#staleSince = Date.now();
@@ -268,6 +283,7 @@ export class NodeBus {
   async #compute(kind: Kind, q: unknown): Promise<unknown> {
     switch (kind) {
       case "cut":
+        this.#store.cut(q as Questions["cut"]["q"]);
         return this.#work?.cut(q as Questions["cut"]["q"]) ?? 0;
       case "live":
         return (await this.#work?.live(q as Questions["live"]["q"])) ?? [];

@@ -1,6 +1,6 @@
 import type { AuditEvent } from "@perishable/protocol";
 import { DEFAULTS } from "../../config/defaults.js";
-import type { RevocationRule } from "../../policy/revocation.js";
+import type { RevocationRule, RuleSubject } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
 import { defaultLease } from "../lease.js";
 import {
@@ -31,6 +31,7 @@ import {
   type Settlement,
   type SpendState,
   type Store,
+  type Subject,
   type TokenDenial,
   type TokenRecord,
   type TokenRef,
@@ -53,6 +54,7 @@ import {
 import { ExpiryIndex } from "./expiry-index.js";
 import { renewFlights, settleFlights } from "./flights.js";
 import { GrantReads } from "./grant-reads.js";
+import { LocalAuthority, type LocalEntry } from "./local-authority.js";
 import { NodeBus, newNodeId } from "./node-bus.js";
 import { Revocations } from "./revocations.js";
 import { RuleCache } from "./rule-cache.js";
@@ -78,6 +80,8 @@ export class RedisStore implements Store {
   readonly #audit: AuditStream;
   readonly #revocations: Revocations;
   readonly #bus: NodeBus;
+  /** The node-local hot path (`store.node_local`), or undefined: every request runs the script. */
+  readonly #local: LocalAuthority | undefined;
 
   constructor(options: RedisStoreOptions) {
     const connection: RedisConnection = options.connection ?? {
@@ -85,6 +89,7 @@ export class RedisStore implements Store {
       url: options.url ?? "redis://127.0.0.1:6379",
     };
     const nodeId = newNodeId();
+    this.#local = options.nodeLocal === false ? undefined : new LocalAuthority();
     const { redis, subscriber } = openClients(connection, options, `prs:${nodeId}`);
     this.#redis = redis;
     this.#subscriber = subscriber;
@@ -105,7 +110,14 @@ export class RedisStore implements Store {
       subscriber,
       keys: this.#keys,
       leaseMs: options.nodeLeaseMs ?? DEFAULTS.redis.nodeLeaseMs,
-      store: { rule: (id) => this.#rules.load(id), resync: () => this.#rules.reload() },
+      store: {
+        rule: (id) => this.#rules.load(id),
+        cut: (cut) => this.#local?.cut(cut),
+        resync: () => {
+          this.#local?.clear();
+          return this.#rules.reload();
+        },
+      },
     });
     this.#revocations = new Revocations(redis, this.#keys, this.#expiries, this.#bus);
   }
@@ -166,17 +178,32 @@ export class RedisStore implements Store {
     candidates: readonly Candidate[],
     lease: Lease = defaultLease(now),
   ): Promise<AuthorizeResult> {
+    const local = this.#local;
+    if (local && this.#bus.fresh) {
+      const answer = local.authorize(ref.hash, now, candidates, (subjects) =>
+        this.#rules.selects(subjects, now),
+      );
+      if (answer) return answer;
+    }
     const rules = await this.#rules.forToken(ref, now);
     if ("code" in rules) return rules;
+    // A token this node does not serve yet brings its chain's facts back, to be served next time.
+    const wantFacts = rules.wantFacts || (local !== undefined && !local.has(ref.hash));
+    const epoch = local?.epoch;
     const args: (string | number)[] = [this.#keys.base(ref.tree), now, ...rules.args, candidates.length];
     for (const c of candidates)
       args.push(c.scope, c.pass ? "1" : "0", c.limit, c.windowMs, c.worst?.usd ?? -1, c.worst?.tokens ?? -1);
-    args.push(rules.wantFacts ? "1" : "0", lease.id, lease.until);
+    args.push(wantFacts ? "1" : "0", lease.id, lease.until);
     const reply = await call(() => this.#redis.prsAuthorize(this.#keys.token(ref.tree, ref.hash), ...args));
     if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
     const subject = subjectOf(AUTHORIZED, reply);
-    if (rules.wantFacts && reply.length > FACTS_AT)
-      this.#rules.remember(ref.hash, reply, FACTS_AT, subject.rootGrantId!);
+    const notAfter = Number(field(AUTHORIZED, reply, "notAfter"));
+    if (wantFacts && reply.length > FACTS_AT) {
+      const facts = this.#rules.remember(ref.hash, reply, FACTS_AT, subject.rootGrantId!, FACTS_AT + 2);
+      // Cached only if nothing was revoked while the call was out: it may predate the revocation.
+      const entry = localEntry(reply, subject, notAfter, facts);
+      if (local && entry && local.epoch === epoch) local.put(ref.hash, entry);
+    }
     const member = field(AUTHORIZED, reply, "flight");
     const left = decodeLeft(field(AUTHORIZED, reply, "left"));
     return {
@@ -184,7 +211,7 @@ export class RedisStore implements Store {
       scope: field(AUTHORIZED, reply, "scope"),
       subject,
       flight: member ? { tree: ref.tree, member } : null,
-      notAfter: Number(field(AUTHORIZED, reply, "notAfter")),
+      notAfter,
       ...(left ? { left } : {}),
     };
   }
@@ -369,5 +396,29 @@ export class RedisStore implements Store {
 /** `{ spend }` of a tracked grant's state, or nothing. */
 const spendOf = (state: GrantState): { spend?: SpendState } => (state.spend ? { spend: state.spend } : {});
 
-/** Where an allowed call's reply carries the chain's facts (expiresAt, then triples). */
+/**
+ * What an allowed call's reply says a node may keep to serve the token itself, or undefined when
+ * its chain counts something in Redis (maxUses, a budget, maxConcurrent).
+ */
+const localEntry = (
+  reply: readonly string[],
+  subject: Subject,
+  notAfter: number,
+  facts: { readonly expiresAt: number; readonly subjects: readonly RuleSubject[] },
+): LocalEntry | undefined => {
+  const [counted, ancestors = ""] = field(AUTHORIZED, reply, "chain").split(";");
+  if (counted !== "0" || !subject.grantId || !subject.tokenId || facts.subjects.length === 0)
+    return undefined;
+  return {
+    subject,
+    tokenId: subject.tokenId,
+    grants: [subject.grantId, ...(ancestors ? ancestors.split(",") : [])],
+    scopes: new Set(facts.subjects[0]!.scopes),
+    expiresAt: facts.expiresAt,
+    notAfter,
+    subjects: facts.subjects,
+  };
+};
+
+/** Where an allowed call's reply carries the chain's facts (expiresAt, chain, then triples). */
 const FACTS_AT = AUTHORIZED.indexOf("expiresAt");

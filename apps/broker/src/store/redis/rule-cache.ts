@@ -127,10 +127,15 @@ export class RuleCache {
     return { args: encodeRules(this.#index.selecting(facts.subjects, now)), wantFacts: false };
   }
 
-  /** Keeps a token's chain facts (expiresAt at `from`, then agent/scopes/createdAt triples). */
-  remember(hash: string, reply: Reply, from: number, rootId: string): Facts {
+  /** Whether a live rule selects any grant of a chain (the node-local path then asks the script). */
+  selects(subjects: readonly RuleSubject[], now: number): boolean {
+    return this.#index.selecting(subjects, now).length > 0;
+  }
+
+  /** Keeps a token's chain facts (expiresAt at `from`, agent/scopes/createdAt triples from `triples`). */
+  remember(hash: string, reply: Reply, from: number, rootId: string, triples = from + 1): Facts {
     const subjects: RuleSubject[] = [];
-    for (let i = from + 1; i + 2 < reply.length; i += 3) {
+    for (let i = triples; i + 2 < reply.length; i += 3) {
       subjects.push({
         agent: reply[i]!,
         scopes: reply[i + 1] ? reply[i + 1]!.split(",") : [],

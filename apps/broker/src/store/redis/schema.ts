@@ -146,7 +146,17 @@ export const DENIAL = [
 ] as const;
 
 /** AUTHORIZE's answer when it allows (then, when asked, the chain's rule facts). */
-export const AUTHORIZED = ["ok", ...SUBJECT, "scope", "flight", "left", "notAfter", "expiresAt"] as const;
+/** With facts asked for: `expiresAt`, `chain` ("1;" when the chain counts uses or spend here, then the ancestors' ids), then facts. */
+export const AUTHORIZED = [
+  "ok",
+  ...SUBJECT,
+  "scope",
+  "flight",
+  "left",
+  "notAfter",
+  "expiresAt",
+  "chain",
+] as const;
 
 /** FACTS' answer: the chain's root and the token's expiry, then (agent, scopes, createdAt) per grant. */
 export const CHAIN_FACTS = ["ok", "rootGrantId", "expiresAt"] as const;

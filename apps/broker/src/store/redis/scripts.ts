@@ -175,6 +175,15 @@ if tracked then flight = take(levels, ru, rt, ARGV[after + 1], tonumber(ARGV[aft
 local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], scope, flight, left, g[GR.notAfter]}
 if ARGV[after] == '1' then
   out[#out + 1] = t[TR.expiresAt]
+  -- What a node needs to serve this token itself: whether anything in the chain is counted here
+  -- (maxUses, a budget or maxConcurrent), the grant's scopes, and the ancestors' ids.
+  local counted = (mu ~= nil) or tracked
+  local ids = {}
+  for _, a in ipairs(ancestors) do
+    if a.mu then counted = true end
+    ids[#ids + 1] = a.id
+  end
+  out[#out + 1] = (counted and '1' or '0') .. ';' .. table.concat(ids, ',')
   out[#out + 1] = g[GR.agent] out[#out + 1] = g[GR.scopes] out[#out + 1] = g[GR.createdAt] or '0'
   for _, a in ipairs(ancestors) do
     out[#out + 1] = a.agent or '' out[#out + 1] = a.scopes or '' out[#out + 1] = a.ca or '0'

@@ -1,0 +1,116 @@
+import type { RuleSubject } from "../../policy/revocation.js";
+import type { AuthorizeResult, Candidate, Cut, Subject } from "../types.js";
+
+/** Tokens a node serves itself at most (the oldest is forgotten first: it goes to Redis again). */
+const ENTRIES = 100_000;
+
+/** What a node knows of a token it may authorise itself: immutable facts of its chain. */
+export interface LocalEntry {
+  readonly subject: Subject;
+  readonly tokenId: string;
+  /** The grant, then its ancestors (nearest last): any of them revoked drops the entry. */
+  readonly grants: readonly string[];
+  readonly scopes: ReadonlySet<string>;
+  readonly expiresAt: number;
+  readonly notAfter: number;
+  /** The chain's rule facts (agent, scopes, root, createdAt per grant). */
+  readonly subjects: readonly RuleSubject[];
+}
+
+/**
+ * The node-local hot path: tokens whose chain counts nothing in Redis (no maxUses, budget or
+ * maxConcurrent anywhere in it) are authorised from what the first script call told about them,
+ * without a round trip, while three things hold — the node is fresh on the node bus (it hears
+ * every revocation before the revoking call answers), no live rule selects the chain, and the
+ * request's scope has no rate limit. Anything else goes to the script, as before.
+ *
+ * Revocations reach it as cuts (every grant and token a revocation ended) before the revoking call
+ * answers; a cut, or a lapse, also bumps `epoch`, so that a script answer that was in flight
+ * while one arrived is not cached (it may predate the revocation). docs/consistency.md.
+ */
+export class LocalAuthority {
+  readonly #byHash = new Map<string, LocalEntry>();
+  readonly #byGrant = new Map<string, Set<string>>();
+  readonly #byToken = new Map<string, string>();
+  #epoch = 0;
+
+  /** Changes whenever something may have become invalid; compare before caching a script answer. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get size(): number {
+    return this.#byHash.size;
+  }
+
+  has(hash: string): boolean {
+    return this.#byHash.has(hash);
+  }
+
+  /**
+   * The request's answer, when this node can give it alone; undefined: ask the script. `ruled`
+   * says whether a live rule could select the chain (then the script decides, and says why).
+   */
+  authorize(
+    hash: string,
+    now: number,
+    candidates: readonly Candidate[],
+    ruled: (subjects: readonly RuleSubject[]) => boolean,
+  ): AuthorizeResult | undefined {
+    const entry = this.#byHash.get(hash);
+    if (!entry || entry.expiresAt <= now || entry.notAfter <= now) return undefined;
+    let chosen: Candidate | undefined;
+    for (const c of candidates) {
+      if (!entry.scopes.has(c.scope)) continue;
+      if (!c.pass) return undefined; // the script words the denial
+      chosen = c;
+      break;
+    }
+    if (!chosen || chosen.limit > 0) return undefined;
+    if (ruled(entry.subjects)) return undefined;
+    return { ok: true, subject: entry.subject, scope: chosen.scope, flight: null, notAfter: entry.notAfter };
+  }
+
+  /** Keeps what a script answer told about a token (only when `epoch` has not moved since it was sent). */
+  put(hash: string, entry: LocalEntry): void {
+    this.#forget(hash);
+    if (this.#byHash.size >= ENTRIES) this.#forget(this.#byHash.keys().next().value!);
+    this.#byHash.set(hash, entry);
+    for (const id of entry.grants) {
+      const set = this.#byGrant.get(id);
+      if (set) set.add(hash);
+      else this.#byGrant.set(id, new Set([hash]));
+    }
+    this.#byToken.set(entry.tokenId, hash);
+  }
+
+  /** Drops every entry whose chain holds a revoked grant, and the revoked tokens. */
+  cut(cut: Cut): void {
+    this.#epoch += 1;
+    for (const id of cut.grants) for (const hash of [...(this.#byGrant.get(id) ?? [])]) this.#forget(hash);
+    for (const tokenId of cut.tokens) {
+      const hash = this.#byToken.get(tokenId);
+      if (hash) this.#forget(hash);
+    }
+  }
+
+  /** Drops everything (this node may have missed revocations). */
+  clear(): void {
+    this.#epoch += 1;
+    this.#byHash.clear();
+    this.#byGrant.clear();
+    this.#byToken.clear();
+  }
+
+  #forget(hash: string): void {
+    const entry = this.#byHash.get(hash);
+    if (!entry) return;
+    this.#byHash.delete(hash);
+    this.#byToken.delete(entry.tokenId);
+    for (const id of entry.grants) {
+      const set = this.#byGrant.get(id);
+      set?.delete(hash);
+      if (set?.size === 0) this.#byGrant.delete(id);
+    }
+  }
+}
