@@ -27,7 +27,7 @@ const PROXY_CPU = 0;
 const REST_CPU = 1;
 
 interface Peer {
-  readonly name: "direct" | "node floor" | "broker" | "broker, budgeted";
+  readonly name: "direct" | "node floor" | "broker" | "broker, budgeted" | "broker, script per request";
   readonly url: string;
   readonly credential: string;
   /** The process whose CPU a request costs (none for direct). */
@@ -203,29 +203,44 @@ export const proxyBench = async (
       prices: { openai: { "gpt-4o-mini": { input: 0.15, output: 0.6, max_output: 1_000 } } },
       log: { level: "warn" },
     };
-    const file = join(mkdtempSync(join(tmpdir(), "perishable-bench-")), "perishable.yaml");
-    writeFileSync(file, JSON.stringify(config));
+    // The broker twice: node-local hot path on (the default), and off (the script per request).
+    const spawnBroker = async (port: number, nodeLocal: boolean) => {
+      const file = join(mkdtempSync(join(tmpdir(), "perishable-bench-")), "perishable.yaml");
+      const doc = {
+        ...config,
+        listen: { host: "127.0.0.1", port },
+        store: { ...config.store, node_local: nodeLocal },
+      };
+      writeFileSync(file, JSON.stringify(doc));
+      const url = `http://127.0.0.1:${port}`;
+      const proc = await spawnPinned(
+        PROXY_CPU,
+        [
+          process.execPath,
+          // BENCH_PROFILE=<dir>: the broker writes a V8 CPU profile there when it stops (bench/profile.ts reads it).
+          ...(process.env.BENCH_PROFILE && nodeLocal
+            ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`]
+            : []),
+          here("../../apps/broker/dist/bin.js"),
+          "start",
+          "--config",
+          file,
+        ],
+        {
+          readyCheck: () =>
+            fetch(`${url}/readyz`).then(
+              (r) => r.ok,
+              () => false,
+            ),
+        },
+      );
+      procs.push(proc);
+      return proc;
+    };
     const brokerUrl = `http://127.0.0.1:${brokerPort}`;
-    const broker = await spawnPinned(
-      PROXY_CPU,
-      [
-        process.execPath,
-        // BENCH_PROFILE=<dir>: the broker writes a V8 CPU profile there when it stops (bench/profile.ts reads it).
-        ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
-        here("../../apps/broker/dist/bin.js"),
-        "start",
-        "--config",
-        file,
-      ],
-      {
-        readyCheck: () =>
-          fetch(`${brokerUrl}/readyz`).then(
-            (r) => r.ok,
-            () => false,
-          ),
-      },
-    );
-    procs.push(broker);
+    const broker = await spawnBroker(brokerPort, true);
+    const scriptPort = await freePort();
+    const scriptBroker = await spawnBroker(scriptPort, false);
     const issued = (await (
       await fetch(`${brokerUrl}/v1/tokens`, {
         method: "POST",
@@ -241,6 +256,12 @@ export const proxyBench = async (
         body: JSON.stringify({ scopes: ["llm:complete"], ttl: 3600, budget: { usd: 100_000 } }),
       })
     ).json()) as { token: string };
+    const scriptPeer: Peer = {
+      name: "broker, script per request",
+      url: `http://127.0.0.1:${scriptPort}/proxy/openai/v1/chat/completions`,
+      credential: issued.token,
+      proc: scriptBroker,
+    };
     const budgetPeer: Peer = {
       name: "broker, budgeted",
       url: `${brokerUrl}/proxy/openai/v1/chat/completions`,
@@ -264,7 +285,7 @@ export const proxyBench = async (
     ];
     const rssLaunch = broker.rssBytes();
     // Warm up every peer at the load it will see (JIT, pools, scripts, heap sized for the load).
-    for (const peer of [...peers, budgetPeer]) load(peer, 32, 4);
+    for (const peer of [...peers, budgetPeer, scriptPeer]) load(peer, 32, 4);
     const heapUsed = async () =>
       Number(
         /^perishable_nodejs_heap_size_used_bytes (\d+)/m.exec(
@@ -274,14 +295,15 @@ export const proxyBench = async (
     const rssStart = broker.rssBytes();
     const heapStart = await heapUsed();
 
-    const wide = new Map<string, Run[]>([...peers, budgetPeer].map((p) => [p.name, []]));
+    const wide = new Map<string, Run[]>([...peers, budgetPeer, scriptPeer].map((p) => [p.name, []]));
     const single = new Map<string, { p50: number; p99: number }[]>(peers.map((p) => [p.name, []]));
     const streams = new Map<string, { ttfb: number; total: number; events: number }[]>(
       peers.map((p) => [p.name, []]),
     );
     const streamErrors: string[] = [];
     for (let round = 0; round < rounds; round++) {
-      for (const peer of [...peers, budgetPeer]) wide.get(peer.name)!.push(load(peer, 32, seconds));
+      for (const peer of [...peers, budgetPeer, scriptPeer])
+        wide.get(peer.name)!.push(load(peer, 32, seconds));
       for (const peer of peers) single.get(peer.name)!.push(latency(peer, Math.max(3, seconds / 2)));
       for (let i = 0; i < 10; i++) {
         for (const peer of peers) {
@@ -303,7 +325,8 @@ export const proxyBench = async (
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       const command = args[0]!.toLowerCase();
       const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source !== "lua" && !/:(rules|expiries|audit)$/.test(key ?? "")) sent.push(command);
+      if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "") && command !== "publish")
+        sent.push(command);
     });
     for (let i = 0; i < 50; i++)
       await (
@@ -323,7 +346,8 @@ export const proxyBench = async (
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       const command = args[0]!.toLowerCase();
       const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source === "lua" || /:(rules|expiries|audit)$/.test(key ?? "")) return;
+      if (source === "lua" || /:(rules|expiries|audit|nodes)$/.test(key ?? "") || command === "publish")
+        return;
       if (/\}:fl$/.test(key ?? "")) settles += 1;
       else sent.push(command);
     });
@@ -403,6 +427,14 @@ export const proxyBench = async (
           fmt(value("broker", "cpuPerRequestUs"), 0),
           ratio(value("broker", "cpuPerRequestUs"), value("node floor", "cpuPerRequestUs")),
           atMost(value("broker", "cpuPerRequestUs"), value("node floor", "cpuPerRequestUs"), 1, "≤ 1.0×"),
+        ),
+        row(
+          "with store.node_local: false (the script per request): CPU µs / req/s",
+          "-",
+          "-",
+          `${fmt(value("broker, script per request", "cpuPerRequestUs"), 0)} / ${fmt(value("broker, script per request", "rps"), 0)}`,
+          `${ratio(value("broker, script per request", "cpuPerRequestUs"), value("node floor", "cpuPerRequestUs"))} / ${ratio(value("broker, script per request", "rps"), value("node floor", "rps"))}`,
+          "",
         ),
         row(
           "CPU per request with a budget (µs; ratio: ÷ the broker without one)",

@@ -258,7 +258,7 @@ describe("operator commands against a running broker", () => {
     expect((await run(["grants", "ls", "--url", `http://127.0.0.1:${port}`], env)).code).toBe(3);
     // No secret on any output.
     expect(ls.stdout + tree.stdout + tail.stdout).not.toContain(root.token);
-  });
+  }, 60_000); // a dozen CLI processes, one after the other: slow on a loaded machine
 
   it("follows the audit trail with audit tail -f", async () => {
     const { startTestBroker, SECRETS } = await import("./support/broker.js");

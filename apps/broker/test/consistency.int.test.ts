@@ -80,6 +80,51 @@ describe("the revocation guarantee under load: nothing revoked is let through on
     }
   });
 
+  it("keeps a rate limit exact across three nodes: 200 requests at once, exactly the limit upstream", async () => {
+    await using redis = await startRedisServer();
+    const nodes = await threeNodes({
+      redisUrl: redis.url,
+      configure: (doc) => {
+        doc.scopes["models:limited"] = {
+          upstream: "openai",
+          endpoints: ["/v1/models/*"],
+          methods: ["GET"],
+          rate_limit: "50/minute",
+        };
+        (doc.issuers![0] as { scopes: string[] }).scopes.push("models:limited");
+      },
+    });
+    try {
+      const root = await nodes[0]!.issue({ scopes: ["models:limited"] });
+      const child = (await (
+        await nodes[1]!.call("/v1/tokens", root.token, {
+          method: "POST",
+          body: JSON.stringify({ scopes: ["models:limited"] }),
+        })
+      ).json()) as { token: string };
+      const upstream = () =>
+        nodes[0]!.mock.requests.filter((r) => r.url.startsWith("/v1/models/limited")).length;
+      // A first wave warms every node (each learns the tokens and leases slices), then a second, concurrent one.
+      const statuses: number[] = [];
+      for (const wave of [30, 200]) {
+        const calls = Array.from({ length: wave }, (_, i) =>
+          nodes[i % 3]!.call(`/proxy/openai/v1/models/limited-${i}`, i % 2 ? root.token : child.token).then(
+            async (r) => {
+              await r.arrayBuffer();
+              return r.status;
+            },
+          ),
+        );
+        statuses.push(...(await Promise.all(calls)));
+      }
+      expect(statuses.filter((s) => s === 200)).toHaveLength(50);
+      expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+      expect(upstream()).toBe(50);
+    } finally {
+      await closeAll(nodes);
+    }
+  });
+
   describe("on a Redis Cluster of 3 masters", () => {
     let cluster: RedisCluster;
     beforeAll(async () => {

@@ -58,6 +58,36 @@ describe("the node-local hot path", () => {
     expect(((await after.json()) as { error: { code: string } }).error.code).toBe("token_revoked");
   });
 
+  it("spends a rate limit from slices leased from Redis, in a few script calls for many requests", async () => {
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({
+      redisUrl: server.url,
+      configure: (doc) => {
+        doc.scopes["models:metered"] = {
+          upstream: "openai",
+          endpoints: ["/v1/models"],
+          methods: ["GET"],
+          rate_limit: "100000/minute",
+        };
+        (doc.issuers![0] as { scopes: string[] }).scopes.push("models:metered");
+      },
+    });
+    const { token } = await t.issue({ scopes: ["models:metered"] });
+    await t.call("/proxy/openai/v1/models", token);
+    await t.broker.server.audit.flush();
+    const requests = 100;
+    const sent = await commandsDuring(server.url, async () => {
+      for (let i = 0; i < requests; i++)
+        expect((await t.call("/proxy/openai/v1/models", token)).status).toBe(200);
+      await t.broker.server.audit.flush();
+    });
+    // Slices of 1, 2, 4, … units: a handful of leases for a hundred requests (the lease script's
+    // first call loads it: EVALSHA, then EVAL once).
+    const script = (c: string) => c === "evalsha" || c === "eval";
+    expect(sent.filter(script).length).toBeLessThanOrEqual(9);
+    expect(sent.filter((c) => !script(c) && c !== "xadd")).toEqual([]);
+  });
+
   it("runs the script for every request with store.node_local: false", async () => {
     await using server = await startRedisServer();
     await using t = await startTestBroker({

@@ -2,6 +2,7 @@ import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } fr
 import { DEFAULTS } from "../../config/defaults.js";
 import { StoreUnavailableError } from "../types.js";
 import { SETTLE } from "./flight-scripts.js";
+import { RATE_LEASE, RATE_RETURN } from "./lease-scripts.js";
 import { BEAT, MEMBERS } from "./node-scripts.js";
 import { PURGE, REVOKE_GRANT, REVOKE_TOKEN } from "./revoke-scripts.js";
 import { AUDIT_APPEND, AUTHORIZE, CREATE, FACTS, INSPECT, REFRESH } from "./scripts.js";
@@ -26,6 +27,8 @@ export interface ScriptCommands {
   prsSettle(key: string, ...args: (string | number)[]): Promise<number>;
   prsBeat(key: string, ...args: (string | number)[]): Promise<number>;
   prsMembers(key: string): Promise<string[]>;
+  prsRateLease(key: string, ...args: (string | number)[]): Promise<[number, number]>;
+  prsRateReturn(key: string, ...args: (string | number)[]): Promise<number>;
 }
 
 export type Client = Redis | Cluster;
@@ -103,6 +106,8 @@ export const openClients = (
     prsSettle: [1, SETTLE],
     prsBeat: [1, BEAT],
     prsMembers: [1, MEMBERS],
+    prsRateLease: [1, RATE_LEASE],
+    prsRateReturn: [1, RATE_RETURN],
   } as const;
   for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
     redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });

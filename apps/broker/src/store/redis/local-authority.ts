@@ -1,5 +1,6 @@
 import type { RuleSubject } from "../../policy/revocation.js";
 import type { AuthorizeResult, Candidate, Cut, Subject } from "../types.js";
+import type { RateSlices } from "./rate-slices.js";
 
 /** Tokens a node serves itself at most (the oldest is forgotten first: it goes to Redis again). */
 const ENTRIES = 100_000;
@@ -20,9 +21,10 @@ export interface LocalEntry {
 /**
  * The node-local hot path: tokens whose chain counts nothing in Redis (no maxUses, budget or
  * maxConcurrent anywhere in it) are authorised from what the first script call told about them,
- * without a round trip, while three things hold — the node is fresh on the node bus (it hears
- * every revocation before the revoking call answers), no live rule selects the chain, and the
- * request's scope has no rate limit. Anything else goes to the script, as before.
+ * without a round trip, while two things hold — the node is fresh on the node bus (it hears
+ * every revocation before the revoking call answers) and no live rule selects the chain. A rate
+ * limit on the request's scope is spent from a slice leased from Redis (`rate-slices.ts`).
+ * Anything else goes to the script, as before.
  *
  * Revocations reach it as cuts (every grant and token a revocation ended) before the revoking call
  * answers; a cut, or a lapse, also bumps `epoch`, so that a script answer that was in flight
@@ -33,6 +35,12 @@ export class LocalAuthority {
   readonly #byGrant = new Map<string, Set<string>>();
   readonly #byToken = new Map<string, string>();
   #epoch = 0;
+  readonly #slices: RateSlices | undefined;
+
+  /** Without `slices`, a rate-limited scope always goes to the script. */
+  constructor(slices?: RateSlices) {
+    this.#slices = slices;
+  }
 
   /** Changes whenever something may have become invalid; compare before caching a script answer. */
   get epoch(): number {
@@ -49,14 +57,16 @@ export class LocalAuthority {
 
   /**
    * The request's answer, when this node can give it alone; undefined: ask the script. `ruled`
-   * says whether a live rule could select the chain (then the script decides, and says why).
+   * says whether a live rule could select the chain (then the script decides, and says why);
+   * `fresh`, whether the node still hears every revocation (checked again after a lease).
    */
   authorize(
     hash: string,
     now: number,
     candidates: readonly Candidate[],
     ruled: (subjects: readonly RuleSubject[]) => boolean,
-  ): AuthorizeResult | undefined {
+    fresh: () => boolean = () => true,
+  ): AuthorizeResult | undefined | Promise<AuthorizeResult | undefined> {
     const entry = this.#byHash.get(hash);
     if (!entry || entry.expiresAt <= now || entry.notAfter <= now) return undefined;
     let chosen: Candidate | undefined;
@@ -66,9 +76,20 @@ export class LocalAuthority {
       chosen = c;
       break;
     }
-    if (!chosen || chosen.limit > 0) return undefined;
-    if (ruled(entry.subjects)) return undefined;
-    return { ok: true, subject: entry.subject, scope: chosen.scope, flight: null, notAfter: entry.notAfter };
+    if (!chosen || ruled(entry.subjects)) return undefined;
+    const allowed: AuthorizeResult = {
+      ok: true,
+      subject: entry.subject,
+      scope: chosen.scope,
+      flight: null,
+      notAfter: entry.notAfter,
+    };
+    if (chosen.limit === 0) return allowed;
+    if (!this.#slices) return undefined;
+    const epoch = this.#epoch;
+    return this.#slices
+      .take(entry.grants, chosen.scope, chosen.windowMs, chosen.limit, now)
+      .then((spent) => (spent && this.#epoch === epoch && fresh() ? allowed : undefined));
   }
 
   /** Keeps what a script answer told about a token (only when `epoch` has not moved since it was sent). */
@@ -87,6 +108,7 @@ export class LocalAuthority {
   /** Drops every entry whose chain holds a revoked grant, and the revoked tokens. */
   cut(cut: Cut): void {
     this.#epoch += 1;
+    this.#slices?.drop(cut.grants);
     for (const id of cut.grants) for (const hash of [...(this.#byGrant.get(id) ?? [])]) this.#forget(hash);
     for (const tokenId of cut.tokens) {
       const hash = this.#byToken.get(tokenId);
@@ -97,6 +119,7 @@ export class LocalAuthority {
   /** Drops everything (this node may have missed revocations). */
   clear(): void {
     this.#epoch += 1;
+    this.#slices?.clear();
     this.#byHash.clear();
     this.#byGrant.clear();
     this.#byToken.clear();

@@ -1,4 +1,4 @@
-import type { AuditEvent } from "@perishable/protocol";
+import { type AuditEvent, grantTree } from "@perishable/protocol";
 import { DEFAULTS } from "../../config/defaults.js";
 import type { RevocationRule, RuleSubject } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
@@ -56,6 +56,7 @@ import { renewFlights, settleFlights } from "./flights.js";
 import { GrantReads } from "./grant-reads.js";
 import { LocalAuthority, type LocalEntry } from "./local-authority.js";
 import { NodeBus, newNodeId } from "./node-bus.js";
+import { RateSlices } from "./rate-slices.js";
 import { Revocations } from "./revocations.js";
 import { RuleCache } from "./rule-cache.js";
 import { AUTHORIZED, after, field, TOKEN_AND_GRANT } from "./schema.js";
@@ -89,7 +90,7 @@ export class RedisStore implements Store {
       url: options.url ?? "redis://127.0.0.1:6379",
     };
     const nodeId = newNodeId();
-    this.#local = options.nodeLocal === false ? undefined : new LocalAuthority();
+    this.#local = options.nodeLocal === false ? undefined : new LocalAuthority(this.#rateSlices());
     const { redis, subscriber } = openClients(connection, options, `prs:${nodeId}`);
     this.#redis = redis;
     this.#subscriber = subscriber;
@@ -180,8 +181,12 @@ export class RedisStore implements Store {
   ): Promise<AuthorizeResult> {
     const local = this.#local;
     if (local && this.#bus.fresh) {
-      const answer = local.authorize(ref.hash, now, candidates, (subjects) =>
-        this.#rules.selects(subjects, now),
+      const answer = await local.authorize(
+        ref.hash,
+        now,
+        candidates,
+        (subjects) => this.#rules.selects(subjects, now),
+        () => this.#bus.fresh,
       );
       if (answer) return answer;
     }
@@ -360,6 +365,7 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     this.#rules.stop();
+    this.#local?.clear(); // gives back unspent rate slices
     await this.#bus.stop();
     for (const client of [this.#subscriber, this.#redis]) {
       if (client.status === "end") continue;
@@ -369,6 +375,27 @@ export class RedisStore implements Store {
         client.disconnect();
       }
     }
+  }
+
+  /** Rate-limit slices leased from the tree's counters (lease-scripts.ts), on the grant's slot. */
+  #rateSlices(): RateSlices {
+    const grantKey = (levels: readonly string[]) => {
+      const tree = grantTree(levels[0]!)!;
+      return { key: this.#keys.grant(tree, levels[0]!), base: this.#keys.base(tree) };
+    };
+    return new RateSlices(
+      async (levels, scope, window, limit, want, now) => {
+        const { key, base } = grantKey(levels);
+        const [taken, cur] = await call(() =>
+          this.#redis.prsRateLease(key, base, now, scope, window, limit, want, ...levels),
+        );
+        return [Number(taken), Number(cur)] as const;
+      },
+      (levels, scope, cur, units) => {
+        const { key, base } = grantKey(levels);
+        void this.#redis.prsRateReturn(key, base, scope, cur, units, ...levels).catch(() => {});
+      },
+    );
   }
 
   /** For tests and tools that need to look at what is stored. */

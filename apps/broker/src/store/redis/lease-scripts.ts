@@ -1,0 +1,45 @@
+import { LUA_SCHEMA } from "./schema.js";
+
+/**
+ * Leased slices of a rate limit (local-authority.ts). KEYS[1] the grant's key (the tree's slot);
+ * ARGV: base, now, scope, window (ms), limit, units wanted, then the levels' grant ids (the grant
+ * and every ancestor). Takes as many units as fit under the sliding estimate on every level, at
+ * most the wanted, and adds them to the current window's counter of each — as that many requests
+ * counted now would. The counters then hold every unit any node may spend: the cluster total
+ * cannot pass the limit. → {units taken (0: none fit), the window's index}.
+ */
+export const RATE_LEASE = `${LUA_SCHEMA}
+local base, now, scope = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local window, limit, give = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local cur = math.floor(now / window)
+local into = now - cur * window
+local keys = {}
+for i = 7, #ARGV do
+  local k = base .. K.rate .. ARGV[i] .. ':' .. scope .. ':'
+  local v = redis.call('MGET', k .. cur, k .. (cur - 1))
+  local est = (tonumber(v[2]) or 0) * (window - into) / window + (tonumber(v[1]) or 0)
+  local room = math.floor(limit - est)
+  if room < give then give = room end
+  keys[#keys + 1] = k .. cur
+end
+if give <= 0 then return {0, cur} end
+for _, k in ipairs(keys) do
+  if redis.call('INCRBY', k, give) == give then redis.call('PEXPIRE', k, window * 2) end
+end
+return {give, cur}
+`;
+
+/**
+ * Gives back units of a slice that were not spent. KEYS[1] the grant's key; ARGV: base, scope,
+ * window index, units, then the levels' grant ids. Never below zero; a counter already gone
+ * (its window long past) stays gone.
+ */
+export const RATE_RETURN = `${LUA_SCHEMA}
+local base, scope, cur, units = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+for i = 5, #ARGV do
+  local k = base .. K.rate .. ARGV[i] .. ':' .. scope .. ':' .. cur
+  local v = tonumber(redis.call('GET', k))
+  if v then redis.call('SET', k, math.max(0, v - units), 'KEEPTTL') end
+end
+return 1
+`;
