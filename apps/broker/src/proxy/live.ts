@@ -16,8 +16,13 @@ export interface LiveTarget {
 interface Live extends LiveTarget {
   readonly openedAt: number;
   readonly cut: (error: CutError) => void;
-  timer: NodeJS.Timeout | undefined;
+  /** The tick (of `TICK_MS`, on performance.now) it ends at, with why; undefined: no end here. */
+  tick: number | undefined;
+  end: { readonly error: CutError; readonly reason: CutReason } | undefined;
 }
+
+/** Ends (notAfter, max_connection_seconds) are checked this often: one timer for all, not one each. */
+const TICK_MS = 100;
 
 const REVOKED: CutError = {
   code: "token_revoked",
@@ -33,8 +38,7 @@ export const DEAF: CutError = {
   message: "this broker node cannot hear revocations: it ends what is live rather than let it run unchecked",
 };
 
-/** setTimeout's longest delay; a grant ending later is cut by its revocation or the next check. */
-const MAX_DELAY = 2 ** 31 - 1;
+const ENDED_BY_GRANT = { error: ENDED, reason: "not_after" } as const;
 
 /**
  * This node's live answers (in-flight requests, open streams, WebSockets), by grant and by token,
@@ -51,6 +55,10 @@ export class LiveConnections {
     this.#onCut = onCut;
   }
 
+  /** Live answers by the tick they end at. */
+  readonly #due = new Map<number, Set<Live>>();
+  #ticker: NodeJS.Timeout | undefined;
+
   /** Registers a live answer; call the returned function when it is over. */
   add(
     target: LiveTarget,
@@ -59,24 +67,50 @@ export class LiveConnections {
     cut: (error: CutError) => void,
     maxMs?: number,
   ): () => void {
-    const live: Live = { ...target, openedAt: now, cut, timer: undefined };
+    const live: Live = {
+      kind: target.kind,
+      grantId: target.grantId,
+      tokenId: target.tokenId,
+      upstream: target.upstream,
+      path: target.path,
+      openedAt: now,
+      cut,
+      tick: undefined,
+      end: undefined,
+    };
     // The grant's end, or the scope's max_connection_seconds when that comes first.
     const byScope = maxMs !== undefined && now + maxMs < notAfter;
     const left = byScope ? maxMs : notAfter - now;
-    if (left <= MAX_DELAY) {
-      const error: CutError = byScope
+    if (Number.isFinite(left)) {
+      live.end = byScope
         ? {
-            code: "token_expired",
-            message: `the scope's max_connection_seconds (${maxMs / 1000}) have passed`,
+            error: {
+              code: "token_expired",
+              message: `the scope's max_connection_seconds (${maxMs / 1000}) have passed`,
+            },
+            reason: "max_connection",
           }
-        : ENDED;
-      const reason = byScope ? "max_connection" : "not_after";
-      live.timer = setTimeout(() => this.#end(live, error, reason), Math.max(0, left));
-      live.timer.unref();
+        : ENDED_BY_GRANT;
+      live.tick = Math.ceil((performance.now() + Math.max(0, left)) / TICK_MS);
+      add(this.#due, live.tick, live);
+      this.#ticker ??= setInterval(() => this.#tick(), TICK_MS).unref();
     }
     add(this.#byGrant, target.grantId, live);
     add(this.#byToken, target.tokenId, live);
     return () => this.#remove(live);
+  }
+
+  /** Ends what reached its end. */
+  #tick(): void {
+    const now = Math.floor(performance.now() / TICK_MS);
+    for (const [tick, set] of this.#due) {
+      if (tick > now) continue;
+      for (const live of [...set]) this.#end(live, live.end!.error, live.end!.reason);
+    }
+    if (this.#due.size === 0 && this.#ticker) {
+      clearInterval(this.#ticker);
+      this.#ticker = undefined;
+    }
   }
 
   /** Cuts every live answer of the revoked grants and tokens. → how many. */
@@ -134,19 +168,19 @@ export class LiveConnections {
   }
 
   #remove(live: Live): void {
-    if (live.timer) clearTimeout(live.timer);
+    if (live.tick !== undefined) drop(this.#due, live.tick, live);
     drop(this.#byGrant, live.grantId, live);
     drop(this.#byToken, live.tokenId, live);
   }
 }
 
-const add = (index: Map<string, Set<Live>>, id: string, live: Live) => {
+const add = <K>(index: Map<K, Set<Live>>, id: K, live: Live) => {
   const set = index.get(id);
   if (set) set.add(live);
   else index.set(id, new Set([live]));
 };
 
-const drop = (index: Map<string, Set<Live>>, id: string, live: Live) => {
+const drop = <K>(index: Map<K, Set<Live>>, id: K, live: Live) => {
   const set = index.get(id);
   if (!set) return;
   set.delete(live);
