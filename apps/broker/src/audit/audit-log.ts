@@ -172,6 +172,25 @@ export class AuditLog {
  * `details` (rules, paths, upstream and model names: much of it caller-supplied) goes through
  * `callerText`: the one choke point between what a caller sent and what the trail stores.
  */
+/**
+ * `callerText` of the short strings events carry again and again (upstream and scope names,
+ * methods, paths, models): a pure function, so its answers are kept — two regular expressions
+ * over every string of every event were one of the costs of a proxied request. Only strings it
+ * leaves as they are: one that held a credential is never kept, not even as a key.
+ */
+const safeTexts = new Map<string, string>();
+const safeText = (value: string): string => {
+  if (value.length > 128) return callerText(value);
+  let safe = safeTexts.get(value);
+  if (safe === undefined) {
+    safe = callerText(value);
+    if (safe !== value) return safe;
+    if (safeTexts.size >= 4_096) safeTexts.clear();
+    safeTexts.set(value, safe);
+  }
+  return safe;
+};
+
 export const auditEvent = <T extends AuditEventType>(
   type: T,
   subject: Subject | null,
@@ -190,7 +209,7 @@ export const auditEvent = <T extends AuditEventType>(
     agent: subject?.agent ?? null,
   };
   for (const [key, value] of Object.entries(details)) {
-    event[key] = typeof value === "string" ? callerText(value) : value;
+    event[key] = typeof value === "string" ? safeText(value) : value;
   }
   const { identity } = details as { identity?: { issuer: string; subject: string } };
   if (identity)
