@@ -1,4 +1,5 @@
 import { consoleTable, machine, type SectionReport, verdicts, writeSection } from "./lib/report.js";
+import { acksBench } from "./sections/acks.js";
 import { mcpBench } from "./sections/mcp.js";
 import { proxyBench } from "./sections/proxy.js";
 import { revocationBench } from "./sections/revocation.js";
@@ -19,6 +20,7 @@ const SECTIONS: Record<string, () => Promise<SectionReport>> = {
   rules: () => rulesBench(),
   mcp: () => mcpBench(),
   websocket: () => websocketBench(),
+  acks: () => acksBench(),
 };
 
 const wanted = process.argv.slice(2);
