@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestBroker, type TestBroker } from "./support/broker.js";
 import { revokeUnderLoad } from "./support/consistency-suite.js";
+import { startProcessBroker } from "./support/process-broker.js";
 
 /** Three broker nodes on one store (the first on `target`, the others its peers). */
 const threeNodes = async (first: Parameters<typeof startTestBroker>[0]): Promise<TestBroker[]> => {
@@ -123,6 +124,47 @@ describe("the revocation guarantee under load: nothing revoked is let through on
     } finally {
       await closeAll(nodes);
     }
+  });
+
+  it("answers a revocation at most a lease after a node was SIGKILLed, and the survivors refuse", async () => {
+    await using redis = await startRedisServer();
+    await using a = await startTestBroker({ redisUrl: redis.url });
+    await using b = await startProcessBroker(a.configDocument);
+    const models = (url: string, token: string) =>
+      fetch(`${url}/proxy/openai/v1/models`, { headers: { authorization: `Bearer ${token}` } });
+    const first = await a.issue({ scopes: ["models:read"] });
+    const second = await a.issue({ scopes: ["models:read"] });
+    for (const url of [a.url, b.url])
+      for (const t of [first, second]) expect((await models(url, t.token)).status).toBe(200);
+    b.process.kill("SIGKILL");
+    const started = performance.now();
+    const revoked = await a.admin(`/v1/grants/${first.grantId}`, { method: "DELETE" });
+    const took = performance.now() - started;
+    expect(revoked.status).toBe(200);
+    // It waited for the dead node's lease (store.node_lease, 1 s), not longer.
+    expect(took).toBeLessThan(1_600);
+    expect((await models(a.url, first.token)).status).toBe(401);
+    // The dead node has left the member set: the next revocation does not wait for it.
+    const again = performance.now();
+    await a.admin(`/v1/grants/${second.grantId}`, { method: "DELETE" });
+    expect(performance.now() - again).toBeLessThan(500);
+    expect((await models(a.url, second.token)).status).toBe(401);
+  });
+
+  it("forgets what it served itself when Redis restarts empty: tokens Redis lost are refused", async () => {
+    await using redis = await startRedisServer();
+    await using t = await startTestBroker({ redisUrl: redis.url });
+    const { token } = await t.issue({ scopes: ["models:read"] });
+    for (let i = 0; i < 3; i++) expect((await t.call("/proxy/openai/v1/models", token)).status).toBe(200);
+    await redis.stop();
+    await redis.start(); // no persistence: every grant and token is gone
+    await expect
+      .poll(async () => (await t.call("/proxy/openai/v1/models", token)).status, { timeout: 10_000 })
+      .toBe(401);
+    const body = (await (await t.call("/proxy/openai/v1/models", token)).json()) as {
+      error: { code: string };
+    };
+    expect(body.error.code).toBe("token_invalid");
   });
 
   describe("on a Redis Cluster of 3 masters", () => {
