@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { startDevBroker } from "@perishable/broker";
+import { withRealtime } from "@perishable/test-support";
 import { WebSocket, WebSocketServer } from "ws";
 import { fmt, percentile, type SectionReport } from "../lib/report.js";
 
@@ -29,18 +30,7 @@ export const websocketBench = async (
   const dev = await startDevBroker({
     configure: (doc) => {
       doc.log = { level: "error" };
-      doc.upstreams.realtime = {
-        base_url: `http://${upstream}`,
-        auth: { header: "authorization", value: "Bearer sk-x" },
-      };
-      doc.scopes["llm:realtime"] = {
-        upstream: "realtime",
-        endpoints: ["/v1/realtime"],
-        methods: ["GET"],
-        websocket: true,
-        models: ["gpt-realtime*"],
-      };
-      (doc.issuers![0] as { scopes: string[] }).scopes.push("llm:realtime");
+      withRealtime(doc, `http://${upstream}`, "sk-x");
     },
   });
   try {

@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { withRealtime } from "@perishable/test-support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { SECRETS, startTestBroker, type TestBroker } from "./support/broker.js";
@@ -37,20 +38,7 @@ beforeAll(async () => {
   upstream = await startUpstream();
   a = await startTestBroker({
     redisUrl: inject("redisUrl"),
-    configure: (doc) => {
-      doc.upstreams.realtime = {
-        base_url: upstream.url,
-        auth: { header: "authorization", value: `Bearer ${SECRETS.openai}` },
-      };
-      doc.scopes["llm:realtime"] = {
-        upstream: "realtime",
-        endpoints: ["/v1/realtime"],
-        methods: ["GET"],
-        websocket: true,
-        models: ["gpt-realtime*"],
-      };
-      (doc.issuers![0] as { scopes: string[] }).scopes.push("llm:realtime");
-    },
+    configure: (doc) => withRealtime(doc, upstream.url, SECRETS.openai),
   });
   b = await startTestBroker({ peerOf: a });
 });

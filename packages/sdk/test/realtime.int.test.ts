@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer as createTlsServer } from "node:tls";
 import { type DevBroker, startDevBroker } from "@perishable/broker";
+import { withRealtime } from "@perishable/test-support";
 import OpenAI from "openai";
 import { OpenAIRealtimeWS } from "openai/realtime/ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,20 +37,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
   const upstream = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   dev = await startDevBroker({
-    configure: (doc) => {
-      doc.upstreams.realtime = {
-        base_url: upstream,
-        auth: { header: "authorization", value: "Bearer sk-upstream" },
-      };
-      doc.scopes["llm:realtime"] = {
-        upstream: "realtime",
-        endpoints: ["/v1/realtime"],
-        methods: ["GET"],
-        websocket: true,
-        models: ["gpt-realtime*"],
-      };
-      (doc.issuers![0] as { scopes: string[] }).scopes.push("llm:realtime");
-    },
+    configure: (doc) => withRealtime(doc, upstream),
   });
 });
 afterAll(async () => {

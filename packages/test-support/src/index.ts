@@ -3,6 +3,7 @@ import "./provided.js";
 export { type IsolatedRedis, isolatedRedis } from "./isolated.js";
 export { type McpSeen, startMcpServer, type TestMcpServer } from "./mcp-server.js";
 export { type OidcProvider, type SignOptions, startOidcProvider } from "./oidc-provider.js";
+export { withRealtime } from "./realtime.js";
 export {
   type FoundRedis,
   findRedis,
