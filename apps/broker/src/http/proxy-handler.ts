@@ -3,7 +3,7 @@ import type { Dispatcher } from "undici";
 import { type AuditLog, auditEvent } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
 import type { TokenHasher } from "../auth/secrets.js";
-import type { BrokerConfig, UpstreamConfig } from "../config/types.js";
+import type { BrokerConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { forwardedBody } from "../proxy/body-check.js";
@@ -20,7 +20,7 @@ import { openSession, replaceHeader, sealSession } from "../proxy/mcp-session.js
 import { recordOutcome } from "../proxy/outcome.js";
 import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import { Secrets } from "../proxy/scrub.js";
-import type { UpstreamPools } from "../proxy/upstreams.js";
+import { type UpstreamPools, upstreamPath } from "../proxy/upstreams.js";
 import {
   type BudgetLeft,
   type Flight,
@@ -263,18 +263,14 @@ class ProxyHandler {
         recordOutcome(this.#deps, forwarded, outcome, cost);
       },
     });
-    const { grantId, tokenId } = allowed.subject;
+    const what = {
+      kind: "http",
+      subject: allowed.subject,
+      upstream: target.upstreamName,
+      path: target.rest,
+    } as const;
     const maxMs = this.#deps.config.scopes.get(scope)?.maxConnectionMs;
-    if (grantId && tokenId) {
-      const live = {
-        kind: "http",
-        grantId,
-        tokenId,
-        upstream: target.upstreamName,
-        path: target.rest,
-      } as const;
-      done = this.#deps.live.add(live, allowed.notAfter, this.#deps.now(), cut, maxMs);
-    }
+    done = this.#deps.live.open(what, allowed.notAfter, this.#deps.now(), cut, maxMs);
   }
 
   #refuse(
@@ -347,12 +343,3 @@ interface Allowed {
   readonly session: string | undefined;
   readonly notAfter: number;
 }
-
-/**
- * Where on the upstream a request goes: its base path and the rest. An MCP server has one endpoint,
- * the base URL itself: `/proxy/<mcp>/` is that endpoint exactly (no trailing slash added).
- */
-const upstreamPath = (upstream: UpstreamConfig, target: ProxyTarget): string =>
-  upstream.kind === "mcp" && target.rest === "/"
-    ? (upstream.basePath || "/") + target.query
-    : upstream.basePath + target.rest + target.query;

@@ -100,6 +100,30 @@ export class LiveConnections {
     return () => this.#remove(live);
   }
 
+  /** `add` for an allowed request's subject: nothing to track without a grant and token (→ a no-op end). */
+  open(
+    what: {
+      kind: LiveTarget["kind"];
+      subject: { grantId: string | null; tokenId: string | null };
+      upstream: string;
+      path: string;
+    },
+    notAfter: number,
+    now: number,
+    cut: (error: CutError) => void,
+    maxMs?: number,
+  ): () => void {
+    const { grantId, tokenId } = what.subject;
+    if (!grantId || !tokenId) return () => {};
+    return this.add(
+      { kind: what.kind, grantId, tokenId, upstream: what.upstream, path: what.path },
+      notAfter,
+      now,
+      cut,
+      maxMs,
+    );
+  }
+
   /** Ends what reached its end. */
   #tick(): void {
     const now = Math.floor(performance.now() / TICK_MS);

@@ -1,5 +1,6 @@
 import { Pool } from "undici";
 import type { UpstreamConfig } from "../config/types.js";
+import type { ProxyTarget } from "./plan.js";
 
 /** One keep-alive connection pool per upstream, created at start and closed at shutdown. */
 export class UpstreamPools {
@@ -34,3 +35,12 @@ export class UpstreamPools {
     await Promise.all([...this.#pools.values()].map((pool) => pool.destroy()));
   }
 }
+
+/**
+ * Where on the upstream a request goes: its base path and the rest. An MCP server has one endpoint,
+ * the base URL itself: `/proxy/<mcp>/` is that endpoint exactly (no trailing slash added).
+ */
+export const upstreamPath = (upstream: UpstreamConfig, target: ProxyTarget): string =>
+  upstream.kind === "mcp" && target.rest === "/"
+    ? (upstream.basePath || "/") + target.query
+    : upstream.basePath + target.rest + target.query;

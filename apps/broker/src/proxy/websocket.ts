@@ -185,17 +185,13 @@ class Upgrades {
       client.close(1008, error.code);
       remote.close(1000, "the client's authority ended");
     };
-    const { grantId, tokenId } = subject;
-    const done =
-      grantId && tokenId
-        ? deps.live.add(
-            { kind: "websocket", grantId, tokenId, upstream: u.target.upstreamName, path: u.target.rest },
-            allowed.notAfter,
-            deps.now(),
-            cut,
-            allowed.maxMs,
-          )
-        : () => {};
+    const what = {
+      kind: "websocket",
+      subject,
+      upstream: u.target.upstreamName,
+      path: u.target.rest,
+    } as const;
+    const done = deps.live.open(what, allowed.notAfter, deps.now(), cut, allowed.maxMs);
     let ended = false;
     const end = (code: number) => {
       if (ended) return;

@@ -62,48 +62,9 @@ export interface Candidate {
   readonly worst: WorstCase | null;
 }
 
-/** What a revocation ended, pushed to every node so that it cuts the live connections of it. */
-export interface Cut {
-  readonly grants: readonly string[];
-  readonly tokens: readonly string[];
-}
+import type { Cut, LiveInfo, LiveQuery, NodeReport, NodeWork, Revoked } from "./node-types.js";
 
-/** A connection open on a node (an HTTP answer in flight, a stream, a WebSocket), as it reports it. */
-export interface LiveInfo {
-  readonly node: string;
-  readonly kind: "http" | "websocket";
-  readonly grantId: string;
-  readonly tokenId: string;
-  readonly upstream: string;
-  readonly path: string;
-  readonly openedAt: number;
-}
-
-/** Which live connections: those of these grants and their subtrees, or those a rule selects. */
-export type LiveQuery = { readonly grants: readonly string[] } | { readonly rule: RevocationRule };
-
-/** What a broker node does when another node (or it) asks. */
-export interface NodeWork {
-  /** Cuts the live connections of what a revocation ended → how many. */
-  cut(cut: Cut): number;
-  /** The live connections that match (at most a few hundred). */
-  live(query: LiveQuery): Promise<LiveInfo[]>;
-  /** This node may have missed pushes (it went stale): check what is live against the store. */
-  resync(): Promise<void>;
-}
-
-/** Answers of every node that answered; `missing`: members whose lease ended before they did. */
-export interface NodeReport<A> {
-  readonly answers: readonly A[];
-  readonly nodes: number;
-  readonly missing: number;
-}
-
-/** A revocation's effect: grants newly revoked, live connections cut on every node. */
-export interface Revoked {
-  readonly grants: number;
-  readonly connections: number;
-}
+export type { Cut, LiveInfo, LiveQuery, NodeReport, NodeWork, Revoked };
 
 /** A candidate's cost bound, or null for none. */
 export type WorstCaseOrNone = WorstCase | null;

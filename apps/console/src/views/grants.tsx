@@ -6,6 +6,7 @@ import { spendLine, topSpenders, usd, used } from "../lib/spend.js";
 import { duration, shortId } from "../lib/time.js";
 import { Confirm } from "./confirm.js";
 import { TextField } from "./fields.js";
+import { cutClause, LiveList } from "./live-list.js";
 
 interface Props {
   readonly api: Api;
@@ -337,41 +338,10 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
           <p>
             This revokes <strong>{g.agent}</strong> ({shortId(g.grantId)}) and the {liveBelow} live grant
             {liveBelow === 1 ? "" : "s"} below it: {1 + liveBelow} in all. Their next request is refused on
-            every broker node
-            {open.length > 0
-              ? `, and the ${open.length} connection${open.length === 1 ? "" : "s"} open under them now (streams, WebSockets) are cut`
-              : ""}
-            . It cannot be undone.
+            every broker node{cutClause(open.length)}. It cannot be undone.
           </p>
         </Confirm>
       )}
     </div>
   );
 };
-
-/** What is open under a grant and its subtree, on every broker node. */
-const LiveList = ({ live, now }: { live: NonNullable<GrantDetail["live"]>; now: number }) => (
-  <>
-    <h3>
-      Live connections ({live.connections.length}){" "}
-      {live.missing > 0 && (
-        <span class="hint">
-          — {live.missing} node{live.missing === 1 ? "" : "s"} did not answer
-        </span>
-      )}
-    </h3>
-    {live.connections.length === 0 ? (
-      <p class="hint">Nothing open on {live.nodes === 1 ? "the broker" : `${live.nodes} broker nodes`}.</p>
-    ) : (
-      <ul class="live">
-        {live.connections.map((c) => (
-          <li key={`${c.node}/${c.tokenId}/${c.openedAt}/${c.path}`}>
-            <span class={`type ${c.kind}`}>{c.kind}</span> {c.upstream}
-            {c.path} <code>{shortId(c.grantId)}</code> open {duration(now - Date.parse(c.openedAt))} on{" "}
-            <code>{c.node}</code>
-          </li>
-        ))}
-      </ul>
-    )}
-  </>
-);

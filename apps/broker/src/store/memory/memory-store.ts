@@ -274,19 +274,7 @@ export class MemoryStore implements Store {
   }
 
   async preview(rule: RevocationRule, now: number): Promise<number> {
-    const ids = new Set<string>();
-    for (const g of this.#state.grants.values()) {
-      if (g.expireAt <= now) continue;
-      const { agent, scopes, rootId, createdAt, id } = g.record;
-      if (ruleSelects(rule, { agent, scopes, rootId, createdAt }))
-        for (const s of this.#state.subtree(id)) ids.add(s);
-    }
-    let live = 0;
-    for (const id of ids) {
-      const g = this.#state.grant(id, now);
-      if (g && g.revokedAt === null && g.record.notAfter > now) live += 1;
-    }
-    return live;
+    return this.#state.preview(rule, now);
   }
 
   async getToken(tokenId: string, now: number): Promise<TokenState | undefined> {

@@ -1,5 +1,5 @@
 import { grantTree } from "@perishable/protocol";
-import type { RevocationRule } from "../../policy/revocation.js";
+import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { RuleIndex } from "../../policy/rule-index.js";
 import { subtreeOf } from "../grant-tree.js";
 import type { Reason } from "../reason.js";
@@ -125,6 +125,23 @@ export class MemoryState {
       createdAt: grant.createdAt,
     };
     return this.#index.first(subject, now)?.id;
+  }
+
+  /** How many live grants (with their subtrees) a rule selects now. */
+  preview(rule: RevocationRule, now: number): number {
+    const ids = new Set<string>();
+    for (const g of this.grants.values()) {
+      if (g.expireAt <= now) continue;
+      const { agent, scopes, rootId, createdAt, id } = g.record;
+      if (ruleSelects(rule, { agent, scopes, rootId, createdAt }))
+        for (const s of this.subtree(id)) ids.add(s);
+    }
+    let live = 0;
+    for (const id of ids) {
+      const g = this.grant(id, now);
+      if (g && g.revokedAt === null && g.record.notAfter > now) live += 1;
+    }
+    return live;
   }
 
   /** The same checks, in the same order, as `chain()` in the Lua scripts. */

@@ -1,16 +1,14 @@
-import { type AuditEvent, grantTree } from "@perishable/protocol";
+import type { AuditEvent } from "@perishable/protocol";
 import { DEFAULTS } from "../../config/defaults.js";
-import type { RevocationRule, RuleSubject } from "../../policy/revocation.js";
+import type { RevocationRule } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
 import { defaultLease } from "../lease.js";
 import {
   type AuditQuery,
   type AuditRead,
-  type AuthorizeDenial,
   type AuthorizeResult,
   type Candidate,
   type CreateResult,
-  type Denied,
   type ExpiredGrant,
   type Flight,
   type GrantFilter,
@@ -31,7 +29,6 @@ import {
   type Settlement,
   type SpendState,
   type Store,
-  type Subject,
   type TokenDenial,
   type TokenRecord,
   type TokenRef,
@@ -42,24 +39,21 @@ import type { RedisConnection, RedisStoreOptions } from "./client.js";
 import { type Client, call, connectWithin, openClients, type ScriptedRedis } from "./client.js";
 import {
   decodeDenial,
-  decodeLeft,
   grantFields,
   grantFromFields,
   grantHash,
   grantStateFromFields,
   pairsToMap,
-  subjectOf,
   tokenFromReply,
 } from "./codec.js";
 import { ExpiryIndex } from "./expiry-index.js";
 import { renewFlights, settleFlights } from "./flights.js";
 import { GrantReads } from "./grant-reads.js";
-import { LocalAuthority, type LocalEntry } from "./local-authority.js";
+import { HotPath } from "./hot-path.js";
 import { NodeBus, newNodeId } from "./node-bus.js";
-import { RateSlices } from "./rate-slices.js";
 import { Revocations } from "./revocations.js";
 import { RuleCache } from "./rule-cache.js";
-import { AUTHORIZED, after, field, TOKEN_AND_GRANT } from "./schema.js";
+import { after, field, TOKEN_AND_GRANT } from "./schema.js";
 
 export type { RedisConnection, RedisStoreOptions } from "./client.js";
 
@@ -81,8 +75,7 @@ export class RedisStore implements Store {
   readonly #audit: AuditStream;
   readonly #revocations: Revocations;
   readonly #bus: NodeBus;
-  /** The node-local hot path (`store.node_local`), or undefined: every request runs the script. */
-  readonly #local: LocalAuthority | undefined;
+  readonly #hot: HotPath;
 
   constructor(options: RedisStoreOptions) {
     const connection: RedisConnection = options.connection ?? {
@@ -90,7 +83,6 @@ export class RedisStore implements Store {
       url: options.url ?? "redis://127.0.0.1:6379",
     };
     const nodeId = newNodeId();
-    this.#local = options.nodeLocal === false ? undefined : new LocalAuthority(this.#rateSlices());
     const { redis, subscriber } = openClients(connection, options, `prs:${nodeId}`);
     this.#redis = redis;
     this.#subscriber = subscriber;
@@ -113,14 +105,15 @@ export class RedisStore implements Store {
       leaseMs: options.nodeLeaseMs ?? DEFAULTS.redis.nodeLeaseMs,
       store: {
         rule: (id) => this.#rules.load(id),
-        cut: (cut) => this.#local?.cut(cut),
+        cut: (cut) => this.#hot.local?.cut(cut),
         resync: () => {
-          this.#local?.clear();
+          this.#hot.local?.clear();
           return this.#rules.reload();
         },
       },
     });
     this.#revocations = new Revocations(redis, this.#keys, this.#expiries, this.#bus);
+    this.#hot = new HotPath(redis, this.#keys, this.#rules, this.#bus, options.nodeLocal !== false);
   }
 
   /**
@@ -151,7 +144,7 @@ export class RedisStore implements Store {
       k.tokenSet(grant.tree, grant.id),
     ];
     if (parent) keys.push(k.token(parent.tree, parent.hash));
-    const prefix = await this.#prefixArgs(grant.tree, parent, now);
+    const prefix = await this.#rules.prefixArgs(grant.tree, parent, now);
     if (!Array.isArray(prefix)) return prefix;
     const args = [
       ...prefix,
@@ -173,52 +166,14 @@ export class RedisStore implements Store {
     return reply[0] === "ok" ? { ok: true } : decodeDenial<TokenDenial | "delegation_denied">(reply);
   }
 
-  async authorize(
+  /** The hot path: node-local when it can be (`hot-path.ts`), else the script. */
+  authorize(
     ref: TokenRef,
     now: number,
     candidates: readonly Candidate[],
     lease: Lease = defaultLease(now),
   ): Promise<AuthorizeResult> {
-    const local = this.#local;
-    if (local && this.#bus.fresh) {
-      const answer = await local.authorize(
-        ref.hash,
-        now,
-        candidates,
-        (subjects) => this.#rules.selects(subjects, now),
-        () => this.#bus.fresh,
-      );
-      if (answer) return answer;
-    }
-    const rules = await this.#rules.forToken(ref, now);
-    if ("code" in rules) return rules;
-    // A token this node does not serve yet brings its chain's facts back, to be served next time.
-    const wantFacts = rules.wantFacts || (local !== undefined && !local.has(ref.hash));
-    const epoch = local?.epoch;
-    const args: (string | number)[] = [this.#keys.base(ref.tree), now, ...rules.args, candidates.length];
-    for (const c of candidates)
-      args.push(c.scope, c.pass ? "1" : "0", c.limit, c.windowMs, c.worst?.usd ?? -1, c.worst?.tokens ?? -1);
-    args.push(wantFacts ? "1" : "0", lease.id, lease.until);
-    const reply = await call(() => this.#redis.prsAuthorize(this.#keys.token(ref.tree, ref.hash), ...args));
-    if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
-    const subject = subjectOf(AUTHORIZED, reply);
-    const notAfter = Number(field(AUTHORIZED, reply, "notAfter"));
-    if (wantFacts && reply.length > FACTS_AT) {
-      const facts = this.#rules.remember(ref.hash, reply, FACTS_AT, subject.rootGrantId!, FACTS_AT + 2);
-      // Cached only if nothing was revoked while the call was out: it may predate the revocation.
-      const entry = localEntry(reply, subject, notAfter, facts);
-      if (local && entry && local.epoch === epoch) local.put(ref.hash, entry);
-    }
-    const member = field(AUTHORIZED, reply, "flight");
-    const left = decodeLeft(field(AUTHORIZED, reply, "left"));
-    return {
-      ok: true,
-      scope: field(AUTHORIZED, reply, "scope"),
-      subject,
-      flight: member ? { tree: ref.tree, member } : null,
-      notAfter,
-      ...(left ? { left } : {}),
-    };
+    return this.#hot.authorize(ref, now, candidates, lease);
   }
 
   settle(settlements: readonly Settlement[]): Promise<void> {
@@ -230,7 +185,7 @@ export class RedisStore implements Store {
   }
 
   async inspect(ref: TokenRef, now: number): Promise<InspectResult> {
-    const prefix = await this.#prefixArgs(ref.tree, ref, now);
+    const prefix = await this.#rules.prefixArgs(ref.tree, ref, now);
     if (!Array.isArray(prefix)) return prefix;
     const reply = await call(() => this.#redis.prsInspect(this.#keys.token(ref.tree, ref.hash), ...prefix));
     if (reply[0] !== "ok") return decodeDenial<TokenDenial>(reply);
@@ -247,7 +202,7 @@ export class RedisStore implements Store {
 
   async refresh(ref: TokenRef, now: number, next: RefreshInput): Promise<RefreshResult> {
     const k = this.#keys;
-    const prefix = await this.#prefixArgs(ref.tree, ref, now);
+    const prefix = await this.#rules.prefixArgs(ref.tree, ref, now);
     if (!Array.isArray(prefix)) return prefix;
     const reply = await call(() =>
       this.#redis.prsRefresh(
@@ -365,7 +320,7 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     this.#rules.stop();
-    this.#local?.clear(); // gives back unspent rate slices
+    this.#hot.local?.clear(); // gives back unspent rate slices
     await this.#bus.stop();
     for (const client of [this.#subscriber, this.#redis]) {
       if (client.status === "end") continue;
@@ -377,75 +332,11 @@ export class RedisStore implements Store {
     }
   }
 
-  /** Rate-limit slices leased from the tree's counters (lease-scripts.ts), on the grant's slot. */
-  #rateSlices(): RateSlices {
-    const grantKey = (levels: readonly string[]) => {
-      const tree = grantTree(levels[0]!)!;
-      return { key: this.#keys.grant(tree, levels[0]!), base: this.#keys.base(tree) };
-    };
-    return new RateSlices(
-      async (levels, scope, window, limit, want, now) => {
-        const { key, base } = grantKey(levels);
-        const [taken, cur] = await call(() =>
-          this.#redis.prsRateLease(key, base, now, scope, window, limit, want, ...levels),
-        );
-        return [Number(taken), Number(cur)] as const;
-      },
-      (levels, scope, cur, units) => {
-        const { key, base } = grantKey(levels);
-        void this.#redis.prsRateReturn(key, base, scope, cur, units, ...levels).catch(() => {});
-      },
-    );
-  }
-
   /** For tests and tools that need to look at what is stored. */
   get client(): Client {
     return this.#redis;
-  }
-
-  /**
-   * The argument prefix of every script that acts on a token: base, now, and the rules that could
-   * select that token's chain (as for authorize: with many live rules, issuing, refreshing or
-   * delegating must not carry all of them). No token (a new root grant): no chain, no rules.
-   */
-  async #prefixArgs(
-    tree: string,
-    ref: TokenRef | undefined,
-    now: number,
-  ): Promise<(string | number)[] | Denied<TokenDenial>> {
-    if (!ref) return [this.#keys.base(tree), now, "0"];
-    const rules = await this.#rules.forToken(ref, now);
-    if ("code" in rules) return rules as Denied<TokenDenial>;
-    return [this.#keys.base(tree), now, ...rules.args];
   }
 }
 
 /** `{ spend }` of a tracked grant's state, or nothing. */
 const spendOf = (state: GrantState): { spend?: SpendState } => (state.spend ? { spend: state.spend } : {});
-
-/**
- * What an allowed call's reply says a node may keep to serve the token itself, or undefined when
- * its chain counts something in Redis (maxUses, a budget, maxConcurrent).
- */
-const localEntry = (
-  reply: readonly string[],
-  subject: Subject,
-  notAfter: number,
-  facts: { readonly expiresAt: number; readonly subjects: readonly RuleSubject[] },
-): LocalEntry | undefined => {
-  const [counted, ancestors = ""] = field(AUTHORIZED, reply, "chain").split(";");
-  if (counted !== "0" || !subject.grantId || !subject.tokenId || facts.subjects.length === 0)
-    return undefined;
-  return {
-    subject,
-    tokenId: subject.tokenId,
-    grants: [subject.grantId, ...(ancestors ? ancestors.split(",") : [])],
-    scopes: new Set(facts.subjects[0]!.scopes),
-    expiresAt: facts.expiresAt,
-    notAfter,
-    subjects: facts.subjects,
-  };
-};
-
-/** Where an allowed call's reply carries the chain's facts (expiresAt, chain, then triples). */
-const FACTS_AT = AUTHORIZED.indexOf("expiresAt");

@@ -1,7 +1,7 @@
 import { encodeRule, type RevocationRule, type RuleSubject } from "../../policy/revocation.js";
 import { RuleIndex } from "../../policy/rule-index.js";
 import type { RedisKeys } from "../keys.js";
-import type { AuthorizeDenial, Denied, TokenRef } from "../types.js";
+import type { AuthorizeDenial, Denied, TokenDenial, TokenRef } from "../types.js";
 import { type Client, call, type Reply, type ScriptedRedis } from "./client.js";
 import { decodeDenial } from "./codec.js";
 import { CHAIN_FACTS, field } from "./schema.js";
@@ -125,6 +125,22 @@ export class RuleCache {
     }
     if (facts === undefined || facts.expiresAt <= now) return { args: this.#all, wantFacts: true };
     return { args: encodeRules(this.#index.selecting(facts.subjects, now)), wantFacts: false };
+  }
+
+  /**
+   * The argument prefix of every script that acts on a token: base, now, and the rules that could
+   * select that token's chain (as for authorize: with many live rules, issuing, refreshing or
+   * delegating must not carry all of them). No token (a new root grant): no chain, no rules.
+   */
+  async prefixArgs(
+    tree: string,
+    ref: TokenRef | undefined,
+    now: number,
+  ): Promise<(string | number)[] | Denied<TokenDenial>> {
+    if (!ref) return [this.#keys.base(tree), now, "0"];
+    const rules = await this.forToken(ref, now);
+    if ("code" in rules) return rules as Denied<TokenDenial>;
+    return [this.#keys.base(tree), now, ...rules.args];
   }
 
   /** Whether a live rule selects any grant of a chain (the node-local path then asks the script). */
