@@ -5,6 +5,7 @@ import { proxyBench } from "./sections/proxy.js";
 import { revocationBench } from "./sections/revocation.js";
 import { rulesBench } from "./sections/rules.js";
 import { sdkBench } from "./sections/sdk.js";
+import { slicesBench } from "./sections/slices.js";
 import { tokensBench } from "./sections/tokens.js";
 import { websocketBench } from "./sections/websocket.js";
 
@@ -21,6 +22,7 @@ const SECTIONS: Record<string, () => Promise<SectionReport>> = {
   mcp: () => mcpBench(),
   websocket: () => websocketBench(),
   acks: () => acksBench(),
+  slices: () => slicesBench(),
 };
 
 const wanted = process.argv.slice(2);
