@@ -52,7 +52,7 @@ export class HotPath {
     const rules = await this.#rules.forToken(ref, now);
     if ("code" in rules) return rules;
     // A token this node does not serve yet brings its chain's facts back, to be served next time.
-    const wantFacts = rules.wantFacts || (local !== undefined && !local.has(ref.hash));
+    const wantFacts = rules.wantFacts || (local !== undefined && !local.known(ref.hash));
     const epoch = local?.epoch;
     const args: (string | number)[] = [this.#keys.base(ref.tree), now, ...rules.args, candidates.length];
     for (const c of candidates)
@@ -67,6 +67,7 @@ export class HotPath {
       // Cached only if nothing was revoked while the call was out: it may predate the revocation.
       const entry = localEntry(reply, subject, notAfter, facts);
       if (local && entry && local.epoch === epoch) local.put(ref.hash, entry);
+      else if (local && !entry) local.markCounted(ref.hash);
     }
     const member = field(AUTHORIZED, reply, "flight");
     const left = decodeLeft(field(AUTHORIZED, reply, "left"));

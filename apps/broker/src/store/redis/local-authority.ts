@@ -55,6 +55,19 @@ export class LocalAuthority {
     return this.#byHash.has(hash);
   }
 
+  /** Tokens seen whose chain counts in Redis: never served here, so their facts are not asked for again. */
+  readonly #counted = new Set<string>();
+
+  /** Whether the script need not bring this token's facts back (kept, or known to be counted). */
+  known(hash: string): boolean {
+    return this.#byHash.has(hash) || this.#counted.has(hash);
+  }
+
+  markCounted(hash: string): void {
+    if (this.#counted.size >= ENTRIES) this.#counted.clear();
+    this.#counted.add(hash);
+  }
+
   /**
    * The request's answer, when this node can give it alone; undefined: ask the script. `ruled`
    * says whether a live rule could select the chain (then the script decides, and says why);
@@ -120,6 +133,7 @@ export class LocalAuthority {
   clear(): void {
     this.#epoch += 1;
     this.#slices?.clear();
+    this.#counted.clear();
     this.#byHash.clear();
     this.#byGrant.clear();
     this.#byToken.clear();
