@@ -3,7 +3,7 @@ import { DEFAULTS } from "../../config/defaults.js";
 import { StoreUnavailableError } from "../types.js";
 import { SETTLE } from "./flight-scripts.js";
 import { RATE_LEASE, RATE_RETURN } from "./lease-scripts.js";
-import { BEAT, MEMBERS } from "./node-scripts.js";
+import { BEAT, MEMBERS, SHOUT } from "./node-scripts.js";
 import { PURGE, REVOKE_GRANT, REVOKE_TOKEN } from "./revoke-scripts.js";
 import { AUDIT_APPEND, AUTHORIZE, CREATE, FACTS, INSPECT, REFRESH } from "./scripts.js";
 
@@ -27,6 +27,7 @@ export interface ScriptCommands {
   prsSettle(key: string, ...args: (string | number)[]): Promise<number>;
   prsBeat(key: string, ...args: (string | number)[]): Promise<number>;
   prsMembers(key: string): Promise<string[]>;
+  prsShout(key: string, ...args: (string | number)[]): Promise<number>;
   prsRateLease(key: string, ...args: (string | number)[]): Promise<[number, number]>;
   prsRateReturn(key: string, ...args: (string | number)[]): Promise<number>;
 }
@@ -106,6 +107,7 @@ export const openClients = (
     prsSettle: [1, SETTLE],
     prsBeat: [1, BEAT],
     prsMembers: [1, MEMBERS],
+    prsShout: [1, SHOUT],
     prsRateLease: [1, RATE_LEASE],
     prsRateReturn: [1, RATE_RETURN],
   } as const;

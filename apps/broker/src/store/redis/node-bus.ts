@@ -154,7 +154,7 @@ export class NodeBus {
     const message = JSON.stringify({ t: "q", id, from: this.id, kind, q } satisfies Message);
     const started = performance.now();
     try {
-      await call(() => this.#redis.publish(this.#keys.bus(), message));
+      await call(() => this.#redis.prsShout(this.#keys.nodes(), this.#keys.bus(), message));
       let asked = performance.now();
       let waitingFor = new Set((await this.#members()).keys());
       for (;;) {
@@ -172,7 +172,7 @@ export class NodeBus {
         const members = await this.#members();
         waitingFor = new Set([...waitingFor].filter((node) => members.has(node)));
         if (waitingFor.size > 0 && performance.now() - asked >= RETRY_MS) {
-          await call(() => this.#redis.publish(this.#keys.bus(), message));
+          await call(() => this.#redis.prsShout(this.#keys.nodes(), this.#keys.bus(), message));
           asked = performance.now();
         }
       }

@@ -36,3 +36,10 @@ for i = 1, #m, 2 do
 end
 return out
 `;
+
+/**
+ * A question on the bus channel. KEYS[1] the members (only for its slot): on a Cluster the
+ * question is published from the same shard as every heartbeat, so a node that hears a later
+ * heartbeat has heard the question before it (one shard's messages reach a subscriber in order).
+ */
+export const SHOUT = `return redis.call('PUBLISH', ARGV[1], ARGV[2])`;
