@@ -28,10 +28,6 @@ const outcome = (r: RevocationResult) => `${plural(r.revoked, "grant")} revoked$
 export const RevokeView = ({ api }: { api: Api }) => {
   const [grant, setGrant] = useState("");
   const [token, setToken] = useState("");
-  const [agent, setAgent] = useState("");
-  const [scope, setScope] = useState("");
-  const [after, setAfter] = useState("");
-  const [before, setBefore] = useState("");
   const [pending, setPending] = useState<Pending | null>(null);
   const [result, setResult] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -43,14 +39,6 @@ export const RevokeView = ({ api }: { api: Api }) => {
     } catch (e) {
       setError(e instanceof ApiError ? `${e.code}: ${e.message}` : String(e));
     }
-  };
-  const selector = (): RevocationSelector | undefined => {
-    const s: Record<string, string> = {};
-    if (agent.trim()) s.agent = agent.trim();
-    if (scope.trim()) s.scope = scope.trim();
-    if (after) s.issuedAfter = new Date(after).toISOString();
-    if (before) s.issuedBefore = new Date(before).toISOString();
-    return Object.keys(s).length > 0 ? (s as RevocationSelector) : undefined;
   };
 
   return (
@@ -97,74 +85,8 @@ export const RevokeView = ({ api }: { api: Api }) => {
           })
         }
       />
-      <section class="panel" aria-labelledby="revoke-selector">
-        <h2 id="revoke-selector">Everything that matches</h2>
-        <div class="grid">
-          <label>
-            agent <input value={agent} onInput={(e) => setAgent((e.target as HTMLInputElement).value)} />
-          </label>
-          <label>
-            scope <input value={scope} onInput={(e) => setScope((e.target as HTMLInputElement).value)} />
-          </label>
-          <label>
-            issued after{" "}
-            <input
-              type="datetime-local"
-              value={after}
-              onInput={(e) => setAfter((e.target as HTMLInputElement).value)}
-            />
-          </label>
-          <label>
-            issued before{" "}
-            <input
-              type="datetime-local"
-              value={before}
-              onInput={(e) => setBefore((e.target as HTMLInputElement).value)}
-            />
-          </label>
-        </div>
-        <button
-          type="button"
-          class="danger"
-          disabled={!selector()}
-          onClick={() =>
-            guard(async () => {
-              const s = selector()!;
-              const { revoked, connections } = await api.preview(s);
-              setPending({
-                title: "Revoke by selector",
-                body: `${plural(revoked, "live grant")} match ${JSON.stringify(s)} now (with their subtrees)${cuts(connections)}. Tokens issued while it runs are refused too.`,
-                label: `Revoke ${plural(revoked, "grant")}`,
-                run: async () => outcome(await api.revoke(s)),
-              });
-            })
-          }
-        >
-          Preview and revoke…
-        </button>
-      </section>
-      <section class="panel kill" aria-labelledby="kill-switch">
-        <h2 id="kill-switch">Kill switch</h2>
-        <p>Revokes every grant of every agent, on every broker node, at once.</p>
-        <button
-          type="button"
-          class="danger"
-          onClick={() =>
-            guard(async () => {
-              const { revoked, connections } = await api.preview({ all: true });
-              setPending({
-                title: "Revoke everything",
-                body: `${plural(revoked, "live grant")} will be revoked${cuts(connections)}. Every agent loses its authority now.`,
-                label: "Revoke everything",
-                typeToConfirm: "REVOKE ALL",
-                run: async () => outcome(await api.revoke({ all: true })),
-              });
-            })
-          }
-        >
-          Revoke everything…
-        </button>
-      </section>
+      <SelectorPanel api={api} guard={guard} propose={setPending} />
+      <KillPanel api={api} guard={guard} propose={setPending} />
       {error && (
         <p class="error" role="alert">
           {error}
@@ -218,6 +140,103 @@ const IdPanel = (props: {
     />
     <button type="button" class="danger" disabled={!props.value} onClick={props.onRevoke}>
       Revoke…
+    </button>
+  </section>
+);
+
+/** What a panel needs from the view: the API, the error guard, and the confirmation to show. */
+interface PanelProps {
+  readonly api: Api;
+  readonly guard: (fn: () => Promise<void>) => Promise<void>;
+  readonly propose: (pending: Pending) => void;
+}
+
+/** Everything a selector matches (agent, scope, time window), after a dry run. */
+const SelectorPanel = ({ api, guard, propose }: PanelProps) => {
+  const [agent, setAgent] = useState("");
+  const [scope, setScope] = useState("");
+  const [after, setAfter] = useState("");
+  const [before, setBefore] = useState("");
+  const selector = (): RevocationSelector | undefined => {
+    const s: Record<string, string> = {};
+    if (agent.trim()) s.agent = agent.trim();
+    if (scope.trim()) s.scope = scope.trim();
+    if (after) s.issuedAfter = new Date(after).toISOString();
+    if (before) s.issuedBefore = new Date(before).toISOString();
+    return Object.keys(s).length > 0 ? (s as RevocationSelector) : undefined;
+  };
+  return (
+    <section class="panel" aria-labelledby="revoke-selector">
+      <h2 id="revoke-selector">Everything that matches</h2>
+      <div class="grid">
+        <label>
+          agent <input value={agent} onInput={(e) => setAgent((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          scope <input value={scope} onInput={(e) => setScope((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          issued after{" "}
+          <input
+            type="datetime-local"
+            value={after}
+            onInput={(e) => setAfter((e.target as HTMLInputElement).value)}
+          />
+        </label>
+        <label>
+          issued before{" "}
+          <input
+            type="datetime-local"
+            value={before}
+            onInput={(e) => setBefore((e.target as HTMLInputElement).value)}
+          />
+        </label>
+      </div>
+      <button
+        type="button"
+        class="danger"
+        disabled={!selector()}
+        onClick={() =>
+          guard(async () => {
+            const s = selector()!;
+            const { revoked, connections } = await api.preview(s);
+            propose({
+              title: "Revoke by selector",
+              body: `${plural(revoked, "live grant")} match ${JSON.stringify(s)} now (with their subtrees)${cuts(connections)}. Tokens issued while it runs are refused too.`,
+              label: `Revoke ${plural(revoked, "grant")}`,
+              run: async () => outcome(await api.revoke(s)),
+            });
+          })
+        }
+      >
+        Preview and revoke…
+      </button>
+    </section>
+  );
+};
+
+/** Every grant of every agent, with REVOKE ALL typed to confirm. */
+const KillPanel = ({ api, guard, propose }: PanelProps) => (
+  <section class="panel kill" aria-labelledby="kill-switch">
+    <h2 id="kill-switch">Kill switch</h2>
+    <p>Revokes every grant of every agent, on every broker node, at once.</p>
+    <button
+      type="button"
+      class="danger"
+      onClick={() =>
+        guard(async () => {
+          const { revoked, connections } = await api.preview({ all: true });
+          propose({
+            title: "Revoke everything",
+            body: `${plural(revoked, "live grant")} will be revoked${cuts(connections)}. Every agent loses its authority now.`,
+            label: "Revoke everything",
+            typeToConfirm: "REVOKE ALL",
+            run: async () => outcome(await api.revoke({ all: true })),
+          });
+        })
+      }
+    >
+      Revoke everything…
     </button>
   </section>
 );
