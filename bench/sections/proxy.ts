@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, startRedisServer } from "@perishable/test-support";
+import { freePort, seenCommand, startRedisServer } from "@perishable/test-support";
 import { Redis } from "ioredis";
 import { Agent, request } from "undici";
 import { type Proc, spawnPinned } from "../lib/procs.js";
@@ -323,10 +323,8 @@ export const proxyBench = async (
     const monitor = await probe.monitor();
     const sent: string[] = [];
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
-      const command = args[0]!.toLowerCase();
-      const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "") && command !== "publish")
-        sent.push(command);
+      const seen = seenCommand(args, source);
+      if (!seen.background) sent.push(seen.command);
     });
     for (let i = 0; i < 50; i++)
       await (
@@ -344,12 +342,10 @@ export const proxyBench = async (
     let settles = 0;
     monitor.removeAllListeners("monitor");
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
-      const command = args[0]!.toLowerCase();
-      const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source === "lua" || /:(rules|expiries|audit|nodes)$/.test(key ?? "") || command === "publish")
-        return;
-      if (/\}:fl$/.test(key ?? "")) settles += 1;
-      else sent.push(command);
+      const seen = seenCommand(args, source);
+      if (seen.background) return;
+      if (/\}:fl$/.test(seen.key ?? "")) settles += 1;
+      else sent.push(seen.command);
     });
     for (let i = 0; i < 50; i++)
       await (

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { startRedisServer } from "@perishable/test-support";
+import { seenCommand, startRedisServer } from "@perishable/test-support";
 import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { startTestBroker } from "./support/broker.js";
@@ -14,10 +14,8 @@ const commandsDuring = async (url: string, run: () => Promise<void>): Promise<st
   const monitor = await probe.monitor();
   const sent: string[] = [];
   monitor.on("monitor", (_time: string, args: string[], source: string) => {
-    const command = args[0]!.toLowerCase();
-    const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-    if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "") && command !== "publish")
-      sent.push(command);
+    const seen = seenCommand(args, source);
+    if (!seen.background) sent.push(seen.command);
   });
   try {
     await run();
@@ -129,9 +127,8 @@ describe("the hot path", () => {
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       // Background work of every node (rule reloads, expiry claims, batched audit writes, heartbeats)
       // is not per request.
-      const command = args[0]!.toLowerCase();
-      const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "")) sent.push(command);
+      const seen = seenCommand(args, source);
+      if (!seen.background) sent.push(seen.command);
     });
     const requests = 20;
     for (let i = 0; i < requests; i++) {
@@ -171,11 +168,10 @@ describe("the hot path", () => {
     const perRequest: string[] = [];
     const settles: string[] = [];
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
-      const command = args[0]!.toLowerCase();
-      const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source === "lua" || /:(rules|expiries|audit|nodes)$/.test(key ?? "")) return;
-      if (/\}:fl$/.test(key ?? "")) settles.push(command);
-      else perRequest.push(command);
+      const seen = seenCommand(args, source);
+      if (seen.background) return;
+      if (/\}:fl$/.test(seen.key ?? "")) settles.push(seen.command);
+      else perRequest.push(seen.command);
     });
     const requests = 10;
     let embedded = 0;
@@ -218,9 +214,8 @@ describe("the hot path", () => {
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       // Background work of every node (rule reloads, expiry claims, batched audit writes, heartbeats)
       // is not per request.
-      const command = args[0]!.toLowerCase();
-      const key = command === "evalsha" || command === "eval" ? args[3] : args[1];
-      if (source !== "lua" && !/:(rules|expiries|audit|nodes)$/.test(key ?? "")) sent.push(command);
+      const seen = seenCommand(args, source);
+      if (!seen.background) sent.push(seen.command);
     });
     const guesses = 1000;
     const alphabet = "0123456789abcdefghjkmnpqrstvwxyz";

@@ -2,6 +2,7 @@ import "./provided.js";
 
 export { type IsolatedRedis, isolatedRedis } from "./isolated.js";
 export { type McpSeen, startMcpServer, type TestMcpServer } from "./mcp-server.js";
+export { type Seen, seenCommand } from "./monitor.js";
 export { type OidcProvider, type SignOptions, startOidcProvider } from "./oidc-provider.js";
 export { withRealtime } from "./realtime.js";
 export {
