@@ -1,8 +1,5 @@
-import { type RunningBroker, startBroker, startMockUpstream, validateConfig } from "@perishable/broker";
-import { startRedisServer } from "@perishable/test-support";
+import { startNodes } from "../lib/nodes.js";
 import { fmt, judged, type SectionReport } from "../lib/report.js";
-
-const ISSUER = "bench-issuer-key-0123456789abcdefghijkl";
 
 /**
  * Leased rate-limit slices over three nodes, with traffic spread unevenly (node A 70 %, B 20 %,
@@ -13,73 +10,43 @@ const ISSUER = "bench-issuer-key-0123456789abcdefghijkl";
 export const slicesBench = async (
   limit = Number(process.env.BENCH_SLICE_LIMIT ?? 2_000),
 ): Promise<SectionReport> => {
-  await using redis = await startRedisServer();
-  const mock = await startMockUpstream();
-  const doc = {
-    listen: { host: "127.0.0.1", port: 0 },
-    secret: "bench-secret-bench-secret-bench-secret-01",
-    store: { redis: redis.url, prefix: "slices" },
-    upstreams: { openai: { base_url: mock.url, auth: { header: "authorization", value: "Bearer sk-x" } } },
-    scopes: {
-      "models:read": {
-        upstream: "openai",
-        endpoints: ["/v1/models"],
-        methods: ["GET"],
-        rate_limit: `${limit}/hour`,
-      },
-    },
-    issuers: [{ name: "bench", key: ISSUER, scopes: ["models:read"], max_ttl: 3600 }],
-    log: { level: "error" },
+  await using cluster = await startNodes("slices", { rate_limit: `${limit}/hour` });
+  const { nodes } = cluster;
+  const { token } = await cluster.issue(3600);
+  let allowed = 0;
+  let early = 0;
+  const started = performance.now();
+  // Eight clients; each request goes to A, B or C with 70/20/10 odds, until 1.5× the limit was sent.
+  let sent = 0;
+  const client = async () => {
+    while (sent < limit * 1.5) {
+      sent += 1;
+      const r = Math.random();
+      const node = nodes[r < 0.7 ? 0 : r < 0.9 ? 1 : 2]!;
+      const response = await fetch(`${node.url}/proxy/openai/v1/models`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await response.arrayBuffer();
+      if (response.status === 200) allowed += 1;
+      else if (allowed < limit) early += 1;
+    }
   };
-  const nodes: RunningBroker[] = [];
-  try {
-    for (let i = 0; i < 3; i++)
-      nodes.push(await startBroker(validateConfig(doc, { source: "bench", env: {} })));
-    const { token } = (await (
-      await fetch(`${nodes[0]!.url}/v1/tokens`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${ISSUER}`, "content-type": "application/json" },
-        body: JSON.stringify({ scopes: ["models:read"], ttl: 3600 }),
-      })
-    ).json()) as { token: string };
-    let allowed = 0;
-    let early = 0;
-    const started = performance.now();
-    // Eight clients; each request goes to A, B or C with 70/20/10 odds, until 1.5× the limit was sent.
-    let sent = 0;
-    const client = async () => {
-      while (sent < limit * 1.5) {
-        sent += 1;
-        const r = Math.random();
-        const node = nodes[r < 0.7 ? 0 : r < 0.9 ? 1 : 2]!;
-        const response = await fetch(`${node.url}/proxy/openai/v1/models`, {
-          headers: { authorization: `Bearer ${token}` },
-        });
-        await response.arrayBuffer();
-        if (response.status === 200) allowed += 1;
-        else if (allowed < limit) early += 1;
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, client));
-    const seconds = (performance.now() - started) / 1000;
-    return {
-      id: "slices",
-      title: "Rate-limit slices over three nodes, traffic 70 / 20 / 10 %",
-      command: "corepack pnpm bench slices",
-      header: ["measure", "value", "target"],
-      rows: [
-        ["limit (requests per hour, one lineage)", fmt(limit, 0), ""],
-        ["let through", fmt(allowed, 0), judged("≤ the limit", allowed <= limit)],
-        ["refused before the cluster reached the limit (undershoot)", fmt(early, 0), ""],
-        ["undershoot, as a share of the limit", `${fmt((early / limit) * 100, 2)} %`, ""],
-        ["requests per second, all nodes", fmt((limit * 1.5) / seconds, 0), ""],
-      ],
-      notes: [
-        `${fmt(limit * 1.5, 0)} requests from 8 clients, each sent to node A, B or C with 70/20/10 % odds; one token, one scope with a ${limit}/hour limit; three broker nodes in one process on one private redis-server. "Refused before the limit" counts refusals while fewer than the limit had been let through: units another node held and had not spent (they go back after a second unused).`,
-      ],
-    };
-  } finally {
-    for (const node of nodes.reverse()) await node.close();
-    await mock.close();
-  }
+  await Promise.all(Array.from({ length: 8 }, client));
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    id: "slices",
+    title: "Rate-limit slices over three nodes, traffic 70 / 20 / 10 %",
+    command: "corepack pnpm bench slices",
+    header: ["measure", "value", "target"],
+    rows: [
+      ["limit (requests per hour, one lineage)", fmt(limit, 0), ""],
+      ["let through", fmt(allowed, 0), judged("≤ the limit", allowed <= limit)],
+      ["refused before the cluster reached the limit (undershoot)", fmt(early, 0), ""],
+      ["undershoot, as a share of the limit", `${fmt((early / limit) * 100, 2)} %`, ""],
+      ["requests per second, all nodes", fmt((limit * 1.5) / seconds, 0), ""],
+    ],
+    notes: [
+      `${fmt(limit * 1.5, 0)} requests from 8 clients, each sent to node A, B or C with 70/20/10 % odds; one token, one scope with a ${limit}/hour limit; three broker nodes in one process on one private redis-server. "Refused before the limit" counts refusals while fewer than the limit had been let through: units another node held and had not spent (they go back after a second unused).`,
+    ],
+  };
 };
