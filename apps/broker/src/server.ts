@@ -5,7 +5,7 @@ import type { Writable } from "node:stream";
 import { REQUEST_ID_HEADER } from "@perishable/protocol";
 import type { FastifyInstance } from "fastify";
 import type { AdminContext } from "./admin/context.js";
-import { AuditLog, auditEvent } from "./audit/audit-log.js";
+import { AuditLog } from "./audit/audit-log.js";
 import { ExpiryWatcher } from "./audit/expiry-watcher.js";
 import { OidcVerifier } from "./auth/oidc.js";
 import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
@@ -186,14 +186,12 @@ const registerApi = async (
     api.addHook("onError", async (request, _reply, error) => {
       if (!(error instanceof BrokerError)) return;
       metrics.denial(error.code);
-      audit.emit(
-        auditEvent("denied", error.subject ?? null, request.id, now(), {
-          code: error.code,
-          rule: error.message,
-          method: request.method,
-          path: request.routeOptions.url ?? "",
-        }),
-      );
+      audit.record("denied", error.subject ?? null, request.id, now(), {
+        code: error.code,
+        rule: error.message,
+        method: request.method,
+        path: request.routeOptions.url ?? "",
+      });
     });
     registerOpsRoutes(api, store, metrics);
     registerConsoleRoutes(api);

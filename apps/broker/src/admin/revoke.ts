@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import type { RevocationResult, RevocationSelector } from "@perishable/protocol";
-import { auditEvent } from "../audit/audit-log.js";
 import { BrokerError } from "../errors.js";
 import type { RevocationRule } from "../policy/revocation.js";
 import { RECORD_GRACE_MS } from "../store/types.js";
@@ -19,21 +18,19 @@ export const revokeGrantById = async (
   const { grants: revoked, connections } = await ctx.store.revokeGrant(grantId, now);
   const g = state.grant;
   ctx.metrics.revocations.inc({ kind: "grant" }, revoked);
-  ctx.audit.emit(
-    auditEvent(
-      "revoked",
-      {
-        grantId: g.id,
-        tokenId: null,
-        rootGrantId: g.rootId,
-        parentGrantId: g.parentId,
-        agent: g.agent,
-        issuedAt: null,
-      },
-      requestId,
-      now,
-      { by: `admin ${actor.name}`, count: revoked, connections },
-    ),
+  ctx.audit.record(
+    "revoked",
+    {
+      grantId: g.id,
+      tokenId: null,
+      rootGrantId: g.rootId,
+      parentGrantId: g.parentId,
+      agent: g.agent,
+      issuedAt: null,
+    },
+    requestId,
+    now,
+    { by: `admin ${actor.name}`, count: revoked, connections },
   );
   return { revoked, connections };
 };
@@ -51,13 +48,11 @@ export const revokeTokenById = async (
   const revoked = result.status === "revoked" ? 1 : 0;
   const { connections } = result;
   ctx.metrics.revocations.inc({ kind: "token" }, revoked);
-  ctx.audit.emit(
-    auditEvent("revoked", result.subject, requestId, now, {
-      by: `admin ${actor.name}`,
-      count: revoked,
-      connections,
-    }),
-  );
+  ctx.audit.record("revoked", result.subject, requestId, now, {
+    by: `admin ${actor.name}`,
+    count: revoked,
+    connections,
+  });
   return { revoked: 0, tokens: revoked, connections };
 };
 
@@ -107,14 +102,12 @@ export const bulkRevoke = async (
   const cutoff = ctx.now() + ctx.cutoffMarginMs;
   await ctx.store.putRule({ ...open, cutoff, expiresAt: cutoff + lifetime });
   ctx.metrics.revocations.inc({ kind: "bulk" }, grants);
-  ctx.audit.emit(
-    auditEvent("revoked", null, requestId, started, {
-      by: `admin ${actor.name}`,
-      selector: { ...selector },
-      count: grants,
-      connections,
-      rule: open.id,
-    }),
-  );
+  ctx.audit.record("revoked", null, requestId, started, {
+    by: `admin ${actor.name}`,
+    selector: { ...selector },
+    count: grants,
+    connections,
+    rule: open.id,
+  });
   return { revoked: grants, tokens, connections, ruleId: open.id };
 };

@@ -1,13 +1,10 @@
 import { createWriteStream, type WriteStream } from "node:fs";
-import {
-  type AuditDetails,
-  type AuditEvent,
-  type AuditEventOf,
-  type AuditEventType,
-  callerText,
-} from "@perishable/protocol";
+import type { AuditDetails, AuditEventType } from "@perishable/protocol";
 import { DEFAULTS } from "../config/defaults.js";
-import type { Store, Subject } from "../store/types.js";
+import type { AuditLine, Store, Subject } from "../store/types.js";
+import { encodeAudit } from "./encode.js";
+
+export { auditEvent } from "./encode.js";
 
 export interface AuditLogOptions {
   readonly store: Store;
@@ -35,8 +32,8 @@ export interface AuditStats {
 }
 
 /**
- * The audit trail's writer. `emit` only pushes onto an array: the proxy never waits for the
- * trail. Batches go to the store (a bounded Redis Stream) and the optional JSONL file on a
+ * The audit trail's writer. `record` only pushes an event's JSON text onto an array:
+ * the proxy never waits for the trail. Batches go to the store (a bounded Redis Stream) and the optional JSONL file on a
  * short timer; while the store is down they are kept, up to `maxBuffer`, and retried.
  */
 export class AuditLog {
@@ -46,7 +43,7 @@ export class AuditLog {
   readonly #flushMs: number;
   readonly #batchSize: number;
   readonly #onError: (message: string, error: unknown) => void;
-  #queue: AuditEvent[] = [];
+  #queue: AuditLine[] = [];
   /** How many events at the head of the queue are already in the file. */
   #inFile = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -75,18 +72,34 @@ export class AuditLog {
     }
   }
 
-  emit(event: AuditEvent): void {
-    if (event.type === "denied" && event.grantId === null && !this.#allowAnonymous()) {
+  /** Writes one event: its JSON text, encoded at once without building the event object. */
+  record<T extends AuditEventType>(
+    type: T,
+    subject: Subject | null,
+    requestId: string | null,
+    at: number,
+    details: AuditDetails<T>,
+  ): void {
+    if (this.#admits(type, subject?.grantId ?? null))
+      this.#push(encodeAudit(type, subject, requestId, at, details));
+  }
+
+  #admits(type: AuditEventType, grantId: string | null): boolean {
+    if (type === "denied" && grantId === null && !this.#allowAnonymous()) {
       this.#suppressed += 1;
-      return;
+      return false;
     }
     if (this.#queue.length >= this.#maxBuffer) {
       this.#dropped += 1;
-      return;
+      return false;
     }
-    this.#queue.push(event);
+    return true;
+  }
+
+  #push(line: AuditLine): void {
+    this.#queue.push(line);
     if (!this.#timer && !this.#closed) {
-      this.#timer = setTimeout(() => void this.flush(), this.#flushMs);
+      this.#timer = setTimeout(() => void this.#run(false), this.#flushMs);
       this.#timer.unref();
     }
   }
@@ -100,20 +113,32 @@ export class AuditLog {
     };
   }
 
-  /** Writes what is queued; one flush at a time. Failed batches stay queued for the next one. */
+  /** Writes everything queued; one flush at a time. Failed batches stay queued for the next one. */
   async flush(): Promise<void> {
+    if (this.#flushing) return this.#flushing.then(() => this.flush());
+    return this.#run(true);
+  }
+
+  /**
+   * One drain. On the timer (`whole` false) it writes what came since the last one and leaves a
+   * partial batch for the next tick: under load the trail goes out in batches of `flushMs`
+   * worth of events rather than of one round trip's worth.
+   */
+  #run(whole: boolean): Promise<void> {
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
     if (this.#flushing) return this.#flushing;
-    this.#flushing = this.#drain().finally(() => {
-      this.#flushing = undefined;
-      if (this.#queue.length > 0 && !this.#closed && !this.#timer) {
-        this.#timer = setTimeout(() => void this.flush(), this.#flushMs * 10);
-        this.#timer.unref();
-      }
-    });
+    this.#flushing = this.#drain(whole)
+      .catch(() => false)
+      .then((written) => {
+        this.#flushing = undefined;
+        if (this.#queue.length > 0 && !this.#closed && !this.#timer) {
+          this.#timer = setTimeout(() => void this.#run(false), written ? this.#flushMs : this.#flushMs * 10);
+          this.#timer.unref();
+        }
+      });
     return this.#flushing;
   }
 
@@ -134,27 +159,31 @@ export class AuditLog {
     if (this.#file) await new Promise<void>((resolve) => this.#file!.end(resolve));
   }
 
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
+  /** False when the store refused a batch. */
+  async #drain(whole: boolean): Promise<boolean> {
+    let first = true;
+    while (this.#queue.length > 0 && (whole || first || this.#queue.length >= this.#batchSize)) {
+      first = false;
       this.#writeFile();
       const batch = this.#queue.slice(0, this.#batchSize);
       try {
         await this.#store.appendAudit(batch);
       } catch (error) {
         this.#report("cannot write the audit trail to the store; events are kept and retried", error);
-        return;
+        return false;
       }
       this.#queue.splice(0, batch.length);
       if (this.#file) this.#inFile -= batch.length;
       this.#written += batch.length;
     }
+    return true;
   }
 
   /** The file gets each event once, in order, even while the store is failing. */
   #writeFile(): void {
     if (!this.#file || this.#inFile >= this.#queue.length) return;
     let lines = "";
-    for (let i = this.#inFile; i < this.#queue.length; i++) lines += `${JSON.stringify(this.#queue[i])}\n`;
+    for (let i = this.#inFile; i < this.#queue.length; i++) lines += `${this.#queue[i]}\n`;
     this.#file.write(lines);
     this.#inFile = this.#queue.length;
   }
@@ -166,53 +195,3 @@ export class AuditLog {
     this.#onError(message, error);
   }
 }
-
-/**
- * The fields every event carries, from what the store told about the subject. Every string of
- * `details` (rules, paths, upstream and model names: much of it caller-supplied) goes through
- * `callerText`: the one choke point between what a caller sent and what the trail stores.
- */
-/**
- * `callerText` of the short strings events carry again and again (upstream and scope names,
- * methods, paths, models): a pure function, so its answers are kept — two regular expressions
- * over every string of every event were one of the costs of a proxied request. Only strings it
- * leaves as they are: one that held a credential is never kept, not even as a key.
- */
-const safeTexts = new Map<string, string>();
-const safeText = (value: string): string => {
-  if (value.length > 128) return callerText(value);
-  let safe = safeTexts.get(value);
-  if (safe === undefined) {
-    safe = callerText(value);
-    if (safe !== value) return safe;
-    if (safeTexts.size >= 4_096) safeTexts.clear();
-    safeTexts.set(value, safe);
-  }
-  return safe;
-};
-
-export const auditEvent = <T extends AuditEventType>(
-  type: T,
-  subject: Subject | null,
-  requestId: string | null,
-  at: number,
-  details: AuditDetails<T>,
-): AuditEventOf<T> => {
-  const event: Record<string, unknown> = {
-    at: new Date(at).toISOString(),
-    type,
-    requestId,
-    grantId: subject?.grantId ?? null,
-    tokenId: subject?.tokenId ?? null,
-    rootGrantId: subject?.rootGrantId ?? null,
-    parentGrantId: subject?.parentGrantId ?? null,
-    agent: subject?.agent ?? null,
-  };
-  for (const [key, value] of Object.entries(details)) {
-    event[key] = typeof value === "string" ? safeText(value) : value;
-  }
-  const { identity } = details as { identity?: { issuer: string; subject: string } };
-  if (identity)
-    event.identity = { issuer: callerText(identity.issuer), subject: callerText(identity.subject) };
-  return event as AuditEventOf<T>;
-};

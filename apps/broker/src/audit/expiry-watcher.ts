@@ -1,6 +1,6 @@
 import { DEFAULTS } from "../config/defaults.js";
 import type { Store } from "../store/types.js";
-import { type AuditLog, auditEvent } from "./audit-log.js";
+import type { AuditLog } from "./audit-log.js";
 
 /**
  * Writes `expired` events: every second it claims the grants whose newest token has expired
@@ -40,7 +40,7 @@ export class ExpiryWatcher {
         const now = this.#now();
         const expired = await this.#store.claimExpired(now, 500);
         for (const { subject, reason } of expired)
-          this.#audit.emit(auditEvent("expired", subject, null, now, { reason }));
+          this.#audit.record("expired", subject, null, now, { reason });
         if (expired.length < 500) return;
       }
     } catch {

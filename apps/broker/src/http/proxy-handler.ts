@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
-import { type AuditLog, auditEvent } from "../audit/audit-log.js";
+import type { AuditLog } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
 import type { TokenHasher } from "../auth/secrets.js";
 import type { BrokerConfig } from "../config/types.js";
@@ -280,16 +280,14 @@ class ProxyHandler {
     denial: Refusal,
   ): void {
     this.#deps.metrics.denial(denial.error.code);
-    this.#deps.audit.emit(
-      auditEvent("denied", denial.subject, requestId, this.#deps.now(), {
-        code: denial.error.code,
-        rule: denial.rule ?? denial.error.message,
-        upstream: request.target.upstreamName,
-        method: request.method,
-        path: request.target.rest,
-        ...(request.mcp ? { mcp: mcpDetail(request.mcp) } : {}),
-      }),
-    );
+    this.#deps.audit.record("denied", denial.subject, requestId, this.#deps.now(), {
+      code: denial.error.code,
+      rule: denial.rule ?? denial.error.message,
+      upstream: request.target.upstreamName,
+      method: request.method,
+      path: request.target.rest,
+      ...(request.mcp ? { mcp: mcpDetail(request.mcp) } : {}),
+    });
     if (request.mcp && answersAsJsonRpc(denial.error, request.mcp)) {
       writeJsonRpcRefusal(res, request.mcp, denial.error, requestId);
       return;

@@ -2,7 +2,6 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { redact, tokenTree } from "@perishable/protocol";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
-import { auditEvent } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
 import type { ScopeConfig, UpstreamConfig } from "../config/types.js";
 import { BrokerError } from "../errors.js";
@@ -199,18 +198,16 @@ class Upgrades {
       this.#open.delete(client);
       done();
       allowed.release();
-      deps.audit.emit(
-        auditEvent("used", subject, u.requestId, deps.now(), {
-          upstream: u.target.upstreamName,
-          method: "GET",
-          path: u.target.rest,
-          scope: allowed.scope,
-          status: 101,
-          upstreamMs: 0,
-          totalMs: Math.round((performance.now() - started) * 100) / 100,
-          websocket: { ...counts, closeCode: code },
-        }),
-      );
+      deps.audit.record("used", subject, u.requestId, deps.now(), {
+        upstream: u.target.upstreamName,
+        method: "GET",
+        path: u.target.rest,
+        scope: allowed.scope,
+        status: 101,
+        upstreamMs: 0,
+        totalMs: Math.round((performance.now() - started) * 100) / 100,
+        websocket: { ...counts, closeCode: code },
+      });
     };
     client.on("close", (code, reason) => {
       if (remote.readyState === WebSocket.OPEN) remote.close(sendable(code), reason);
@@ -226,14 +223,12 @@ class Upgrades {
 
   #refuse(u: Upgrade, error: BrokerError, subject: Subject | null, rule: string | null): undefined {
     this.#deps.metrics.denial(error.code);
-    this.#deps.audit.emit(
-      auditEvent("denied", subject, u.requestId, this.#deps.now(), {
-        code: error.code,
-        rule: rule ?? error.message,
-        method: "GET",
-        path: u.target.rest,
-      }),
-    );
+    this.#deps.audit.record("denied", subject, u.requestId, this.#deps.now(), {
+      code: error.code,
+      rule: rule ?? error.message,
+      method: "GET",
+      path: u.target.rest,
+    });
     endSocketWithError(u.socket as never, error, u.requestId);
     return undefined;
   }

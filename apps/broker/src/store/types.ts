@@ -91,6 +91,9 @@ export interface SpendState {
 }
 
 /** Who a decision is about, as far as the store could tell: what the audit trail records. */
+/** One audit event as the JSON text the trail stores (no newline inside: JSON escapes them). */
+export type AuditLine = string & { readonly __auditLine: true };
+
 export interface Subject {
   readonly grantId: string | null;
   readonly tokenId: string | null;
@@ -323,7 +326,8 @@ export interface Store {
   /** Grants with a token alive now (approximate: for metrics). */
   countLiveGrants(now: number): Promise<number>;
 
-  appendAudit(events: readonly AuditEvent[]): Promise<void>;
+  /** Events as `AuditLine`s (their JSON text), in order. */
+  appendAudit(lines: readonly AuditLine[]): Promise<void>;
   readAudit(query: AuditQuery): Promise<AuditRead>;
   /** Rejects when the store cannot serve requests. */
   ping(): Promise<void>;

@@ -1,5 +1,4 @@
 import type { IssueTokenRequest, TokenResponse } from "@perishable/protocol";
-import { auditEvent } from "../audit/audit-log.js";
 import { newGrantId } from "../auth/secrets.js";
 import { BrokerError } from "../errors.js";
 import type { GrantRecord } from "../store/types.js";
@@ -81,13 +80,11 @@ export const delegateToken = async (
   const created = await ctx.store.createGrant(grant, record, parentRef, now);
   if (!created.ok) throw denialError(created);
   ctx.metrics.tokens.inc({ kind: "delegated" });
-  ctx.audit.emit(
-    auditEvent("delegated", subjectOf(grant, record), requestId, now, {
-      issuer: parent.issuer,
-      scopes,
-      expiresAt: new Date(record.expiresAt).toISOString(),
-    }),
-  );
+  ctx.audit.record("delegated", subjectOf(grant, record), requestId, now, {
+    issuer: parent.issuer,
+    scopes,
+    expiresAt: new Date(record.expiresAt).toISOString(),
+  });
   return tokenResponse(token, record, grant);
 };
 

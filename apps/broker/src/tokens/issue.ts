@@ -1,5 +1,4 @@
 import { grantTree, type IssueTokenRequest, type TokenResponse } from "@perishable/protocol";
-import { auditEvent } from "../audit/audit-log.js";
 import { newRootGrantId } from "../auth/secrets.js";
 import type { RootAuthority } from "../auth/workload.js";
 import { BrokerError } from "../errors.js";
@@ -68,14 +67,12 @@ export const issueRootToken = async (
   const { token, record } = mintToken(ctx, grant, now, ttl);
   await ctx.store.createGrant(grant, record, undefined, now);
   ctx.metrics.tokens.inc({ kind: "issued" });
-  ctx.audit.emit(
-    auditEvent("issued", subjectOf(grant, record), requestId, now, {
-      issuer: limits.name,
-      scopes,
-      expiresAt: new Date(record.expiresAt).toISOString(),
-      ...(authority.identity ? { identity: { ...authority.identity } } : {}),
-    }),
-  );
+  ctx.audit.record("issued", subjectOf(grant, record), requestId, now, {
+    issuer: limits.name,
+    scopes,
+    expiresAt: new Date(record.expiresAt).toISOString(),
+    ...(authority.identity ? { identity: { ...authority.identity } } : {}),
+  });
   return tokenResponse(token, record, grant);
 };
 

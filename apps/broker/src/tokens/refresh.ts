@@ -1,5 +1,4 @@
 import type { RefreshTokenRequest, TokenResponse } from "@perishable/protocol";
-import { auditEvent } from "../audit/audit-log.js";
 import { newToken, newTokenId } from "../auth/secrets.js";
 import { BrokerError } from "../errors.js";
 import { denialError, type PresentedToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
@@ -34,10 +33,8 @@ export const refreshToken = async (
   }
   const { grant, token: record } = result;
   ctx.metrics.tokens.inc({ kind: "refreshed" });
-  ctx.audit.emit(
-    auditEvent("refreshed", subjectOf(grant, record), requestId, now, {
-      expiresAt: new Date(record.expiresAt).toISOString(),
-    }),
-  );
+  ctx.audit.record("refreshed", subjectOf(grant, record), requestId, now, {
+    expiresAt: new Date(record.expiresAt).toISOString(),
+  });
   return tokenResponse(token, record, grant);
 };

@@ -1,6 +1,5 @@
 import type { GrantView, RevokeResponse, SelfResponse } from "@perishable/protocol";
 import { budgetView, spendView } from "../admin/spend.js";
-import { auditEvent } from "../audit/audit-log.js";
 import type { GrantRecord, SpendState } from "../store/types.js";
 import { denialError, iso, type PresentedToken, subjectOf, type TokenContext } from "./context.js";
 
@@ -87,12 +86,10 @@ export const revokeSelf = async (
   const { grant, token } = result;
   const { grants: revoked, connections } = await ctx.store.revokeGrant(grant.id, now);
   ctx.metrics.revocations.inc({ kind: "self" }, revoked);
-  ctx.audit.emit(
-    auditEvent("revoked", subjectOf(grant, token), requestId, now, {
-      by: `self (${grant.agent})`,
-      count: revoked,
-      connections,
-    }),
-  );
+  ctx.audit.record("revoked", subjectOf(grant, token), requestId, now, {
+    by: `self (${grant.agent})`,
+    count: revoked,
+    connections,
+  });
   return { revoked, connections };
 };

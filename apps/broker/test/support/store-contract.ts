@@ -1,5 +1,6 @@
 import type { AuditEvent } from "@perishable/protocol";
 import { describe, expect, it } from "vitest";
+import { encodeEvent } from "../../src/audit/encode.js";
 import type { RevocationRule } from "../../src/policy/revocation.js";
 import { type Candidate, type Store, StoreUnavailableError } from "../../src/store/types.js";
 import { describeBudgetContract } from "./budget-contract.js";
@@ -551,12 +552,14 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
 
     it("reads the audit trail: newest first pages, filters, and a cursor for what comes next", async () => {
       await using store = await open();
-      await store.appendAudit([
-        event("issued", "a", "g1"),
-        event("used", "a", "g1"),
-        event("denied", "b", "g2"),
-        event("used", "b", "g2"),
-      ]);
+      await store.appendAudit(
+        [
+          event("issued", "a", "g1"),
+          event("used", "a", "g1"),
+          event("denied", "b", "g2"),
+          event("used", "b", "g2"),
+        ].map(encodeEvent),
+      );
       const latest = await store.readAudit({ limit: 2 });
       expect(latest.records.map((r) => [r.event.type, r.event.agent])).toEqual([
         ["denied", "b"],
@@ -571,7 +574,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
         "b",
       ]);
       expect((await store.readAudit({ limit: 10, grantId: "g2" })).records).toHaveLength(2);
-      await store.appendAudit([event("revoked", "c")]);
+      await store.appendAudit([encodeEvent(event("revoked", "c"))]);
       const newer = await store.readAudit({ limit: 10, after: latest.next! });
       expect(newer.records.map((r) => r.event.type)).toEqual(["revoked"]);
       expect((await store.readAudit({ limit: 10, after: newer.next! })).records).toEqual([]);
@@ -584,7 +587,7 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
     it("appends audit events in order, each batch as it was sent", async () => {
       await using store = await open();
       const batch = Array.from({ length: 5 }, (_, i) => event("used", `agent-${i}`));
-      await store.appendAudit(batch);
+      await store.appendAudit(batch.map(encodeEvent));
       await store.appendAudit([]);
       const read = await store.readAudit({ limit: 10 });
       expect(read.records.map((r) => r.event.agent)).toEqual(batch.map((e) => e.agent));

@@ -1,6 +1,6 @@
 import type { AuditEvent } from "@perishable/protocol";
 import { auditMatches } from "../audit-filter.js";
-import type { AuditQuery, AuditRead, AuditRecord } from "../types.js";
+import type { AuditLine, AuditQuery, AuditRead, AuditRecord } from "../types.js";
 
 /** The audit trail in memory: a bounded list with increasing ids, read like the Redis stream. */
 export class MemoryAuditTrail {
@@ -12,8 +12,9 @@ export class MemoryAuditTrail {
     this.#maxLen = maxLen;
   }
 
-  append(events: readonly AuditEvent[]): void {
-    for (const event of events) this.#records.push({ id: String(++this.#seq), event });
+  append(lines: readonly AuditLine[]): void {
+    for (const line of lines)
+      this.#records.push({ id: String(++this.#seq), event: JSON.parse(line) as AuditEvent });
     if (this.#records.length > this.#maxLen) this.#records.splice(0, this.#records.length - this.#maxLen);
   }
 

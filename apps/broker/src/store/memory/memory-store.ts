@@ -3,6 +3,7 @@ import { type RevocationRule, ruleSelects } from "../../policy/revocation.js";
 import { isLive, matchesFilter } from "../grant-tree.js";
 import { defaultLease } from "../lease.js";
 import {
+  type AuditLine,
   type AuditQuery,
   type AuditRead,
   type AuthorizeResult,
@@ -315,8 +316,8 @@ export class MemoryStore implements Store {
     return count;
   }
 
-  async appendAudit(events: readonly AuditEvent[]): Promise<void> {
-    this.#audit.append(events);
+  async appendAudit(lines: readonly AuditLine[]): Promise<void> {
+    this.#audit.append(lines);
   }
 
   async readAudit(query: AuditQuery): Promise<AuditRead> {

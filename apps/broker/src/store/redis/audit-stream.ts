@@ -1,6 +1,6 @@
 import type { AuditEvent } from "@perishable/protocol";
 import { auditMatches } from "../audit-filter.js";
-import type { AuditQuery, AuditRead, AuditRecord } from "../types.js";
+import type { AuditLine, AuditQuery, AuditRead, AuditRecord } from "../types.js";
 import { call, type ScriptedRedis } from "./client.js";
 
 /** The audit trail as a bounded Redis Stream: appended a batch per script call, read by range with filters. */
@@ -15,12 +15,10 @@ export class AuditStream {
     this.#maxLen = maxLen;
   }
 
-  async append(events: readonly AuditEvent[]): Promise<void> {
-    if (events.length === 0) return;
+  async append(lines: readonly AuditLine[]): Promise<void> {
+    if (lines.length === 0) return;
     // One script call per batch: one command for the broker to send, whatever the batch size.
-    const args: (string | number)[] = [this.#maxLen];
-    for (const event of events) args.push(JSON.stringify(event));
-    await call(() => this.#redis.prsAuditAppend(this.#key, ...args));
+    await call(() => this.#redis.prsAuditAppend(this.#key, this.#maxLen, ...lines));
   }
 
   async read(query: AuditQuery): Promise<AuditRead> {

@@ -1,9 +1,9 @@
-import type { AuditEvent } from "@perishable/protocol";
 import { DEFAULTS } from "../../config/defaults.js";
 import type { RevocationRule } from "../../policy/revocation.js";
 import { RedisKeys } from "../keys.js";
 import { defaultLease } from "../lease.js";
 import {
+  type AuditLine,
   type AuditQuery,
   type AuditRead,
   type AuthorizeResult,
@@ -306,8 +306,8 @@ export class RedisStore implements Store {
     return this.#expiries.countLive(now);
   }
 
-  appendAudit(events: readonly AuditEvent[]): Promise<void> {
-    return this.#audit.append(events);
+  appendAudit(lines: readonly AuditLine[]): Promise<void> {
+    return this.#audit.append(lines);
   }
 
   readAudit(query: AuditQuery): Promise<AuditRead> {
