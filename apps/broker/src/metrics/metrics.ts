@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { TallyCounter, TallyHistogram } from "./tally.js";
 
 export interface MetricsSources {
   /** Audit events held in memory, not yet written. */
@@ -11,22 +12,22 @@ export interface MetricsSources {
 }
 
 /**
- * The broker's Prometheus metrics (prom-client). Hot-path series are reached through cached
- * children so a request costs a map lookup and an add, not a label hash.
+ * The broker's Prometheus metrics (prom-client's registry). The series every proxied request
+ * touches are tallies (`tally.ts`): a map lookup and an add per request, not a label check and hash.
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
+  readonly requests = new TallyCounter({
     name: "perishable_proxy_requests_total",
     help: "Proxied requests that reached an upstream, by upstream and status",
-    labelNames: ["upstream", "status"] as const,
-    registers: [this.registry],
+    labelNames: ["upstream", "status"],
+    registry: this.registry,
   });
-  readonly denials = new Counter({
+  readonly denials = new TallyCounter({
     name: "perishable_denials_total",
     help: "Requests refused by the broker, by error code",
-    labelNames: ["code"] as const,
-    registers: [this.registry],
+    labelNames: ["code"],
+    registry: this.registry,
   });
   readonly tokens = new Counter({
     name: "perishable_tokens_total",
@@ -40,36 +41,36 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
-  readonly credentialAge = new Histogram({
+  readonly credentialAge = new TallyHistogram({
     name: "perishable_credential_age_seconds",
     help: "Age of the token at the moment it was used",
     buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400],
-    registers: [this.registry],
+    registry: this.registry,
   });
-  readonly overhead = new Histogram({
+  readonly overhead = new TallyHistogram({
     name: "perishable_broker_overhead_seconds",
     help: "Time a proxied request spent in the broker: total minus upstream",
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
-    registers: [this.registry],
+    registry: this.registry,
   });
-  readonly upstreamLatency = new Histogram({
+  readonly upstreamLatency = new TallyHistogram({
     name: "perishable_upstream_latency_seconds",
     help: "Time from dispatch to the end of the upstream's response",
-    labelNames: ["upstream"] as const,
+    labelNames: ["upstream"],
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-    registers: [this.registry],
+    registry: this.registry,
   });
-  readonly spendUsd = new Counter({
+  readonly spendUsd = new TallyCounter({
     name: "perishable_spend_usd_total",
     help: "US dollars charged for proxied requests, by upstream and price entry (the model glob that priced them)",
-    labelNames: ["upstream", "price"] as const,
-    registers: [this.registry],
+    labelNames: ["upstream", "price"],
+    registry: this.registry,
   });
-  readonly spendTokens = new Counter({
+  readonly spendTokens = new TallyCounter({
     name: "perishable_spend_tokens_total",
     help: "Tokens charged for proxied requests, by upstream and price entry",
-    labelNames: ["upstream", "price"] as const,
-    registers: [this.registry],
+    labelNames: ["upstream", "price"],
+    registry: this.registry,
   });
   readonly toolCalls = new Counter({
     name: "perishable_mcp_tool_calls_total",
@@ -85,10 +86,6 @@ export class Metrics {
   });
   /** This node's live connections, read at scrape time (set by the server). */
   liveConnections: () => readonly { readonly upstream: string; readonly kind: string }[] = () => [];
-  readonly #requestChildren = new Map<string, Counter.Internal>();
-  readonly #spendChildren = new Map<string, [Counter.Internal, Counter.Internal]>();
-  readonly #denialChildren = new Map<string, Counter.Internal>();
-  readonly #latencyChildren = new Map<string, Histogram.Internal<"upstream">>();
 
   constructor(sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry, prefix: "perishable_" });
@@ -152,41 +149,19 @@ export class Metrics {
 
   /** A charge, labelled by the price entry (bounded by the config), never by the model the body named. */
   spend(upstream: string, price: string, usd: number, tokens: number): void {
-    const key = `${upstream}\0${price}`;
-    let children = this.#spendChildren.get(key);
-    if (!children) {
-      children = [this.spendUsd.labels(upstream, price), this.spendTokens.labels(upstream, price)];
-      this.#spendChildren.set(key, children);
-    }
-    if (usd > 0) children[0].inc(usd);
-    if (tokens > 0) children[1].inc(tokens);
+    if (usd > 0) this.spendUsd.labels(upstream, price).inc(usd);
+    if (tokens > 0) this.spendTokens.labels(upstream, price).inc(tokens);
   }
 
   request(upstream: string, status: number): void {
-    const key = `${upstream}\0${status}`;
-    let child = this.#requestChildren.get(key);
-    if (!child) {
-      child = this.requests.labels(upstream, String(status));
-      this.#requestChildren.set(key, child);
-    }
-    child.inc();
+    this.requests.labels(upstream, String(status)).inc();
   }
 
   denial(code: string): void {
-    let child = this.#denialChildren.get(code);
-    if (!child) {
-      child = this.denials.labels(code);
-      this.#denialChildren.set(code, child);
-    }
-    child.inc();
+    this.denials.labels(code).inc();
   }
 
   upstream(upstream: string, seconds: number): void {
-    let child = this.#latencyChildren.get(upstream);
-    if (!child) {
-      child = this.upstreamLatency.labels(upstream);
-      this.#latencyChildren.set(upstream, child);
-    }
-    child.observe(seconds);
+    this.upstreamLatency.labels(upstream).observe(seconds);
   }
 }
