@@ -31,6 +31,12 @@ export class BrokerError extends Error {
   }
 }
 
+/** A BrokerError as a value (to answer with); anything else is rethrown. For `.catch(refusal)`. */
+export const refusal = (error: unknown): BrokerError => {
+  if (error instanceof BrokerError) return error;
+  throw error;
+};
+
 /** The message each store denial code gets when a use case passes it on. */
 export const DENIAL_MESSAGES = {
   token_invalid: "the token is not valid",

@@ -7,6 +7,7 @@ import type { FastifyInstance } from "fastify";
 import type { AdminContext } from "./admin/context.js";
 import { AuditLog } from "./audit/audit-log.js";
 import { ExpiryWatcher } from "./audit/expiry-watcher.js";
+import { DpopVerifier } from "./auth/dpop.js";
 import { OidcVerifier } from "./auth/oidc.js";
 import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
 import { DEFAULTS } from "./config/defaults.js";
@@ -77,7 +78,8 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
   const { audit, metrics, expiry, flights, live, stopCuts } = backgroundWork(config, store, now, warn);
   const pools = new UpstreamPools(config.upstreams.values());
   const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
-  const ctx: TokenContext = { config, store, hasher, audit, metrics, now };
+  const dpop = new DpopVerifier({ skewMs: config.dpop.skewMs, ids: store, now });
+  const ctx: TokenContext = { config, store, hasher, audit, metrics, now, dpop };
 
   await registerApi(app, {
     ctx,
@@ -103,6 +105,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     closing: () => closing,
     flights,
     live,
+    dpop,
   };
   proxy = createProxyHandler(proxyDeps);
   const upgrade = createUpgradeHandler(proxyDeps);

@@ -35,6 +35,8 @@ const Issued = z.object({
   expiresAt: z.string(),
   /** Issued with a workload identity: its OIDC issuer and subject. */
   identity: z.object({ issuer: z.string(), subject: z.string() }).optional(),
+  /** DPoP-bound: the key's JWK thumbprint. */
+  jkt: z.string().optional(),
 });
 
 const Refreshed = z.object({ ...Common, type: z.literal("refreshed"), expiresAt: z.string() });
@@ -45,6 +47,8 @@ const Delegated = z.object({
   issuer: z.string(),
   scopes: z.array(z.string()),
   expiresAt: z.string(),
+  /** DPoP-bound: the key's JWK thumbprint. */
+  jkt: z.string().optional(),
 });
 
 /** An MCP message: its method, and for tools/call the tool (the first message of a batch). */

@@ -50,6 +50,14 @@ export const Spend = z.object({
 });
 export type Spend = z.infer<typeof Spend>;
 
+/** A JWK SHA-256 thumbprint (RFC 7638), base64url: what a DPoP-bound grant is bound to (`cnf.jkt`). */
+export const Jkt = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{43}$/, "a JWK SHA-256 thumbprint (43 base64url characters)");
+
+/** RFC 7800's confirmation: the key a bound grant's tokens must be used with. */
+export const Confirmation = z.object({ jkt: Jkt });
+
 /** `POST /v1/tokens`. Unknown fields are refused so that a typo never silently widens a grant. */
 export const IssueTokenRequest = z.strictObject({
   scopes: z.array(ScopeName).min(1, "at least one scope").max(64),
@@ -62,6 +70,11 @@ export const IssueTokenRequest = z.strictObject({
   budget: Budget.optional(),
   /** Requests in flight at once, the grant's and its descendants'; an open stream counts until it closes. */
   maxConcurrent: z.int().positive().max(100_000).optional(),
+  /**
+   * Delegation: binds the child to this key (a sub-agent's) while the parent proves its own
+   * (RFC 9449's `dpop_jkt`). Without it a child is bound by the DPoP proof on this request, if any.
+   */
+  dpopJkt: Jkt.optional(),
   metadata: z
     .record(z.string().min(1).max(64), z.string().max(512))
     .refine((m) => Object.keys(m).length <= MAX_METADATA_ENTRIES, `at most ${MAX_METADATA_ENTRIES} entries`)
@@ -92,6 +105,8 @@ export const GrantView = z.object({
   metadata: z.record(z.string(), z.string()),
   /** The workload identity (OIDC issuer and subject) the lineage's root was granted to, if any. */
   identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
+  /** DPoP binding: every use of the grant's tokens needs a proof by this key. Absent: a bearer grant. */
+  cnf: Confirmation.optional(),
 });
 export type GrantView = z.infer<typeof GrantView>;
 
@@ -112,6 +127,8 @@ export const TokenResponse = z.object({
   /** The grant's own budget and cap on requests in flight (absent: none of its own). */
   budget: z.object({ usd: z.number().optional(), tokens: z.int().optional() }).optional(),
   maxConcurrent: z.int().positive().optional(),
+  /** DPoP binding (absent: a bearer token). */
+  cnf: Confirmation.optional(),
 });
 export type TokenResponse = z.infer<typeof TokenResponse>;
 

@@ -40,6 +40,11 @@ describe("presentedCredential", () => {
       kind: "token",
       token,
       tree: "0123456789",
+      dpop: false,
+    });
+    expect(presentedCredential(["Authorization", `DPoP ${token}`])).toMatchObject({
+      kind: "token",
+      dpop: true,
     });
   });
 });

@@ -14,10 +14,11 @@ export type Presented =
   | { readonly kind: "malformed" }
   /** Starts like a token but is not one. */
   | { readonly kind: "bad-token" }
-  | { readonly kind: "token"; readonly token: string; readonly tree: string }
+  /** `dpop`: sent as `Authorization: DPoP <token>`, which needs a proof (RFC 9449 §7.1). */
+  | { readonly kind: "token"; readonly token: string; readonly tree: string; readonly dpop: boolean }
   | { readonly kind: "key"; readonly key: string };
 
-const BEARER = /^Bearer +(\S+) *$/i;
+const BEARER = /^(Bearer|DPoP) +(\S+) *$/i;
 
 /**
  * Reads `Authorization: Bearer …`, `x-api-key` and `api-key` from the raw header list. Node keeps
@@ -48,10 +49,12 @@ export const presentedCredential = (rawHeaders: readonly string[]): Presented =>
   }
   if (repeated || hosts > 1) return { kind: "conflict" };
   const values: string[] = [];
+  let dpop = false;
   if (auth !== undefined) {
     const match = BEARER.exec(auth);
     if (!match) return { kind: "malformed" };
-    values.push(match[1]!);
+    dpop = match[1]!.length === 4;
+    values.push(match[2]!);
   }
   values.push(...keys);
   if (values.length === 0) return { kind: "none" };
@@ -59,7 +62,7 @@ export const presentedCredential = (rawHeaders: readonly string[]): Presented =>
   if (values.some((v) => v !== first)) return { kind: "conflict" };
   if (looksLikeToken(first)) {
     const tree = tokenTree(first);
-    return tree ? { kind: "token", token: first, tree } : { kind: "bad-token" };
+    return tree ? { kind: "token", token: first, tree, dpop } : { kind: "bad-token" };
   }
   return { kind: "key", key: first };
 };

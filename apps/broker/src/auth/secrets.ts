@@ -60,12 +60,17 @@ export class TokenHasher {
       .digest("base64url");
   }
 
-  hash(token: string): string {
-    const known = this.#recent.get(token);
+  /**
+   * The keyed hash a token is stored under. A DPoP-bound token's takes the key's thumbprint too
+   * (`\0` cannot occur in either): only a request that proved that key computes it.
+   */
+  hash(token: string, jkt?: string): string {
+    const input = jkt === undefined ? token : `${token}\0${jkt}`;
+    const known = this.#recent.get(input);
     if (known !== undefined) return known;
-    const hash = createHmac("sha256", this.#key).update(token).digest("base64url");
+    const hash = createHmac("sha256", this.#key).update(input).digest("base64url");
     if (this.#recent.size >= RECENT_HASHES) this.#recent.delete(this.#recent.keys().next().value!);
-    this.#recent.set(token, hash);
+    this.#recent.set(input, hash);
     return hash;
   }
 }

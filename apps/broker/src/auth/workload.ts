@@ -45,6 +45,7 @@ export const workloadAuthority = (
     limits: {
       name: issuer.name,
       maxBudget: issuer.maxBudget,
+      requireDpop: issuer.requireDpop,
       scopes: rule.scopes,
       maxTtl: rule.maxTtl,
       maxLifetime: rule.maxLifetime,

@@ -138,6 +138,8 @@ const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): B
     admins,
     prices,
     budgets: { leaseMs: file.budgets.lease * 1000 },
+    publicUrl: file.public_url?.replace(/\/+$/, ""),
+    dpop: { skewMs: file.dpop.skew * 1000 },
     audit: {
       streamMaxLen: file.audit.stream_max_len,
       file: file.audit.file ? resolvePath(baseDir, file.audit.file) : undefined,

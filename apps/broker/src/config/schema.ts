@@ -61,6 +61,8 @@ const Scope = z.strictObject({
   websocket: z.boolean().default(false),
   /** A stream or answer this scope allowed is ended after this many seconds (its grant's end comes first if sooner). */
   max_connection_seconds: z.int().positive().max(86_400).optional(),
+  /** Grants holding this scope must be bound to a key (DPoP, RFC 9449): issuance without a proof is refused. */
+  require_dpop: z.boolean().default(false),
   /** On an MCP upstream: the tools tools/call may call, string arguments that must match, the resources. */
   mcp: z
     .strictObject({
@@ -101,6 +103,8 @@ const IssuerLimits = {
   scopes: z.array(z.string()).min(1, "at least one scope"),
   /** The most one root grant of this issuer may hold; filled in for a request that names none. */
   max_budget: BudgetLimit.optional(),
+  /** Every grant of this issuer must be bound to a key (DPoP): issuance without a proof is refused. */
+  require_dpop: z.boolean().default(false),
   default_ttl: Seconds.optional(),
   max_ttl: Seconds.optional(),
   max_lifetime: Seconds.optional(),
@@ -188,6 +192,17 @@ export const ConfigFile = z.strictObject({
       headers_timeout: z.int().min(1).max(600).default(20),
       /** …and its whole request (headers and body) within this many. */
       request_timeout: z.int().min(1).max(3600).default(300),
+    })
+    .prefault({}),
+  /**
+   * The broker's URL as its clients call it (scheme, host, port; a path prefix if a front proxy
+   * adds one): DPoP proofs' `htu` is checked against it. Default: the URL a request came to.
+   */
+  public_url: z.url({ protocol: /^https?$/, error: "an http(s) URL" }).optional(),
+  dpop: z
+    .strictObject({
+      /** Seconds a proof's `iat` may be off the broker's clock, either way; its `jti` is kept twice that. */
+      skew: z.int().min(1).max(600).default(60),
     })
     .prefault({}),
   /** Secret for the keyed hash tokens are stored under. Required with Redis (every node needs the same one). */

@@ -44,6 +44,9 @@ export interface BrokerConfig {
   /** Prices by upstream name, in file order (first match wins). */
   readonly prices: ReadonlyMap<string, readonly Price[]>;
   readonly budgets: { readonly leaseMs: number };
+  /** The broker's URL as clients call it, without a trailing slash (DPoP `htu`); undefined: the request's own. */
+  readonly publicUrl: string | undefined;
+  readonly dpop: { readonly skewMs: number };
   readonly audit: {
     readonly streamMaxLen: number;
     readonly file: string | undefined;
@@ -97,6 +100,8 @@ export interface ScopeConfig {
   readonly maxConnectionMs: number | undefined;
   /** On an MCP upstream: what its messages may do (undefined: anything). */
   readonly mcp: McpConstraints | undefined;
+  /** Grants holding it must be DPoP-bound. */
+  readonly requireDpop: boolean;
 }
 
 /** What every issuer (key or OIDC) may grant, in milliseconds. */
@@ -109,6 +114,8 @@ export interface IssuerLimits {
   readonly maxLifetime: number;
   /** The largest budget a root grant of this issuer may hold (filled in when a request names none). */
   readonly maxBudget: BudgetLimits | undefined;
+  /** Its grants must be DPoP-bound. */
+  readonly requireDpop: boolean;
 }
 
 export interface KeyIssuerConfig extends IssuerLimits {

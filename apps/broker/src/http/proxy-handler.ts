@@ -2,9 +2,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import type { AuditLog } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
+import { type DpopVerifier, requestKey } from "../auth/dpop.js";
 import type { TokenHasher } from "../auth/secrets.js";
 import type { BrokerConfig } from "../config/types.js";
-import { BrokerError } from "../errors.js";
+import { BrokerError, refusal } from "../errors.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { forwardedBody } from "../proxy/body-check.js";
 import { BUDGET_LEFT_HEADER, budgetLeftValue, chargeOf, costDetail } from "../proxy/charge.js";
@@ -28,6 +29,7 @@ import {
   StoreUnavailableError,
   type Subject,
 } from "../store/types.js";
+import { withPresented } from "../tokens/context.js";
 import { writeError } from "./error-response.js";
 
 export interface ProxyDeps {
@@ -48,6 +50,8 @@ export interface ProxyDeps {
   readonly flights: FlightLedger;
   /** This node's live answers, cut when their authority is revoked or ends. */
   readonly live: LiveConnections;
+  /** Checks DPoP proofs (RFC 9449): a bound token is found only with its key's proof. */
+  readonly dpop: DpopVerifier;
 }
 
 /** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
@@ -134,13 +138,14 @@ class ProxyHandler {
       return this.#refuse(res, requestId, request, { error: problem!, subject: null, rule: null });
     }
 
+    const jkt = await requestKey(this.#deps.dpop, this.#deps.config.publicUrl, req, presented).catch(refusal);
+    if (jkt instanceof BrokerError)
+      return this.#refuse(res, requestId, request, { error: jkt, subject: null, rule: null });
     const plan = await this.#planner.plan(req, target, method);
     const now = this.#deps.now();
-    const result = await store.authorize(
-      { tree: presented.tree, hash: hasher.hash(presented.token) },
-      now,
-      plan.candidates,
-      this.#deps.flights.lease(now),
+    const lease = this.#deps.flights.lease(now);
+    const result = await withPresented(hasher, { ...presented, jkt }, (ref) =>
+      store.authorize(ref, now, plan.candidates, lease),
     );
     if (!result.ok) {
       const { error, rule } = proxyDenial({ denied: result, plan, target, method });

@@ -24,6 +24,8 @@ const DROP_REQUEST = new Set([
   "authorization",
   "x-api-key",
   "api-key",
+  // A DPoP proof is for the broker (it names the broker's URL and the prs_ token's hash).
+  "dpop",
   "cookie",
   "forwarded",
   "x-forwarded-for",

@@ -3,13 +3,15 @@ import type { Duplex } from "node:stream";
 import { redact, tokenTree } from "@perishable/protocol";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
+import { requestKey } from "../auth/dpop.js";
 import type { ScopeConfig, UpstreamConfig } from "../config/types.js";
-import { BrokerError } from "../errors.js";
+import { refusal as asRefusal, BrokerError } from "../errors.js";
 import { endSocketWithError } from "../http/error-response.js";
 import type { ProxyDeps } from "../http/proxy-handler.js";
 import { checkProxyPath } from "../policy/path.js";
 import { matchScopes } from "../policy/scopes.js";
 import type { AuthorizeResult, Candidate, Subject } from "../store/types.js";
+import { withPresented } from "../tokens/context.js";
 import { proxyDenial } from "./denials.js";
 import { forwardRequestHeaders } from "./headers.js";
 import { type Plan, parseTarget } from "./plan.js";
@@ -102,12 +104,12 @@ class Upgrades {
     const presented = tokenOf(u.req, u.offered);
     if ("error" in presented) return this.#refuse(u, presented.error, null, null);
     const { candidates, refusal, upstream, scopes, reasons } = plan(deps, u.target);
+    const jkt = await requestKey(deps.dpop, deps.config.publicUrl, u.req, presented).catch(asRefusal);
+    if (jkt instanceof BrokerError) return this.#refuse(u, jkt, null, null);
     const now = deps.now();
-    const result = await deps.store.authorize(
-      { tree: presented.tree, hash: deps.hasher.hash(presented.token) },
-      now,
-      candidates,
-      deps.flights.lease(now),
+    const lease = deps.flights.lease(now);
+    const result = await withPresented(deps.hasher, { ...presented, jkt }, (ref) =>
+      deps.store.authorize(ref, now, candidates, lease),
     );
     if (!result.ok) {
       const check = {
@@ -265,7 +267,7 @@ const protocolsOf = (req: IncomingMessage): Set<string> => {
 const tokenOf = (
   req: IncomingMessage,
   offered: ReadonlySet<string>,
-): { token: string; tree: string } | { error: BrokerError } => {
+): { token: string; tree: string; dpop?: boolean } | { error: BrokerError } => {
   const fromProtocol = [...offered]
     .filter((p) => p.startsWith(INSECURE_KEY))
     .map((p) => p.slice(INSECURE_KEY.length));
@@ -284,7 +286,7 @@ const tokenOf = (
       ? new BrokerError("token_invalid", "the proxy takes a prs_ token, not a key")
       : undefined);
   if (problem || presented.kind !== "token") return { error: problem! };
-  return { token: presented.token, tree: presented.tree };
+  return { token: presented.token, tree: presented.tree, dpop: presented.dpop };
 };
 
 /** The candidate scopes of an upgrade: websocket scopes of its path, `models` on the model query parameter. */

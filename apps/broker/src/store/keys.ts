@@ -17,6 +17,7 @@ import { SEGMENT } from "./redis/schema.js";
  *   <p>:rules                            active revocation rules (hash id → JSON), channel of the same name
  *   <p>:nodes                            live broker nodes: id → lease end (sorted set); channels <p>:bus, <p>:ans:<id>
  *   <p>:expiries                         grant id → expiry of its newest token (sorted set), for `expired` events
+ *   <p>:once:<value>                     a value used once (DPoP proof ids), until it expires
  */
 
 export class RedisKeys {
@@ -80,5 +81,10 @@ export class RedisKeys {
 
   expiries(): string {
     return `${this.prefix}:expiries`;
+  }
+
+  /** A value that may be used once cluster-wide within its time (a DPoP proof's key and jti). */
+  once(value: string): string {
+    return `${this.prefix}:once:${value}`;
   }
 }

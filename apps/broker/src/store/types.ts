@@ -1,4 +1,7 @@
-import type { AuditEvent, AuditEventType } from "@perishable/protocol";
+import type { AuditLine, AuditQuery, AuditRead } from "./audit-types.js";
+
+export type { AuditLine, AuditQuery, AuditRead, AuditRecord } from "./audit-types.js";
+
 import type { BudgetLimits, WorstCase } from "../policy/pricing.js";
 import type { RevocationRule } from "../policy/revocation.js";
 import type { Reason } from "./reason.js";
@@ -39,6 +42,12 @@ export interface GrantRecord {
   readonly metadata: Readonly<Record<string, string>>;
   /** The workload identity the root was granted to (children inherit it), or null for an issuer key. */
   readonly identity: { readonly issuer: string; readonly subject: string } | null;
+  /**
+   * DPoP binding: the JWK thumbprint every use of the grant's tokens must prove. Its tokens are
+   * stored under `hasher.hash(token, jkt)`, so a bound token without a proof by that key finds
+   * nothing: the store refuses it as it refuses a made-up token, before anything is counted.
+   */
+  readonly jkt?: string;
 }
 
 export interface TokenRecord {
@@ -91,9 +100,6 @@ export interface SpendState {
 }
 
 /** Who a decision is about, as far as the store could tell: what the audit trail records. */
-/** One audit event as the JSON text the trail stores (no newline inside: JSON escapes them). */
-export type AuditLine = string & { readonly __auditLine: true };
-
 export interface Subject {
   readonly grantId: string | null;
   readonly tokenId: string | null;
@@ -223,30 +229,6 @@ export interface ExpiredGrant {
   readonly reason: "grant" | "token";
 }
 
-export interface AuditQuery {
-  /** Cursor: only events after this id. */
-  readonly after?: string;
-  /** Only events at or after this time (ms). */
-  readonly since?: number;
-  readonly grantId?: string;
-  readonly rootGrantId?: string;
-  readonly agent?: string;
-  readonly type?: AuditEventType;
-  readonly limit: number;
-}
-
-export interface AuditRecord {
-  readonly id: string;
-  readonly event: AuditEvent;
-}
-
-export interface AuditRead {
-  /** Oldest first. */
-  readonly records: readonly AuditRecord[];
-  /** Pass as `after` to continue with newer events. */
-  readonly next: string | null;
-}
-
 /**
  * Everything the broker keeps, behind one interface with two implementations (Redis, memory)
  * that pass one contract suite. Every method that decides on a token does it atomically, in one
@@ -326,6 +308,11 @@ export interface Store {
   /** Grants with a token alive now (approximate: for metrics). */
   countLiveGrants(now: number): Promise<number>;
 
+  /**
+   * True the first time `value` is claimed within `ttlMs`, on any node; false after that (a DPoP
+   * proof's key and jti: a replay on another node is refused too).
+   */
+  claimOnce(value: string, ttlMs: number, now: number): Promise<boolean>;
   /** Events as `AuditLine`s (their JSON text), in order. */
   appendAudit(lines: readonly AuditLine[]): Promise<void>;
   readAudit(query: AuditQuery): Promise<AuditRead>;

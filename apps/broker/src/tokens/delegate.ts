@@ -9,9 +9,11 @@ import {
   type PresentedToken,
   subjectOf,
   type TokenContext,
+  type TokenRef,
   tokenResponse,
+  withPresented,
 } from "./context.js";
-import { uniqueScopes } from "./issue.js";
+import { requireBinding, uniqueScopes } from "./issue.js";
 
 /**
  * `POST /v1/tokens` with a `prs_` token: a child grant that holds at most what its parent holds.
@@ -26,8 +28,13 @@ export const delegateToken = async (
   requestId: string,
 ): Promise<TokenResponse> => {
   const now = ctx.now();
-  const parentRef = { tree: presented.tree, hash: ctx.hasher.hash(presented.token) };
-  const inspected = await ctx.store.inspect(parentRef, now);
+  let parentRef: TokenRef | undefined;
+  let parentJkt: string | undefined;
+  const inspected = await withPresented(ctx.hasher, presented, (ref, jkt) => {
+    parentRef = ref;
+    parentJkt = jkt;
+    return ctx.store.inspect(ref, now);
+  });
   if (!inspected.ok) throw denialError(inspected);
   // Read only once the token is known to be live: see the token routes.
   const body = readBody();
@@ -74,18 +81,36 @@ export const delegateToken = async (
     ...spending,
     metadata: body.metadata ?? {},
     identity: parent.identity,
+    ...childBinding(body, presented, parentJkt),
   };
+  requireBinding(ctx, grant, ctx.config.issuers.find((i) => i.name === grant.issuer)?.requireDpop === true);
   const { token, record } = mintToken(ctx, grant, now, ttl);
 
-  const created = await ctx.store.createGrant(grant, record, parentRef, now);
+  const created = await ctx.store.createGrant(grant, record, parentRef!, now);
   if (!created.ok) throw denialError(created);
   ctx.metrics.tokens.inc({ kind: "delegated" });
   ctx.audit.record("delegated", subjectOf(grant, record), requestId, now, {
     issuer: parent.issuer,
     scopes,
     expiresAt: new Date(record.expiresAt).toISOString(),
+    jkt: grant.jkt,
   });
   return tokenResponse(token, record, grant);
+};
+
+/**
+ * The key a child is bound to: the one its request names (`dpopJkt`, a sub-agent's key), else,
+ * under an unbound parent, the key that signed this request's proof. A bound parent's proof only
+ * proves the parent: its child is bound to the key named, or to none.
+ */
+const childBinding = (
+  body: IssueTokenRequest,
+  presented: PresentedToken,
+  parentJkt: string | undefined,
+): { jkt?: string } => {
+  if (body.dpopJkt !== undefined) return { jkt: body.dpopJkt };
+  if (parentJkt === undefined && presented.jkt !== undefined) return { jkt: presented.jkt };
+  return {};
 };
 
 /** A child's token lifetime and end: within the parent's max_ttl, ending no later than the parent. */

@@ -1,4 +1,5 @@
 import { grantTree, type IssueTokenRequest, type TokenResponse } from "@perishable/protocol";
+import { dpopChallenge } from "../auth/dpop.js";
 import { newRootGrantId } from "../auth/secrets.js";
 import type { RootAuthority } from "../auth/workload.js";
 import { BrokerError } from "../errors.js";
@@ -12,8 +13,15 @@ export const issueRootToken = async (
   authority: RootAuthority,
   body: IssueTokenRequest,
   requestId: string,
+  /** The key of the DPoP proof on the request, if any: the grant is bound to it. */
+  jkt?: string,
 ): Promise<TokenResponse> => {
   const { limits } = authority;
+  if (body.dpopJkt !== undefined && body.dpopJkt !== jkt)
+    throw new BrokerError(
+      "bad_request",
+      "dpopJkt names a key for a child; a root grant is bound by its request's proof",
+    );
   const scopes = uniqueScopes(ctx, body.scopes);
   const beyond = scopes.filter((s) => !limits.scopes.has(s));
   if (beyond.length > 0) {
@@ -63,7 +71,9 @@ export const issueRootToken = async (
     ...spending,
     metadata: body.metadata ?? {},
     identity: authority.identity,
+    ...(jkt === undefined ? {} : { jkt }),
   };
+  requireBinding(ctx, grant, limits.requireDpop);
   const { token, record } = mintToken(ctx, grant, now, ttl);
   await ctx.store.createGrant(grant, record, undefined, now);
   ctx.metrics.tokens.inc({ kind: "issued" });
@@ -72,8 +82,22 @@ export const issueRootToken = async (
     scopes,
     expiresAt: new Date(record.expiresAt).toISOString(),
     ...(authority.identity ? { identity: { ...authority.identity } } : {}),
+    jkt,
   });
   return tokenResponse(token, record, grant);
+};
+
+/** Refuses an unbound grant its issuer or one of its scopes wants bound (`require_dpop`). */
+export const requireBinding = (ctx: TokenContext, grant: GrantRecord, issuerRequires: boolean): void => {
+  if (grant.jkt !== undefined) return;
+  const scope = grant.scopes.find((s) => ctx.config.scopes.get(s)?.requireDpop);
+  if (!issuerRequires && scope === undefined) return;
+  const why = scope === undefined ? `issuer ${grant.issuer}` : `scope ${scope}`;
+  throw new BrokerError(
+    "forbidden",
+    `${why} requires a DPoP-bound grant: send a DPoP proof with this request`,
+    dpopChallenge("invalid_request", "a DPoP-bound grant is required"),
+  );
 };
 
 /** Scopes named in a request, deduplicated, each known to the config (else 400). */

@@ -1,7 +1,14 @@
 import type { RefreshTokenRequest, TokenResponse } from "@perishable/protocol";
 import { newToken, newTokenId } from "../auth/secrets.js";
 import { BrokerError } from "../errors.js";
-import { denialError, type PresentedToken, subjectOf, type TokenContext, tokenResponse } from "./context.js";
+import {
+  denialError,
+  type PresentedToken,
+  subjectOf,
+  type TokenContext,
+  tokenResponse,
+  withPresented,
+} from "./context.js";
 
 /**
  * `POST /v1/tokens/refresh`: a new token for the presented token's grant. The presented token
@@ -16,14 +23,14 @@ export const refreshToken = async (
 ): Promise<TokenResponse> => {
   const now = ctx.now();
   const token = newToken(presented.tree);
-  const result = await ctx.store.refresh(
-    { tree: presented.tree, hash: ctx.hasher.hash(presented.token) },
-    now,
-    {
-      tokenId: newTokenId(presented.tree),
-      hash: ctx.hasher.hash(token),
+  const tokenId = newTokenId(presented.tree);
+  // The new token is bound to the key the old one was found under (a bound grant's tokens all are).
+  const result = await withPresented(ctx.hasher, presented, (ref, jkt) =>
+    ctx.store.refresh(ref, now, {
+      tokenId,
+      hash: ctx.hasher.hash(token, jkt),
       ttl: body.ttl === undefined ? undefined : body.ttl * 1000,
-    },
+    }),
   );
   if (!result.ok) {
     if (result.code === "ttl_exceeded") {

@@ -1,7 +1,14 @@
 import type { GrantView, RevokeResponse, SelfResponse } from "@perishable/protocol";
 import { budgetView, spendView } from "../admin/spend.js";
 import type { GrantRecord, SpendState } from "../store/types.js";
-import { denialError, iso, type PresentedToken, subjectOf, type TokenContext } from "./context.js";
+import {
+  denialError,
+  iso,
+  type PresentedToken,
+  subjectOf,
+  type TokenContext,
+  withPresented,
+} from "./context.js";
 
 export const grantView = (grant: GrantRecord): GrantView => ({
   grantId: grant.id,
@@ -19,15 +26,13 @@ export const grantView = (grant: GrantRecord): GrantView => ({
   maxConcurrent: grant.maxConcurrent ?? null,
   metadata: { ...grant.metadata },
   identity: grant.identity ? { ...grant.identity } : null,
+  ...(grant.jkt === undefined ? {} : { cnf: { jkt: grant.jkt } }),
 });
 
 /** `GET /v1/tokens/self`: the presented token's grant, lineage (root first) and time left. */
 export const describeSelf = async (ctx: TokenContext, presented: PresentedToken): Promise<SelfResponse> => {
   const now = ctx.now();
-  const result = await ctx.store.inspect(
-    { tree: presented.tree, hash: ctx.hasher.hash(presented.token) },
-    now,
-  );
+  const result = await withPresented(ctx.hasher, presented, (ref) => ctx.store.inspect(ref, now));
   if (!result.ok) throw denialError(result);
   const { token, grant, used } = result;
   const spend = grant.tracked ? await lineageSpend(ctx, grant, result.spend, now) : [];
@@ -78,10 +83,7 @@ export const revokeSelf = async (
   requestId: string,
 ): Promise<RevokeResponse> => {
   const now = ctx.now();
-  const result = await ctx.store.inspect(
-    { tree: presented.tree, hash: ctx.hasher.hash(presented.token) },
-    now,
-  );
+  const result = await withPresented(ctx.hasher, presented, (ref) => ctx.store.inspect(ref, now));
   if (!result.ok) throw denialError(result);
   const { grant, token } = result;
   const { grants: revoked, connections } = await ctx.store.revokeGrant(grant.id, now);

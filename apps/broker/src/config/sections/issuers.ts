@@ -114,6 +114,7 @@ const issuerLimits = (
   const common = {
     name: issuer.name,
     maxBudget: issuer.max_budget ? budgetLimits(issuer.max_budget) : undefined,
+    requireDpop: issuer.require_dpop ?? false,
     scopes: new Set(issuer.scopes),
     defaultTtl: defaultTtl * 1000,
     maxTtl: maxTtl * 1000,

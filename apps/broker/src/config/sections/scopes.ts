@@ -61,6 +61,7 @@ export const resolveScopes = (
       upstream: s.upstream,
       mcp,
       websocket: s.websocket,
+      requireDpop: s.require_dpop,
       maxConnectionMs: s.max_connection_seconds === undefined ? undefined : s.max_connection_seconds * 1000,
       endpoints: Object.freeze([...s.endpoints]),
       matchers: Object.freeze(matchers),

@@ -41,3 +41,16 @@ export class MemoryAuditTrail {
     return this.#records.map((r) => r.event);
   }
 }
+
+/** Values claimed once until they expire (DPoP proof ids): the memory twin of `SET NX PX`. */
+export class OnceSet {
+  readonly #until = new Map<string, number>();
+
+  claim(value: string, ttlMs: number, now: number): boolean {
+    if ((this.#until.get(value) ?? 0) > now) return false;
+    if (this.#until.size >= 100_000)
+      for (const [k, until] of this.#until) if (until <= now) this.#until.delete(k);
+    this.#until.set(value, now + ttlMs);
+    return true;
+  }
+}

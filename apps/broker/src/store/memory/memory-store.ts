@@ -33,7 +33,7 @@ import {
   type TokenRef,
   type TokenState,
 } from "../types.js";
-import { MemoryAuditTrail } from "./audit-trail.js";
+import { MemoryAuditTrail, OnceSet } from "./audit-trail.js";
 import { authorize } from "./authorize.js";
 import { noSpend, renewFlights, settleFlight } from "./flights.js";
 import { LocalNode } from "./local-node.js";
@@ -327,6 +327,11 @@ export class MemoryStore implements Store {
   /** The audit trail held in memory, oldest first. */
   auditEvents(): readonly AuditEvent[] {
     return this.#audit.events();
+  }
+
+  readonly #once = new OnceSet();
+  async claimOnce(value: string, ttlMs: number, now: number): Promise<boolean> {
+    return this.#once.claim(value, ttlMs, now);
   }
 
   async ping(): Promise<void> {

@@ -29,6 +29,7 @@ export const grantFields = (grant: GrantRecord): string[] => {
     put("identityIssuer", grant.identity.issuer);
     put("identitySubject", grant.identity.subject);
   }
+  if (grant.jkt !== undefined) put("jkt", grant.jkt);
   return fields;
 };
 
@@ -84,6 +85,7 @@ export const grantFromFields = (
     ...(f("tracked") === "1" ? { tracked: true } : {}),
     metadata: JSON.parse(f("metadata") ?? "{}") as Record<string, string>,
     identity: idi === undefined ? null : { issuer: idi, subject: f("identitySubject") ?? "" },
+    ...(f("jkt") === undefined ? {} : { jkt: f("jkt")! }),
   };
 };
 

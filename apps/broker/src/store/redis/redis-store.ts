@@ -314,6 +314,10 @@ export class RedisStore implements Store {
     return this.#audit.read(query);
   }
 
+  async claimOnce(value: string, ttlMs: number): Promise<boolean> {
+    return (await call(() => this.#redis.set(this.#keys.once(value), "1", "PX", ttlMs, "NX"))) === "OK";
+  }
+
   async ping(): Promise<void> {
     await call(() => this.#redis.ping());
   }

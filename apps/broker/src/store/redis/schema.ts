@@ -43,6 +43,8 @@ export const GRANT = {
   maxChildren: "mc",
   identityIssuer: "idi",
   identitySubject: "ids",
+  /** DPoP binding: the key's JWK thumbprint, when bound. */
+  jkt: "jkt",
   /** Set when revoked (epoch ms). */
   revokedAt: "rev",
   /** Proxied calls counted (only when it or an ancestor has maxUses). */
