@@ -1,4 +1,5 @@
 export { redact } from "@perishable/protocol";
+export { type DpopKey, type DpopKeyPair, dpopKeyFrom, dpopProof, generateDpopKey } from "./dpop.js";
 export { isPerishableError, PerishableError, type SdkErrorCode } from "./errors.js";
 export type {
   BudgetEvent,

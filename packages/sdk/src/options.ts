@@ -1,4 +1,5 @@
 import { IssueTokenRequest, TOKEN_RE } from "@perishable/protocol";
+import { type DpopKey, type DpopKeyPair, dpopFetch } from "./dpop.js";
 
 /** Every default of the SDK, in one place. */
 export const DEFAULTS = Object.freeze({
@@ -32,6 +33,12 @@ export interface SessionOptions {
   readonly random?: () => number;
   /** Emit `budget` when less than this fraction of a budget is left (default 0.2). */
   readonly budgetWarning?: number;
+  /**
+   * `fromToken`: the key pair (ECDSA P-256) the handed token is bound to (DPoP): every call is
+   * signed with it. A sub-agent gets it from whoever made it, or makes it and sends its thumbprint
+   * to the parent (`delegate({ dpopJkt })`).
+   */
+  readonly dpopKey?: DpopKeyPair;
 }
 
 export interface ConnectOptions extends SessionOptions {
@@ -50,6 +57,11 @@ export interface ConnectOptions extends SessionOptions {
   /** Requests in flight at once (its sub-agents' included). */
   readonly maxConcurrent?: number;
   readonly metadata?: Readonly<Record<string, string>>;
+  /**
+   * Bind the grant to a key (DPoP, RFC 9449): `true` makes one with WebCrypto (its private half
+   * cannot be exported), or pass a key pair. Every call is then signed; the token alone is useless.
+   */
+  readonly dpop?: boolean | DpopKeyPair;
 }
 
 export interface ResolvedSessionOptions {
@@ -62,7 +74,19 @@ export interface ResolvedSessionOptions {
   readonly now: () => number;
   readonly random: () => number;
   readonly budgetWarning: number;
+  /** fetch as given, unsigned (a child session signs it with its own key). */
+  readonly rawFetch: typeof fetch;
+  /** The DPoP key `fetch` signs with, when the session is bound. */
+  readonly dpop: DpopKey | undefined;
 }
+
+/** The options with `fetch` signing every broker call with `key`. */
+export const withDpop = (options: ResolvedSessionOptions, key: DpopKey | undefined): ResolvedSessionOptions =>
+  Object.freeze({
+    ...options,
+    dpop: key,
+    fetch: key ? dpopFetch(options.rawFetch, key, options.broker, options.now) : options.rawFetch,
+  });
 
 /** Checks options once; misuse is a TypeError here, never a runtime failure later. */
 export const resolveSessionOptions = (options: SessionOptions): ResolvedSessionOptions => {
@@ -97,6 +121,8 @@ export const resolveSessionOptions = (options: SessionOptions): ResolvedSessionO
     budgetWarning,
     broker,
     fetch: fetchImpl,
+    rawFetch: fetchImpl,
+    dpop: undefined,
     timeoutMs,
     refreshAt,
     jitter,
@@ -118,6 +144,7 @@ export const issueRequest = (options: ConnectOptions | DelegateOptions): IssueTo
     budget: options.budget === undefined ? undefined : { ...options.budget },
     maxConcurrent: options.maxConcurrent,
     metadata: options.metadata === undefined ? undefined : { ...options.metadata },
+    dpopJkt: "dpopJkt" in options ? options.dpopJkt : undefined,
   };
   const parsed = IssueTokenRequest.safeParse(
     Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)),
@@ -153,4 +180,8 @@ export interface DelegateOptions {
   readonly budget?: { readonly usd?: number; readonly tokens?: number };
   readonly maxConcurrent?: number;
   readonly metadata?: Readonly<Record<string, string>>;
+  /** Bind the child to its own key, made here (`true`) or given: its session signs with it. */
+  readonly dpop?: boolean | DpopKeyPair;
+  /** Bind the child to a sub-agent's key, by its thumbprint (the sub-agent holds the key: `fromToken`). */
+  readonly dpopJkt?: string;
 }

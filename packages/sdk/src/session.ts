@@ -1,5 +1,6 @@
 import type { TokenResponse } from "@perishable/protocol";
 import { EventEmitter } from "eventemitter3";
+import { dpopKeyOf } from "./dpop.js";
 import { isPerishableError, PerishableError } from "./errors.js";
 import {
   type BudgetLeft,
@@ -26,10 +27,11 @@ import {
   type ResolvedSessionOptions,
   resolveSessionOptions,
   type SessionOptions,
+  withDpop,
 } from "./options.js";
 import { BUDGET_LEFT_HEADER, localError, peekDenial, replayable, withToken } from "./proxied-request.js";
 import { type HeldToken, type KeeperState, TokenKeeper } from "./refresh/keeper.js";
-import { BrokerClient } from "./transport/broker-client.js";
+import { type BrokerClient, clientFor } from "./transport/broker-client.js";
 
 interface SessionInit {
   readonly options: ResolvedSessionOptions;
@@ -118,6 +120,11 @@ export class Session extends EventEmitter<SessionEvents> {
     return new URL(this.#o.broker.href);
   }
 
+  /** The thumbprint of the DPoP key this session signs with (its grant's `cnf.jkt`), if bound. */
+  get dpopJkt(): string | undefined {
+    return this.#o.dpop?.jkt;
+  }
+
   /** Refreshes now (shares a refresh already in flight). */
   async refresh(): Promise<void> {
     await this.#keeper.refresh();
@@ -204,13 +211,12 @@ export class Session extends EventEmitter<SessionEvents> {
     return anthropicOptions(this.#o.broker, options, this.token, this.fetch);
   }
 
-  /**
-   * A session for a sub-agent, on a child grant: scopes a subset of this grant's, a life that
-   * ends no later than this grant's. Close this session and its children close too.
-   */
+  /** A sub-agent's session on a child grant: fewer scopes, a shorter life; closed with this one. */
   async delegate(options: DelegateOptions): Promise<Session> {
     this.#assertOpen();
-    const body = issueRequest(options);
+    if (options.dpop && options.dpopJkt !== undefined) throw new TypeError("pass dpop or dpopJkt, not both");
+    const childKey = await dpopKeyOf(options.dpop);
+    const body = issueRequest(childKey ? { ...options, dpopJkt: childKey.jkt } : options);
     const held = this.#keeper.usable();
     if (held instanceof PerishableError) throw held;
     const sentAt = this.#o.now();
@@ -221,9 +227,11 @@ export class Session extends EventEmitter<SessionEvents> {
       if (isPerishableError(error, "token_revoked")) this.#revokeTree(error);
       throw error;
     }
+    // Bound to its own key: it signs with it (one bound by dpopJkt is for the sub-agent to open).
+    const childOptions = childKey ? withDpop(this.#o, childKey) : this.#o;
     const child = new Session({
-      options: this.#o,
-      client: this.#client,
+      options: childOptions,
+      client: childKey ? clientFor(childOptions) : this.#client,
       held: heldFromResponse(response, sentAt),
       grant: grantFromResponse(response),
     });
@@ -306,14 +314,10 @@ export class Session extends EventEmitter<SessionEvents> {
 
 /** Issues a root grant (or, with a `prs_` credential, a child grant) and returns its session. */
 export const connect = async (options: ConnectOptions): Promise<Session> => {
-  const resolved = resolveSessionOptions(options);
+  const resolved = withDpop(resolveSessionOptions(options), await dpopKeyOf(options.dpop ?? options.dpopKey));
   const credential = checkCredential(options.credential);
   const body = issueRequest(options);
-  const client = new BrokerClient({
-    broker: resolved.broker,
-    fetch: resolved.fetch,
-    timeoutMs: resolved.timeoutMs,
-  });
+  const client = clientFor(resolved);
   const secret = typeof credential === "function" ? await credential() : credential;
   if (typeof secret !== "string" || secret.trim() === "") {
     throw new PerishableError("unauthenticated", "the credential function returned no credential");
@@ -331,12 +335,8 @@ export const connect = async (options: ConnectOptions): Promise<Session> => {
 /** A session for a token handed over by another process (a sub-agent's side of a delegation). */
 export const fromToken = async (token: string, options: SessionOptions): Promise<Session> => {
   checkToken(token);
-  const resolved = resolveSessionOptions(options);
-  const client = new BrokerClient({
-    broker: resolved.broker,
-    fetch: resolved.fetch,
-    timeoutMs: resolved.timeoutMs,
-  });
+  const resolved = withDpop(resolveSessionOptions(options), await dpopKeyOf(options.dpopKey));
+  const client = clientFor(resolved);
   const sentAt = resolved.now();
   const self = await client.self(token);
   return new Session({

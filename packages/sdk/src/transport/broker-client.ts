@@ -16,6 +16,10 @@ export interface BrokerClientOptions {
   readonly timeoutMs: number;
 }
 
+/** A client with a session's options (its fetch signs calls when the session is DPoP-bound). */
+export const clientFor = (o: { broker: URL; fetch: typeof fetch; timeoutMs: number }): BrokerClient =>
+  new BrokerClient({ broker: o.broker, fetch: o.fetch, timeoutMs: o.timeoutMs });
+
 /**
  * The broker's token API, and the only user of ky. Every call has a timeout, no call retries by
  * itself (the refresh loop decides), every answer is validated against the protocol's schemas,
