@@ -207,4 +207,35 @@ describe("DPoP-bound tokens", () => {
     expect(refused.headers.get("www-authenticate")).toContain("DPoP");
     expect((await issueBound(key, { scopes: ["llm:bound"] })).cnf).toBeDefined();
   });
+
+  it("takes RS256, PS256 and Ed25519 keys too, and refuses a symmetric alg or a key of another kind", async () => {
+    for (const alg of ["RS256", "PS256", "Ed25519"] as const) {
+      const pair = await generateKeyPair(alg);
+      const issued = await issueBound(pair);
+      const proof = await generateProof(pair, `${PUBLIC}${CHAT}`, "POST", undefined, issued.token);
+      expect((await chat(a, issued.token, { dpop: proof })).status, alg).toBe(200);
+    }
+    const issued = await issueBound(key);
+    const genuine = await generateProof(key, `${PUBLIC}${CHAT}`, "POST", undefined, issued.token);
+    const [head, body, signature] = genuine.split(".") as [string, string, string];
+    const reheaded = (change: Record<string, unknown>) => {
+      const header = { ...JSON.parse(Buffer.from(head, "base64url").toString()), ...change };
+      return `${Buffer.from(JSON.stringify(header)).toString("base64url")}.${body}.${signature}`;
+    };
+    const rsa = await generateKeyPair("RS256");
+    for (const [name, proof] of [
+      ["HS256", reheaded({ alg: "HS256" })],
+      ["none", reheaded({ alg: "none" })],
+      ["an RSA key under ES256", reheaded({ jwk: await exportJWK(rsa.publicKey) })],
+      [
+        "a private key in the header",
+        reheaded({ jwk: { ...JSON.parse(Buffer.from(head, "base64url").toString()).jwk, d: "x" } }),
+      ],
+      ["a crit header", reheaded({ crit: ["exp"] })],
+    ] as const) {
+      const response = await chat(a, issued.token, { dpop: proof });
+      expect(response.status, name).toBe(401);
+      expect(response.headers.get("www-authenticate"), name).toContain("invalid_dpop_proof");
+    }
+  });
 });
