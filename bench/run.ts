@@ -1,5 +1,6 @@
 import { consoleTable, machine, type SectionReport, verdicts, writeSection } from "./lib/report.js";
 import { acksBench } from "./sections/acks.js";
+import { dpopBench } from "./sections/dpop.js";
 import { mcpBench } from "./sections/mcp.js";
 import { proxyBench } from "./sections/proxy.js";
 import { revocationBench } from "./sections/revocation.js";
@@ -23,6 +24,7 @@ const SECTIONS: Record<string, () => Promise<SectionReport>> = {
   websocket: () => websocketBench(),
   acks: () => acksBench(),
   slices: () => slicesBench(),
+  dpop: () => dpopBench(),
 };
 
 const wanted = process.argv.slice(2);
