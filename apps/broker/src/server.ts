@@ -19,6 +19,7 @@ import { createApp } from "./http/app.js";
 import { registerConsoleRoutes } from "./http/console-routes.js";
 import { endSocketWithError } from "./http/error-response.js";
 import { installErrorHandling } from "./http/errors-plugin.js";
+import { registerOAuthRoutes } from "./http/oauth-routes.js";
 import { registerOpsRoutes } from "./http/ops-routes.js";
 import { createProxyHandler, isProxyTarget, type ProxyDeps } from "./http/proxy-handler.js";
 import { registerTokenRoutes } from "./http/token-routes.js";
@@ -198,13 +199,17 @@ const registerApi = async (
     });
     registerOpsRoutes(api, store, metrics);
     registerConsoleRoutes(api);
+    const oidc = new OidcVerifier(
+      config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : [])),
+    );
     registerTokenRoutes(api, {
       ctx: deps.ctx,
       issuers: new KeyMatcher(
         config.issuers.flatMap((issuer) => (issuer.kind === "key" ? [[issuer.key, issuer] as const] : [])),
       ),
-      oidc: new OidcVerifier(config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : []))),
+      oidc,
     });
+    await registerOAuthRoutes(api, { ctx: deps.ctx, oidc });
     registerAdminRoutes(api, {
       ctx: deps.admin,
       admins: new KeyMatcher(config.admins.map((admin) => [admin.key, admin] as const)),

@@ -37,6 +37,8 @@ const Issued = z.object({
   identity: z.object({ issuer: z.string(), subject: z.string() }).optional(),
   /** DPoP-bound: the key's JWK thumbprint. */
   jkt: z.string().optional(),
+  /** Token exchange: the actor that asked (its workload identity). */
+  actor: z.object({ issuer: z.string(), subject: z.string() }).optional(),
 });
 
 const Refreshed = z.object({ ...Common, type: z.literal("refreshed"), expiresAt: z.string() });
@@ -49,6 +51,8 @@ const Delegated = z.object({
   expiresAt: z.string(),
   /** DPoP-bound: the key's JWK thumbprint. */
   jkt: z.string().optional(),
+  /** Token exchange: the actor that asked (its workload identity). */
+  actor: z.object({ issuer: z.string(), subject: z.string() }).optional(),
 });
 
 /** An MCP message: its method, and for tools/call the tool (the first message of a batch). */

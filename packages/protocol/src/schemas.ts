@@ -107,6 +107,8 @@ export const GrantView = z.object({
   identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
   /** DPoP binding: every use of the grant's tokens needs a proof by this key. Absent: a bearer grant. */
   cnf: Confirmation.optional(),
+  /** Token exchange (RFC 8693): the workload that asked for this grant (its actor_token's issuer and subject). */
+  actor: z.object({ issuer: z.string(), subject: z.string() }).optional(),
 });
 export type GrantView = z.infer<typeof GrantView>;
 

@@ -31,6 +31,9 @@ const literalOf = (value: string): string => {
   return literal;
 };
 
+/** Details that are workload identities: their issuer and subject are caller text too. */
+const WHO: readonly string[] = ["identity", "actor"];
+
 /**
  * The fields every event carries, from what the store told about the subject. Every string of
  * `details` (rules, paths, upstream and model names: much of it caller-supplied) goes through
@@ -56,9 +59,11 @@ export const auditEvent = <T extends AuditEventType>(
   for (const [key, value] of Object.entries(details)) {
     event[key] = typeof value === "string" ? callerText(value) : value;
   }
-  const { identity } = details as { identity?: { issuer: string; subject: string } };
-  if (identity)
-    event.identity = { issuer: callerText(identity.issuer), subject: callerText(identity.subject) };
+  // Workload identities (an issued grant's, an exchange's actor): issuer and subject go through callerText too.
+  for (const key of WHO) {
+    const who = (details as Record<string, { issuer: string; subject: string } | undefined>)[key];
+    if (who) event[key] = { issuer: callerText(who.issuer), subject: callerText(who.subject) };
+  }
   return event as AuditEventOf<T>;
 };
 
@@ -129,9 +134,9 @@ export const encodeAudit = <T extends AuditEventType>(
       case "symbol":
         break;
       default:
-        if (key === "identity" && value !== null) {
+        if (WHO.includes(key) && value !== null) {
           const { issuer, subject: who } = value as { issuer: string; subject: string };
-          out += `,"identity":${JSON.stringify({ issuer: callerText(issuer), subject: callerText(who) })}`;
+          out += `,"${key}":${JSON.stringify({ issuer: callerText(issuer), subject: callerText(who) })}`;
         } else {
           const json = JSON.stringify(value);
           if (json !== undefined) out += `,"${key}":${json}`;

@@ -48,6 +48,8 @@ export interface GrantRecord {
    * nothing: the store refuses it as it refuses a made-up token, before anything is counted.
    */
   readonly jkt?: string;
+  /** Token exchange: the workload (OIDC issuer and subject) that asked for the grant, acting for its subject. */
+  readonly actor?: { readonly issuer: string; readonly subject: string };
 }
 
 export interface TokenRecord {

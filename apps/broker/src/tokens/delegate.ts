@@ -24,8 +24,11 @@ import { requireBinding, uniqueScopes } from "./issue.js";
 export const delegateToken = async (
   ctx: TokenContext,
   presented: PresentedToken,
-  readBody: () => IssueTokenRequest,
+  /** The request, read once the parent is known live (it may default to the parent's scopes). */
+  readBody: (parent: GrantRecord) => IssueTokenRequest,
   requestId: string,
+  /** Token exchange: the workload that asked, recorded on the child. */
+  actor?: { readonly issuer: string; readonly subject: string },
 ): Promise<TokenResponse> => {
   const now = ctx.now();
   let parentRef: TokenRef | undefined;
@@ -37,7 +40,7 @@ export const delegateToken = async (
   });
   if (!inspected.ok) throw denialError(inspected);
   // Read only once the token is known to be live: see the token routes.
-  const body = readBody();
+  const body = readBody(inspected.grant);
   const parent = inspected.grant;
   const refuse = (code: "delegation_denied" | "ttl_exceeded", message: string) =>
     new BrokerError(code, message, {}, subjectOf(parent, inspected.token));
@@ -82,6 +85,7 @@ export const delegateToken = async (
     metadata: body.metadata ?? {},
     identity: parent.identity,
     ...childBinding(body, presented, parentJkt),
+    ...(actor ? { actor } : {}),
   };
   requireBinding(ctx, grant, ctx.config.issuers.find((i) => i.name === grant.issuer)?.requireDpop === true);
   const { token, record } = mintToken(ctx, grant, now, ttl);
@@ -94,6 +98,7 @@ export const delegateToken = async (
     scopes,
     expiresAt: new Date(record.expiresAt).toISOString(),
     jkt: grant.jkt,
+    actor: grant.actor,
   });
   return tokenResponse(token, record, grant);
 };

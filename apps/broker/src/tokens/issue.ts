@@ -15,6 +15,8 @@ export const issueRootToken = async (
   requestId: string,
   /** The key of the DPoP proof on the request, if any: the grant is bound to it. */
   jkt?: string,
+  /** Token exchange: the workload that asked, recorded on the grant. */
+  actor?: { readonly issuer: string; readonly subject: string },
 ): Promise<TokenResponse> => {
   const { limits } = authority;
   if (body.dpopJkt !== undefined && body.dpopJkt !== jkt)
@@ -72,6 +74,7 @@ export const issueRootToken = async (
     metadata: body.metadata ?? {},
     identity: authority.identity,
     ...(jkt === undefined ? {} : { jkt }),
+    ...(actor ? { actor } : {}),
   };
   requireBinding(ctx, grant, limits.requireDpop);
   const { token, record } = mintToken(ctx, grant, now, ttl);
@@ -83,6 +86,7 @@ export const issueRootToken = async (
     expiresAt: new Date(record.expiresAt).toISOString(),
     ...(authority.identity ? { identity: { ...authority.identity } } : {}),
     jkt,
+    actor,
   });
   return tokenResponse(token, record, grant);
 };

@@ -27,6 +27,7 @@ export const grantView = (grant: GrantRecord): GrantView => ({
   metadata: { ...grant.metadata },
   identity: grant.identity ? { ...grant.identity } : null,
   ...(grant.jkt === undefined ? {} : { cnf: { jkt: grant.jkt } }),
+  ...(grant.actor ? { actor: { ...grant.actor } } : {}),
 });
 
 /** `GET /v1/tokens/self`: the presented token's grant, lineage (root first) and time left. */

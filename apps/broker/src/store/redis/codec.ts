@@ -30,6 +30,10 @@ export const grantFields = (grant: GrantRecord): string[] => {
     put("identitySubject", grant.identity.subject);
   }
   if (grant.jkt !== undefined) put("jkt", grant.jkt);
+  if (grant.actor) {
+    put("actorIssuer", grant.actor.issuer);
+    put("actorSubject", grant.actor.subject);
+  }
   return fields;
 };
 
@@ -86,6 +90,9 @@ export const grantFromFields = (
     metadata: JSON.parse(f("metadata") ?? "{}") as Record<string, string>,
     identity: idi === undefined ? null : { issuer: idi, subject: f("identitySubject") ?? "" },
     ...(f("jkt") === undefined ? {} : { jkt: f("jkt")! }),
+    ...(f("actorIssuer") === undefined
+      ? {}
+      : { actor: { issuer: f("actorIssuer")!, subject: f("actorSubject") ?? "" } }),
   };
 };
 

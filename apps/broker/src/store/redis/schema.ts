@@ -45,6 +45,9 @@ export const GRANT = {
   identitySubject: "ids",
   /** DPoP binding: the key's JWK thumbprint, when bound. */
   jkt: "jkt",
+  /** Token exchange's actor (OIDC issuer, subject), when one asked. */
+  actorIssuer: "aci",
+  actorSubject: "acs",
   /** Set when revoked (epoch ms). */
   revokedAt: "rev",
   /** Proxied calls counted (only when it or an ancestor has maxUses). */
