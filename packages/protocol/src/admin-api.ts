@@ -8,7 +8,7 @@ import {
   RevocationSelector,
 } from "./admin.js";
 import { AUDIT_EVENT_TYPES } from "./audit.js";
-import { AgentName, GrantId, type Schema, ScopeName, TokenId } from "./schemas.js";
+import { AgentName, GrantId, OnBehalfOf, type Schema, ScopeName, TokenId } from "./schemas.js";
 
 /** `GET /v1/grants` query. */
 export const GrantsQuery = z.strictObject({
@@ -32,6 +32,8 @@ export const AuditQuery = z.strictObject({
   grantId: GrantId.optional(),
   root: GrantId.optional(),
   agent: AgentName.optional(),
+  /** Events of lineages acting for this person or system. */
+  onBehalfOf: OnBehalfOf.optional(),
   type: z.enum(AUDIT_EVENT_TYPES).optional(),
   limit: z.coerce.number().int().min(1).max(1_000).default(100),
 });

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { AuditEvent } from "./audit.js";
-import { AgentName, GrantId, GrantView, ScopeName, Spend } from "./schemas.js";
+import { AgentName, GrantId, GrantView, OnBehalfOf, ScopeName, Spend } from "./schemas.js";
 
 const IsoTime = z.iso.datetime({ offset: true });
 
@@ -14,13 +14,15 @@ export const RevocationSelector = z
     agent: AgentName.optional(),
     scope: ScopeName.optional(),
     rootGrantId: GrantId.optional(),
+    /** Every lineage acting for this person or system (`user:alice`). */
+    onBehalfOf: OnBehalfOf.optional(),
     issuedAfter: IsoTime.optional(),
     issuedBefore: IsoTime.optional(),
     all: z.literal(true).optional(),
   })
   .refine(
     (s) => Object.values(s).some((v) => v !== undefined),
-    "name at least one of agent, scope, rootGrantId, issuedAfter, issuedBefore, all",
+    "name at least one of agent, scope, rootGrantId, onBehalfOf, issuedAfter, issuedBefore, all",
   )
   .refine(
     (s) => !(s.issuedAfter && s.issuedBefore) || Date.parse(s.issuedAfter) < Date.parse(s.issuedBefore),

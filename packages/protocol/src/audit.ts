@@ -21,6 +21,8 @@ const Common = {
   rootGrantId: z.string().nullable(),
   parentGrantId: z.string().nullable(),
   agent: z.string().nullable(),
+  /** Who the lineage acts for, when its root says (absent otherwise). */
+  onBehalfOf: z.string().optional(),
 };
 
 /** How a forwarded request ended when it did not end with the upstream's whole answer. */

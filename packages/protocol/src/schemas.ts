@@ -50,6 +50,13 @@ export const Spend = z.object({
 });
 export type Spend = z.infer<typeof Spend>;
 
+/** Who a lineage acts for: a person or system as the issuer names it (`user:alice`). */
+export const OnBehalfOf = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces");
+
 /** A JWK SHA-256 thumbprint (RFC 7638), base64url: what a DPoP-bound grant is bound to (`cnf.jkt`). */
 export const Jkt = z
   .string()
@@ -75,6 +82,8 @@ export const IssueTokenRequest = z.strictObject({
    * (RFC 9449's `dpop_jkt`). Without it a child is bound by the DPoP proof on this request, if any.
    */
   dpopJkt: Jkt.optional(),
+  /** Root grants: who the lineage acts for (children inherit it; a child's request may only repeat it). */
+  onBehalfOf: OnBehalfOf.optional(),
   metadata: z
     .record(z.string().min(1).max(64), z.string().max(512))
     .refine((m) => Object.keys(m).length <= MAX_METADATA_ENTRIES, `at most ${MAX_METADATA_ENTRIES} entries`)
@@ -107,6 +116,8 @@ export const GrantView = z.object({
   identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
   /** DPoP binding: every use of the grant's tokens needs a proof by this key. Absent: a bearer grant. */
   cnf: Confirmation.optional(),
+  /** Who the lineage acts for, when its root says. */
+  onBehalfOf: z.string().optional(),
   /** Token exchange (RFC 8693): the workload that asked for this grant (its actor_token's issuer and subject). */
   actor: z.object({ issuer: z.string(), subject: z.string() }).optional(),
 });

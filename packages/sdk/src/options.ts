@@ -57,6 +57,8 @@ export interface ConnectOptions extends SessionOptions {
   /** Requests in flight at once (its sub-agents' included). */
   readonly maxConcurrent?: number;
   readonly metadata?: Readonly<Record<string, string>>;
+  /** Who the agent acts for (`user:alice`): on every event of the lineage, and a revocation selector. */
+  readonly onBehalfOf?: string;
   /**
    * Bind the grant to a key (DPoP, RFC 9449): `true` makes one with WebCrypto (its private half
    * cannot be exported), or pass a key pair. Every call is then signed; the token alone is useless.
@@ -145,6 +147,7 @@ export const issueRequest = (options: ConnectOptions | DelegateOptions): IssueTo
     maxConcurrent: options.maxConcurrent,
     metadata: options.metadata === undefined ? undefined : { ...options.metadata },
     dpopJkt: "dpopJkt" in options ? options.dpopJkt : undefined,
+    onBehalfOf: "onBehalfOf" in options ? options.onBehalfOf : undefined,
   };
   const parsed = IssueTokenRequest.safeParse(
     Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)),

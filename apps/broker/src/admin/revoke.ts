@@ -27,6 +27,7 @@ export const revokeGrantById = async (
       parentGrantId: g.parentId,
       agent: g.agent,
       issuedAt: null,
+      ...(g.onBehalfOf ? { onBehalfOf: g.onBehalfOf } : {}),
     },
     requestId,
     now,

@@ -55,6 +55,7 @@ export const auditEvent = <T extends AuditEventType>(
     rootGrantId: subject?.rootGrantId ?? null,
     parentGrantId: subject?.parentGrantId ?? null,
     agent: subject?.agent ?? null,
+    ...(subject?.onBehalfOf ? { onBehalfOf: subject.onBehalfOf } : {}),
   };
   for (const [key, value] of Object.entries(details)) {
     event[key] = typeof value === "string" ? callerText(value) : value;
@@ -76,6 +77,7 @@ const BASE_KEYS = new Set([
   "rootGrantId",
   "parentGrantId",
   "agent",
+  "onBehalfOf",
 ]);
 const NO_SUBJECT = ',"grantId":null,"tokenId":null,"rootGrantId":null,"parentGrantId":null,"agent":null';
 /** A subject's part of every event, per subject object (the node-local path keeps one per token). */
@@ -84,7 +86,7 @@ const subjectPart = (subject: Subject | null): string => {
   if (subject === null) return NO_SUBJECT;
   let part = subjectParts.get(subject);
   if (part === undefined) {
-    part = `,"grantId":${JSON.stringify(subject.grantId ?? null)},"tokenId":${JSON.stringify(subject.tokenId ?? null)},"rootGrantId":${JSON.stringify(subject.rootGrantId ?? null)},"parentGrantId":${JSON.stringify(subject.parentGrantId ?? null)},"agent":${JSON.stringify(subject.agent ?? null)}`;
+    part = `,"grantId":${JSON.stringify(subject.grantId ?? null)},"tokenId":${JSON.stringify(subject.tokenId ?? null)},"rootGrantId":${JSON.stringify(subject.rootGrantId ?? null)},"parentGrantId":${JSON.stringify(subject.parentGrantId ?? null)},"agent":${JSON.stringify(subject.agent ?? null)}${subject.onBehalfOf ? `,"onBehalfOf":${JSON.stringify(subject.onBehalfOf)}` : ""}`;
     subjectParts.set(subject, part);
   }
   return part;

@@ -11,6 +11,8 @@ export interface VerifiedIdentity {
   readonly identity: { readonly issuer: string; readonly subject: string };
   /** The value of the issuer's agent claim. */
   readonly agent: string;
+  /** The value of the issuer's on_behalf_of_claim, when it has one. */
+  readonly onBehalfOf?: string;
   readonly claims: JWTPayload;
 }
 
@@ -104,7 +106,15 @@ export class OidcVerifier {
     ) {
       return refuse("the sub claim is not a printable string of at most 256 characters", issuer);
     }
+    let onBehalfOf: string | undefined;
+    if (issuer.onBehalfOfClaim !== undefined) {
+      const value = claims[issuer.onBehalfOfClaim];
+      if (typeof value !== "string" || !/^[\x21-\x7e]{1,256}$/.test(value))
+        return refuse(`the ${issuer.onBehalfOfClaim} claim is not a usable onBehalfOf`, issuer);
+      onBehalfOf = value;
+    }
     return {
+      ...(onBehalfOf === undefined ? {} : { onBehalfOf }),
       issuer,
       identity: { issuer: issuer.issuer, subject },
       agent,

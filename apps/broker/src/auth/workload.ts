@@ -9,6 +9,8 @@ export interface RootAuthority {
   /** A workload identity names the agent itself; a body `agent` that differs is refused. */
   readonly agent?: string;
   readonly identity: { readonly issuer: string; readonly subject: string } | null;
+  /** Named by the identity token's on_behalf_of_claim: a body `onBehalfOf` that differs is refused. */
+  readonly onBehalfOf?: string;
 }
 
 /** The identity token, verified (signature, claims), before anything else is read. */
@@ -33,7 +35,8 @@ export const workloadAuthority = (
   requested: readonly string[],
 ): RootAuthority => {
   const { issuer, identity, agent, claims } = verified;
-  if (issuer.rules.length === 0) return { limits: issuer, agent, identity };
+  const onBehalfOf = verified.onBehalfOf === undefined ? {} : { onBehalfOf: verified.onBehalfOf };
+  if (issuer.rules.length === 0) return { limits: issuer, agent, identity, ...onBehalfOf };
   const rule = matchRule(issuer.rules, claims, requested);
   if (!rule) {
     throw new BrokerError(
@@ -53,5 +56,6 @@ export const workloadAuthority = (
     },
     agent,
     identity,
+    ...onBehalfOf,
   };
 };

@@ -78,6 +78,7 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
     .option("--lifetime <seconds>", "grant lifetime (notAfter)", positiveInt)
     .option("--agent <name>", "agent name")
     .option("--task <task>", "task label")
+    .option("--on-behalf-of <who>", "who the grant acts for (user:alice)")
     .option("--max-uses <n>", "proxied calls allowed", positiveInt)
     .option("--budget-usd <dollars>", "what the grant and its sub-agents may spend, in US dollars", dollars)
     .option("--budget-tokens <n>", "…or in tokens (input + output)", positiveInt)
@@ -91,6 +92,7 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
         lifetime?: number;
         agent?: string;
         task?: string;
+        onBehalfOf?: string;
         maxUses?: number;
         budgetUsd?: number;
         budgetTokens?: number;
@@ -109,6 +111,7 @@ const registerIssue = (program: Command, { env, print }: OpsContext): void => {
             ...(o.lifetime ? { lifetime: o.lifetime } : {}),
             ...(o.agent ? { agent: o.agent } : {}),
             ...(o.task ? { task: o.task } : {}),
+            ...(o.onBehalfOf ? { onBehalfOf: o.onBehalfOf } : {}),
             ...(o.maxUses ? { maxUses: o.maxUses } : {}),
             ...(Object.keys(budget).length > 0 ? { budget } : {}),
             ...(o.maxConcurrent ? { maxConcurrent: o.maxConcurrent } : {}),
@@ -156,6 +159,7 @@ const registerRevoke = (program: Command, { env, admin, print }: OpsContext): vo
     .option("--agent <name>", "selector: grants of this agent")
     .option("--scope <scope>", "selector: grants holding this scope")
     .option("--root <grantId>", "selector: a whole lineage tree")
+    .option("--on-behalf-of <who>", "selector: every lineage acting for this person or system")
     .option("--issued-after <time>", "selector: grants created after this time", isoTime)
     .option("--issued-before <time>", "selector: grants created before this time", isoTime)
     .option("--all", "selector: every grant (needs --yes)")
@@ -167,6 +171,7 @@ const registerRevoke = (program: Command, { env, admin, print }: OpsContext): vo
         ...(o.agent ? { agent: o.agent } : {}),
         ...(o.scope ? { scope: o.scope } : {}),
         ...(o.root ? { rootGrantId: o.root } : {}),
+        ...(o.onBehalfOf ? { onBehalfOf: o.onBehalfOf } : {}),
         ...(o.issuedAfter ? { issuedAfter: o.issuedAfter } : {}),
         ...(o.issuedBefore ? { issuedBefore: o.issuedBefore } : {}),
         ...(o.all ? { all: true } : {}),

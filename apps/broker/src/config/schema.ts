@@ -160,6 +160,8 @@ export const OidcIssuer = z.strictObject({
   }),
   /** The claim whose value names the agent (the grant's `agent`). */
   agent_claim: z.string().min(1).default("sub"),
+  /** The claim naming who the workload acts for (a user's id): the root grant's onBehalfOf. */
+  on_behalf_of_claim: z.string().min(1).optional(),
   ...IssuerLimits,
   /**
    * Who may get what. Without rules, every valid token of this issuer may ask for the issuer's

@@ -146,6 +146,8 @@ export interface OidcIssuerConfig extends IssuerLimits {
   readonly jwksMaxFetchesPerMinute: number;
   readonly jwksCacheMs: number;
   readonly agentClaim: string;
+  /** The claim that names who the workload acts for, when configured. */
+  readonly onBehalfOfClaim: string | undefined;
   /** Empty: any valid token may ask for the issuer's scopes. */
   readonly rules: readonly ClaimRule[];
 }

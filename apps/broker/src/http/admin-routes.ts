@@ -62,6 +62,7 @@ export const registerAdminRoutes = (app: FastifyInstance, { ctx, admins }: Admin
         ...(q.grantId ? { grantId: q.grantId } : {}),
         ...(q.root ? { rootGrantId: q.root } : {}),
         ...(q.agent ? { agent: q.agent } : {}),
+        ...(q.onBehalfOf ? { onBehalfOf: q.onBehalfOf } : {}),
         ...(q.type ? { type: q.type } : {}),
       }),
   };

@@ -18,6 +18,8 @@ export interface RevocationRule {
 /** What a rule looks at in a grant. */
 export interface RuleSubject {
   readonly agent: string;
+  /** The lineage's onBehalfOf ("" or undefined: none). */
+  readonly onBehalfOf?: string | undefined;
   readonly scopes: readonly string[];
   readonly rootId: string;
   readonly createdAt: number;
@@ -39,20 +41,29 @@ export const ruleWindow = (
 
 /** Whether a rule selects a grant. The Lua `ruled()` in the Redis scripts is the same test. */
 export const ruleSelects = (rule: RevocationRule, grant: RuleSubject): boolean => {
-  const { agent, scope, rootGrantId } = rule.selector;
+  const { agent, scope, rootGrantId, onBehalfOf } = rule.selector;
   const { after, before } = ruleWindow(rule);
   return (
     (agent === undefined || agent === grant.agent) &&
     (rootGrantId === undefined || rootGrantId === grant.rootId) &&
+    (onBehalfOf === undefined || onBehalfOf === grant.onBehalfOf) &&
     (after === undefined || grant.createdAt > after) &&
     (before === undefined || grant.createdAt <= before) &&
     (scope === undefined || grant.scopes.includes(scope))
   );
 };
 
-/** The rule in the scripts' argument form: id, agent, scope, root, after, before (tab-separated). */
+/** The rule in the scripts' argument form: id, agent, scope, root, after, before, onBehalfOf (tab-separated). */
 export const encodeRule = (rule: RevocationRule): string => {
   const { after, before } = ruleWindow(rule);
   const s = rule.selector;
-  return [rule.id, s.agent ?? "", s.scope ?? "", s.rootGrantId ?? "", after ?? "", before ?? ""].join("\t");
+  return [
+    rule.id,
+    s.agent ?? "",
+    s.scope ?? "",
+    s.rootGrantId ?? "",
+    after ?? "",
+    before ?? "",
+    s.onBehalfOf ?? "",
+  ].join("\t");
 };

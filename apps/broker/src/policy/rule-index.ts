@@ -10,6 +10,7 @@ import { type RevocationRule, type RuleSubject, ruleSelects } from "./revocation
 export class RuleIndex {
   readonly #byAgent = new Map<string, RevocationRule[]>();
   readonly #byRoot = new Map<string, RevocationRule[]>();
+  readonly #byOnBehalfOf = new Map<string, RevocationRule[]>();
   readonly #byScope = new Map<string, RevocationRule[]>();
   readonly #open: RevocationRule[] = [];
   readonly size: number;
@@ -17,9 +18,10 @@ export class RuleIndex {
   constructor(rules: readonly RevocationRule[]) {
     this.size = rules.length;
     for (const rule of rules) {
-      const { agent, rootGrantId, scope } = rule.selector;
+      const { agent, rootGrantId, scope, onBehalfOf } = rule.selector;
       if (agent !== undefined) push(this.#byAgent, agent, rule);
       else if (rootGrantId !== undefined) push(this.#byRoot, rootGrantId, rule);
+      else if (onBehalfOf !== undefined) push(this.#byOnBehalfOf, onBehalfOf, rule);
       else if (scope !== undefined) push(this.#byScope, scope, rule);
       else this.#open.push(rule);
     }
@@ -39,6 +41,7 @@ export class RuleIndex {
     for (const grant of grants) {
       consider(this.#byAgent.get(grant.agent));
       consider(this.#byRoot.get(grant.rootId));
+      if (grant.onBehalfOf) consider(this.#byOnBehalfOf.get(grant.onBehalfOf));
       for (const scope of grant.scopes) consider(this.#byScope.get(scope));
     }
     consider(this.#open);

@@ -7,4 +7,5 @@ export const auditMatches = (event: AuditEvent, query: AuditQuery): boolean =>
   (query.agent === undefined || event.agent === query.agent) &&
   (query.grantId === undefined || event.grantId === query.grantId) &&
   (query.rootGrantId === undefined || event.rootGrantId === query.rootGrantId) &&
+  (query.onBehalfOf === undefined || event.onBehalfOf === query.onBehalfOf) &&
   (query.since === undefined || Date.parse(event.at) >= query.since);

@@ -11,6 +11,7 @@ export interface AuditQuery {
   readonly grantId?: string;
   readonly rootGrantId?: string;
   readonly agent?: string;
+  readonly onBehalfOf?: string;
   readonly type?: AuditEventType;
   readonly limit: number;
 }

@@ -48,6 +48,8 @@ export interface GrantRecord {
    * nothing: the store refuses it as it refuses a made-up token, before anything is counted.
    */
   readonly jkt?: string;
+  /** Who the lineage acts for (`user:alice`): set on the root by its issuer, the same on every child. */
+  readonly onBehalfOf?: string;
   /** Token exchange: the workload (OIDC issuer and subject) that asked for the grant, acting for its subject. */
   readonly actor?: { readonly issuer: string; readonly subject: string };
 }
@@ -110,6 +112,8 @@ export interface Subject {
   readonly agent: string | null;
   /** When the presented token was issued (credential age at use), if known. */
   readonly issuedAt: number | null;
+  /** Who the lineage acts for, when its root says. */
+  readonly onBehalfOf?: string;
 }
 
 export type TokenDenial = "token_invalid" | "token_expired" | "token_revoked";

@@ -108,6 +108,7 @@ export const subjectOf = (grant: GrantRecord, token: TokenRecord): Subject => ({
   parentGrantId: grant.parentId,
   agent: grant.agent,
   issuedAt: token.issuedAt,
+  ...(grant.onBehalfOf ? { onBehalfOf: grant.onBehalfOf } : {}),
 });
 
 /** A new bearer token for a grant, and its record (only the keyed hash of the token is kept). */

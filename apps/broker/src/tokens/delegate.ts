@@ -45,6 +45,8 @@ export const delegateToken = async (
   const refuse = (code: "delegation_denied" | "ttl_exceeded", message: string) =>
     new BrokerError(code, message, {}, subjectOf(parent, inspected.token));
 
+  if (body.onBehalfOf !== undefined && body.onBehalfOf !== parent.onBehalfOf)
+    throw refuse("delegation_denied", "a child acts for whom its parent acts: onBehalfOf is set on the root");
   const scopes = uniqueScopes(ctx, body.scopes);
   const held = new Set(parent.scopes);
   const beyond = scopes.filter((s) => !held.has(s));
@@ -86,6 +88,7 @@ export const delegateToken = async (
     identity: parent.identity,
     ...childBinding(body, presented, parentJkt),
     ...(actor ? { actor } : {}),
+    ...(parent.onBehalfOf ? { onBehalfOf: parent.onBehalfOf } : {}),
   };
   requireBinding(ctx, grant, ctx.config.issuers.find((i) => i.name === grant.issuer)?.requireDpop === true);
   const { token, record } = mintToken(ctx, grant, now, ttl);

@@ -35,6 +35,16 @@ export const issueRootToken = async (
       `the agent is named by the identity token (${limits.name}), not by the request`,
     );
   }
+  if (
+    authority.onBehalfOf !== undefined &&
+    body.onBehalfOf !== undefined &&
+    body.onBehalfOf !== authority.onBehalfOf
+  )
+    throw new BrokerError(
+      "forbidden",
+      `whom the grant acts for is named by the identity token (${limits.name})`,
+    );
+  const onBehalfOf = authority.onBehalfOf ?? body.onBehalfOf;
   const ttl = body.ttl === undefined ? Math.min(limits.defaultTtl, limits.maxTtl) : body.ttl * 1000;
   if (ttl > limits.maxTtl) {
     throw new BrokerError(
@@ -75,6 +85,7 @@ export const issueRootToken = async (
     identity: authority.identity,
     ...(jkt === undefined ? {} : { jkt }),
     ...(actor ? { actor } : {}),
+    ...(onBehalfOf === undefined ? {} : { onBehalfOf }),
   };
   requireBinding(ctx, grant, limits.requireDpop);
   const { token, record } = mintToken(ctx, grant, now, ttl);

@@ -28,6 +28,7 @@ export const grantView = (grant: GrantRecord): GrantView => ({
   identity: grant.identity ? { ...grant.identity } : null,
   ...(grant.jkt === undefined ? {} : { cnf: { jkt: grant.jkt } }),
   ...(grant.actor ? { actor: { ...grant.actor } } : {}),
+  ...(grant.onBehalfOf ? { onBehalfOf: grant.onBehalfOf } : {}),
 });
 
 /** `GET /v1/tokens/self`: the presented token's grant, lineage (root first) and time left. */

@@ -21,6 +21,7 @@ export interface GrantSpec {
   readonly maxTtlMs?: number;
   readonly agent?: string;
   readonly identity?: { issuer: string; subject: string };
+  readonly onBehalfOf?: string;
   /** Nano-dollars and tokens. */
   readonly budget?: { usd?: number; tokens?: number };
   readonly maxConcurrent?: number;
@@ -46,7 +47,12 @@ export const rootGrant = (now: number, spec: GrantSpec = {}): Issued => {
 export const childGrant = (now: number, parent: GrantRecord, spec: GrantSpec = {}): Issued =>
   withToken(
     now,
-    { lifetimeMs: parent.notAfter - now, ...(parent.tracked ? { tracked: true } : {}), ...spec },
+    {
+      lifetimeMs: parent.notAfter - now,
+      ...(parent.tracked ? { tracked: true } : {}),
+      ...(parent.onBehalfOf === undefined ? {} : { onBehalfOf: parent.onBehalfOf }),
+      ...spec,
+    },
     {
       id: newGrantId(parent.tree),
       tree: parent.tree,
@@ -83,6 +89,7 @@ const withToken = (
       : {}),
     metadata: { purpose: "contract" },
     identity: spec.identity ?? null,
+    ...(spec.onBehalfOf === undefined ? {} : { onBehalfOf: spec.onBehalfOf }),
   };
   const token = newToken(grant.tree);
   const record: TokenRecord = {

@@ -429,6 +429,21 @@ export const describeStoreContract = (name: string, open: () => Promise<Store & 
       });
       expect(await store.authorize(other.ref, now, [allow("llm:embed")])).toMatchObject({ ok: true });
       await store.putRule(rule("rv_2", { scope: "llm:embed" }, now));
+      // onBehalfOf: the lineage's person, on every level (the child is caught through its root).
+      const alice = rootGrant(now, { agent: "helper", onBehalfOf: "user:alice" });
+      const aliceChild = childGrant(now, alice.grant, { agent: "helper-sub" });
+      const bob = rootGrant(now, { agent: "helper", onBehalfOf: "user:bob" });
+      for (const g of [alice, aliceChild, bob]) await store.createGrant(g.grant, g.record);
+      for (const g of [alice, aliceChild, bob])
+        expect(await store.authorize(g.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
+      await store.putRule(rule("rv_obo", { onBehalfOf: "user:alice" }, now));
+      for (const g of [alice, aliceChild])
+        expect(await store.authorize(g.ref, now, [allow("llm:complete")])).toMatchObject({
+          code: "token_revoked",
+          reason: { kind: "rule", id: "rv_obo" },
+          subject: { onBehalfOf: "user:alice" },
+        });
+      expect(await store.authorize(bob.ref, now, [allow("llm:complete")])).toMatchObject({ ok: true });
       expect(await store.authorize(other.ref, now, [allow("llm:embed")])).toMatchObject({
         code: "token_revoked",
         reason: { kind: "rule", id: "rv_2" },

@@ -98,7 +98,11 @@ export const AuditView = ({ api }: { api: Api }) => {
 const mcpText = (mcp: { method: string; tool?: string } | undefined): string =>
   mcp ? ` · ${mcp.method}${mcp.tool ? ` ${mcp.tool}` : ""}` : "";
 
-const describe = (e: AuditPage["events"][number]): string => {
+/** Who the lineage acts for, after every event's own words. */
+const describe = (e: AuditPage["events"][number]): string =>
+  `${describeEvent(e)}${e.onBehalfOf ? ` · for ${e.onBehalfOf}` : ""}`;
+
+const describeEvent = (e: AuditPage["events"][number]): string => {
   switch (e.type) {
     case "used":
       return `${e.method} ${e.upstream}${e.path}${mcpText(e.mcp)} → ${e.status} in ${e.totalMs} ms${e.model ? ` · ${e.model}` : ""}${e.usage?.total_tokens ? ` · ${e.usage.total_tokens} tokens` : ""}`;

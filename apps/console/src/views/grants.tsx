@@ -7,6 +7,7 @@ import { duration, shortId } from "../lib/time.js";
 import { Confirm } from "./confirm.js";
 import { TextField } from "./fields.js";
 import { cutClause, LiveList } from "./live-list.js";
+import { WhoFacts } from "./who-facts.js";
 
 interface Props {
   readonly api: Api;
@@ -249,6 +250,7 @@ const Detail = ({ api, id, now, onGone }: { api: Api; id: string; now: number; o
           {g.issuer}
           {g.identity ? ` (identity ${g.identity.subject})` : ""}
         </dd>
+        <WhoFacts grant={g} />
         <dt>ends</dt>
         <dd>
           in {duration(Date.parse(g.notAfter) - now)} ({g.notAfter})

@@ -82,6 +82,7 @@ export const resolveIssuers = (
         jwksMaxFetchesPerMinute: o.jwks_max_fetches_per_minute,
         jwksCacheMs: o.jwks_cache * 1000,
         agentClaim: issuer.agent_claim,
+        onBehalfOfClaim: issuer.on_behalf_of_claim,
         rules,
       }),
     );

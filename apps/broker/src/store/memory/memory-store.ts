@@ -240,14 +240,7 @@ export class MemoryStore implements Store {
 
   async purge(rule: RevocationRule, now: number): Promise<Revoked & { tokens: number }> {
     const selected = [...this.#state.grants.values()].filter(
-      (g) =>
-        g.expireAt > now &&
-        ruleSelects(rule, {
-          agent: g.record.agent,
-          scopes: g.record.scopes,
-          rootId: g.record.rootId,
-          createdAt: g.record.createdAt,
-        }),
+      (g) => g.expireAt > now && ruleSelects(rule, g.record),
     );
     let grants = 0;
     let tokens = 0;
@@ -304,6 +297,7 @@ export class MemoryStore implements Store {
           parentGrantId: stored.record.parentId,
           agent: stored.record.agent,
           issuedAt: null,
+          ...(stored.record.onBehalfOf ? { onBehalfOf: stored.record.onBehalfOf } : {}),
         },
       });
     }

@@ -122,6 +122,7 @@ export class MemoryState {
       agent: grant.agent,
       scopes: grant.scopes,
       rootId: grant.rootId,
+      onBehalfOf: grant.onBehalfOf,
       createdAt: grant.createdAt,
     };
     return this.#index.first(subject, now)?.id;
@@ -132,8 +133,8 @@ export class MemoryState {
     const ids = new Set<string>();
     for (const g of this.grants.values()) {
       if (g.expireAt <= now) continue;
-      const { agent, scopes, rootId, createdAt, id } = g.record;
-      if (ruleSelects(rule, { agent, scopes, rootId, createdAt }))
+      const { agent, scopes, rootId, createdAt, id, onBehalfOf } = g.record;
+      if (ruleSelects(rule, { agent, scopes, rootId, createdAt, onBehalfOf }))
         for (const s of this.subtree(id)) ids.add(s);
     }
     let live = 0;
@@ -201,6 +202,7 @@ export const subjectOf = (token: StoredToken, grant: StoredGrant | undefined): S
   parentGrantId: grant?.record.parentId ?? null,
   agent: grant?.record.agent ?? null,
   issuedAt: token.record.issuedAt,
+  ...(grant?.record.onBehalfOf ? { onBehalfOf: grant.record.onBehalfOf } : {}),
 });
 
 export const PURGED: Reason = { kind: "purged" };

@@ -30,6 +30,7 @@ export const grantFields = (grant: GrantRecord): string[] => {
     put("identitySubject", grant.identity.subject);
   }
   if (grant.jkt !== undefined) put("jkt", grant.jkt);
+  if (grant.onBehalfOf !== undefined) put("onBehalfOf", grant.onBehalfOf);
   if (grant.actor) {
     put("actorIssuer", grant.actor.issuer);
     put("actorSubject", grant.actor.subject);
@@ -90,6 +91,7 @@ export const grantFromFields = (
     metadata: JSON.parse(f("metadata") ?? "{}") as Record<string, string>,
     identity: idi === undefined ? null : { issuer: idi, subject: f("identitySubject") ?? "" },
     ...(f("jkt") === undefined ? {} : { jkt: f("jkt")! }),
+    ...(f("onBehalfOf") === undefined ? {} : { onBehalfOf: f("onBehalfOf")! }),
     ...(f("actorIssuer") === undefined
       ? {}
       : { actor: { issuer: f("actorIssuer")!, subject: f("actorSubject") ?? "" } }),
@@ -112,6 +114,7 @@ export const subjectOf = (
     parentGrantId: get("parentGrantId") || null,
     agent: get("agent") || null,
     issuedAt: issuedAt ? Number(issuedAt) : null,
+    ...(get("onBehalfOf") ? { onBehalfOf: get("onBehalfOf") } : {}),
   };
 };
 

@@ -46,7 +46,7 @@ export class ExpiryIndex {
       if ((await call(() => this.#redis.zrem(key, grantId))) !== 1) continue;
       const tree = grantTree(grantId);
       if (!tree) continue;
-      const [na, rev, agent, root, par, lt, le] = await call(() =>
+      const [na, rev, agent, root, par, lt, le, obo] = await call(() =>
         this.#redis.hmget(
           this.#keys.grant(tree, grantId),
           ...GRANT_FIELDS(
@@ -57,6 +57,7 @@ export class ExpiryIndex {
             "parentId",
             "latestTokenId",
             "latestExpiresAt",
+            "onBehalfOf",
           ),
         ),
       );
@@ -75,6 +76,7 @@ export class ExpiryIndex {
           parentGrantId: par || null,
           agent: agent ?? null,
           issuedAt: null,
+          ...(obo ? { onBehalfOf: obo } : {}),
         },
       });
     }

@@ -63,7 +63,11 @@ export class HotPath {
     const subject = subjectOf(AUTHORIZED, reply);
     const notAfter = Number(field(AUTHORIZED, reply, "notAfter"));
     if (wantFacts && reply.length > FACTS_AT) {
-      const facts = this.#rules.remember(ref.hash, reply, FACTS_AT, subject.rootGrantId!, FACTS_AT + 2);
+      const facts = this.#rules.remember(ref.hash, reply, FACTS_AT, {
+        rootId: subject.rootGrantId!,
+        onBehalfOf: subject.onBehalfOf,
+        triples: FACTS_AT + 2,
+      });
       // Cached only if nothing was revoked while the call was out: it may predate the revocation.
       const entry = localEntry(reply, subject, notAfter, facts);
       if (local && entry && local.epoch === epoch) local.put(ref.hash, entry);

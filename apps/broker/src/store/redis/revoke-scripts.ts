@@ -46,7 +46,7 @@ return revoked
 
 /**
  * KEYS[1] tokenId key. ARGV: base, now. Marks one token revoked.
- * → {'none'} | {'already' | 'revoked', grantId, tokenId, root, parent, agent, issuedAt}
+ * → {'none'} | {'already' | 'revoked', grantId, tokenId, root, parent, agent, issuedAt, onBehalfOf}
  */
 export const REVOKE_TOKEN = `${LUA_SCHEMA}
 local base, now = ARGV[1], tonumber(ARGV[2])
@@ -55,10 +55,10 @@ if not hash then return {'none'} end
 local tkey = base .. K.token .. hash
 local t = redis.call('HMGET', tkey, unpack(TOKEN_READ))
 if not t[TR.grantId] or tonumber(t[TR.expiresAt]) <= now then return {'none'} end
-local g = redis.call('HMGET', base .. K.grant .. t[TR.grantId], F.rootId, F.parentId, F.agent)
+local g = redis.call('HMGET', base .. K.grant .. t[TR.grantId], F.rootId, F.parentId, F.agent, F.onBehalfOf)
 local status = 'revoked'
 if t[TR.revokedAt] then status = 'already' else redis.call('HSET', tkey, T.revokedAt, ARGV[2]) end
-return {status, t[TR.grantId], t[TR.tokenId], g[1] or '', g[2] or '', g[3] or '', t[TR.issuedAt]}
+return {status, t[TR.grantId], t[TR.tokenId], g[1] or '', g[2] or '', g[3] or '', t[TR.issuedAt], g[4] or ''}
 `;
 
 /**

@@ -116,12 +116,11 @@ export class RuleCache {
         this.#redis.prsFacts(this.#keys.token(ref.tree, ref.hash), this.#keys.base(ref.tree), now, "0"),
       );
       if (reply[0] !== "ok") return decodeDenial<AuthorizeDenial>(reply);
-      facts = this.remember(
-        ref.hash,
-        reply,
-        CHAIN_FACTS.indexOf("expiresAt"),
-        field(CHAIN_FACTS, reply, "rootGrantId"),
-      );
+      facts = this.remember(ref.hash, reply, CHAIN_FACTS.indexOf("expiresAt"), {
+        rootId: field(CHAIN_FACTS, reply, "rootGrantId"),
+        onBehalfOf: field(CHAIN_FACTS, reply, "onBehalfOf") || undefined,
+        triples: CHAIN_FACTS.length,
+      });
     }
     if (facts === undefined || facts.expiresAt <= now) return { args: this.#all, wantFacts: true };
     return { args: encodeRules(this.#index.selecting(facts.subjects, now)), wantFacts: false };
@@ -148,14 +147,21 @@ export class RuleCache {
     return this.#index.selecting(subjects, now).length > 0;
   }
 
-  /** Keeps a token's chain facts (expiresAt at `from`, agent/scopes/createdAt triples from `triples`). */
-  remember(hash: string, reply: Reply, from: number, rootId: string, triples = from + 1): Facts {
+  /** Keeps a token's chain facts (expiresAt at `from`, agent/scopes/createdAt triples from `lineage.triples`). */
+  remember(
+    hash: string,
+    reply: Reply,
+    from: number,
+    lineage: { readonly rootId: string; readonly onBehalfOf: string | undefined; readonly triples: number },
+  ): Facts {
+    const { rootId, onBehalfOf } = lineage;
     const subjects: RuleSubject[] = [];
-    for (let i = triples; i + 2 < reply.length; i += 3) {
+    for (let i = lineage.triples; i + 2 < reply.length; i += 3) {
       subjects.push({
         agent: reply[i]!,
         scopes: reply[i + 1] ? reply[i + 1]!.split(",") : [],
         rootId,
+        onBehalfOf,
         createdAt: Number(reply[i + 2]),
       });
     }

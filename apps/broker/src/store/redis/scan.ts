@@ -27,11 +27,11 @@ export const ruleSubjects = async (
   const fields = await call(() =>
     Promise.all(
       keys.map((key) =>
-        redis.hmget(key, ...GRANT_FIELDS("agent", "scopes", "rootId", "createdAt", "notAfter")),
+        redis.hmget(key, ...GRANT_FIELDS("agent", "scopes", "rootId", "createdAt", "notAfter", "onBehalfOf")),
       ),
     ),
   );
-  return fields.flatMap(([agent, scopes, root, ca, na], i) => {
+  return fields.flatMap(([agent, scopes, root, ca, na, obo], i) => {
     const id = keys[i]!.slice(keys[i]!.lastIndexOf(":") + 1);
     const tree = grantTree(id);
     if (!root || !ca || !na || !tree) return [];
@@ -39,6 +39,7 @@ export const ruleSubjects = async (
       agent: agent ?? "",
       scopes: scopes ? scopes.split(",") : [],
       rootId: root,
+      onBehalfOf: obo ?? undefined,
       createdAt: Number(ca),
     };
     return [{ id, tree, notAfter: Number(na), subject }];

@@ -45,6 +45,8 @@ export const GRANT = {
   identitySubject: "ids",
   /** DPoP binding: the key's JWK thumbprint, when bound. */
   jkt: "jkt",
+  /** The person (or system) the lineage acts for: set on the root, copied to every child. */
+  onBehalfOf: "obo",
   /** Token exchange's actor (OIDC issuer, subject), when one asked. */
   actorIssuer: "aci",
   actorSubject: "acs",
@@ -104,6 +106,7 @@ export const GRANT_READ = [
   "maxTtl",
   "createdAt",
   "tracked",
+  "onBehalfOf",
 ] as const;
 export const ANCESTOR_READ = [
   "notAfter",
@@ -138,7 +141,15 @@ export const LUA_SCHEMA = [
 ].join("\n");
 
 /** Who a reply is about, in the order every layout below carries it. */
-const SUBJECT = ["grantId", "tokenId", "rootGrantId", "parentGrantId", "agent", "issuedAt"] as const;
+const SUBJECT = [
+  "grantId",
+  "tokenId",
+  "rootGrantId",
+  "parentGrantId",
+  "agent",
+  "issuedAt",
+  "onBehalfOf",
+] as const;
 
 /** A denial, as every script that acts on a token answers it (`fail()` in the Lua). */
 export const DENIAL = [
@@ -163,8 +174,8 @@ export const AUTHORIZED = [
   "chain",
 ] as const;
 
-/** FACTS' answer: the chain's root and the token's expiry, then (agent, scopes, createdAt) per grant. */
-export const CHAIN_FACTS = ["ok", "rootGrantId", "expiresAt"] as const;
+/** FACTS' answer: the chain's root, the token's expiry and onBehalfOf, then (agent, scopes, createdAt) per grant. */
+export const CHAIN_FACTS = ["ok", "rootGrantId", "expiresAt", "onBehalfOf"] as const;
 
 /** REVOKE_TOKEN's answer: the status, then the token's subject as in a denial. */
 export const TOKEN_REVOKED = ["status", ...SUBJECT] as const;

@@ -24,7 +24,7 @@ local function fail(code, t, g, kind, value, ancestor, extra)
   t = t or {}
   g = g or {}
   return {code, t[TR.grantId] or '', t[TR.tokenId] or '', g[GR.rootId] or '', g[GR.parentId] or '',
-    g[GR.agent] or '', t[TR.issuedAt] or '', kind or '', value or '', ancestor or '', extra or ''}
+    g[GR.agent] or '', t[TR.issuedAt] or '', g[GR.onBehalfOf] or '', kind or '', value or '', ancestor or '', extra or ''}
 end
 
 local base, now = ARGV[1], tonumber(ARGV[2])
@@ -38,12 +38,13 @@ for i = 1, nrules do
 end
 
 -- The first rule that selects a grant with these fields, or nil.
-local function ruled(agent, scopes, root, ca)
+local function ruled(agent, scopes, root, ca, obo)
   if nrules == 0 then return nil end
   ca = tonumber(ca) or 0
   for _, r in ipairs(rules) do
     if (r[2] == '' or r[2] == agent)
       and (r[4] == '' or r[4] == root)
+      and ((r[7] or '') == '' or r[7] == obo)
       and (r[5] == '' or ca > tonumber(r[5]))
       and (r[6] == '' or ca <= tonumber(r[6]))
       and (r[3] == '' or string.find(',' .. (scopes or '') .. ',', ',' .. r[3] .. ',', 1, true)) then
@@ -70,14 +71,14 @@ local function chain(tkey)
     return nil, fail('token_invalid', t, g)
   end
   if g[GR.revokedAt] then return nil, fail('token_revoked', t, g, 'grant', t[TR.grantId]) end
-  local hit = ruled(g[GR.agent], g[GR.scopes], g[GR.rootId], g[GR.createdAt])
+  local hit = ruled(g[GR.agent], g[GR.scopes], g[GR.rootId], g[GR.createdAt], g[GR.onBehalfOf] or '')
   if hit then return nil, fail('token_revoked', t, g, 'rule', hit) end
   local ancestors = {}
   if g[GR.ancestors] ~= '' then
     for aid in string.gmatch(g[GR.ancestors], '[^,]+') do
       local a = redis.call('HMGET', base .. K.grant .. aid, unpack(ANCESTOR_READ))
       if (not a[AR.notAfter]) or a[AR.revokedAt] then return nil, fail('token_revoked', t, g, 'ancestor', aid) end
-      hit = ruled(a[AR.agent], a[AR.scopes], g[GR.rootId], a[AR.createdAt])
+      hit = ruled(a[AR.agent], a[AR.scopes], g[GR.rootId], a[AR.createdAt], g[GR.onBehalfOf] or '')
       if hit then return nil, fail('token_revoked', t, g, 'rule', hit, aid) end
       ancestors[#ancestors + 1] = {
         id = aid, mu = tonumber(a[AR.maxUses]), used = tonumber(a[AR.used]) or 0,
@@ -172,7 +173,7 @@ end
 for _, id in ipairs(spend) do redis.call('HINCRBY', base .. K.grant .. id, F.used, 1) end
 local flight = ''
 if tracked then flight = take(levels, ru, rt, ARGV[after + 1], tonumber(ARGV[after + 2])) end
-local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], scope, flight, left, g[GR.notAfter]}
+local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], g[GR.onBehalfOf] or '', scope, flight, left, g[GR.notAfter]}
 if ARGV[after] == '1' then
   out[#out + 1] = t[TR.expiresAt]
   -- What a node needs to serve this token itself: whether anything in the chain is counted here
@@ -200,7 +201,7 @@ return out
 export const FACTS = `${CHAIN}
 local t, g, ancestors = chain(KEYS[1])
 if not t then return g end
-local out = {'ok', g[GR.rootId], t[TR.expiresAt], g[GR.agent], g[GR.scopes], g[GR.createdAt] or '0'}
+local out = {'ok', g[GR.rootId], t[TR.expiresAt], g[GR.onBehalfOf] or '', g[GR.agent], g[GR.scopes], g[GR.createdAt] or '0'}
 for _, a in ipairs(ancestors) do
   out[#out + 1] = a.agent or '' out[#out + 1] = a.scopes or '' out[#out + 1] = a.ca or '0'
 end
