@@ -10,6 +10,7 @@ import { startTestBroker, type TestBroker } from "./support/broker.js";
  */
 let t: TestBroker;
 let idp: OidcProvider;
+let strictIdp: OidcProvider;
 let as: oauth.AuthorizationServer;
 const client: oauth.Client = { client_id: "agent-framework" };
 const insecure = { [oauth.allowInsecureRequests]: true } as const;
@@ -18,6 +19,7 @@ const JWT = "urn:ietf:params:oauth:token-type:jwt";
 
 beforeAll(async () => {
   idp = await startOidcProvider({ alg: "ES256" });
+  strictIdp = await startOidcProvider({ alg: "ES256" });
   t = await startTestBroker({
     redisUrl: inject("redisUrl"),
     configure: (doc) => {
@@ -28,6 +30,15 @@ beforeAll(async () => {
         scopes: ["llm:complete", "llm:embed"],
         max_ttl: 300,
       });
+      // Grants only by exchange, with the sub-agent that asks known by its own identity.
+      doc.issuers!.push({
+        name: "strict",
+        oidc: { issuer: strictIdp.issuer, audience: "perishable", jwks_uri: strictIdp.jwksUri },
+        agent_claim: "sub",
+        scopes: ["llm:complete"],
+        max_ttl: 300,
+        require_actor: true,
+      });
     },
   });
   as = { issuer: t.url, token_endpoint: `${t.url}/v1/oauth/token` };
@@ -35,6 +46,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.[Symbol.asyncDispose]();
   await idp?.close();
+  await strictIdp?.close();
 });
 
 const exchange = (parameters: Record<string, string>, options: Record<PropertyKey, unknown> = {}) =>
@@ -188,5 +200,41 @@ describe("token exchange (RFC 8693)", () => {
     expect(await wrongGrant.json()).toMatchObject({ error: "unsupported_grant_type" });
     const json = await t.call("/v1/oauth/token", undefined, { method: "POST", body: "{}" });
     expect(await json.json()).toMatchObject({ error: "invalid_request" });
+  });
+
+  it("lets an issuer grant only through an exchange that names its actor (require_actor)", async () => {
+    const subject = await strictIdp.sign({ sub: "svc:orchestrator" });
+    const direct = await t.call("/v1/tokens", subject, {
+      method: "POST",
+      body: JSON.stringify({ scopes: ["llm:complete"] }),
+    });
+    expect(direct.status).toBe(403);
+    const bare = await exchange({ subject_token: subject, subject_token_type: JWT, scope: "llm:complete" });
+    expect(await bare.json()).toMatchObject({ error: "invalid_request" });
+    const actor = await idp.sign({ sub: "svc:sub-agent-9" });
+    const withActor = await oauth.processGenericTokenEndpointResponse(
+      as,
+      client,
+      await exchange({
+        subject_token: subject,
+        subject_token_type: JWT,
+        scope: "llm:complete",
+        actor_token: actor,
+        actor_token_type: JWT,
+      }),
+    );
+    // Its children too: a delegation by POST /v1/tokens names no actor.
+    const child = await t.call("/v1/tokens", withActor.access_token, {
+      method: "POST",
+      body: JSON.stringify({ scopes: ["llm:complete"] }),
+    });
+    expect(child.status).toBe(403);
+    const exchanged = await exchange({
+      subject_token: withActor.access_token,
+      subject_token_type: ACCESS,
+      actor_token: actor,
+      actor_token_type: JWT,
+    });
+    expect(exchanged.status).toBe(200);
   });
 });

@@ -49,6 +49,7 @@ export const workloadAuthority = (
       name: issuer.name,
       maxBudget: issuer.maxBudget,
       requireDpop: issuer.requireDpop,
+      requireActor: issuer.requireActor,
       scopes: rule.scopes,
       maxTtl: rule.maxTtl,
       maxLifetime: rule.maxLifetime,

@@ -105,6 +105,8 @@ const IssuerLimits = {
   max_budget: BudgetLimit.optional(),
   /** Every grant of this issuer must be bound to a key (DPoP): issuance without a proof is refused. */
   require_dpop: z.boolean().default(false),
+  /** Its grants are made only by token exchange with an actor_token (the workload asking is recorded). */
+  require_actor: z.boolean().default(false),
   default_ttl: Seconds.optional(),
   max_ttl: Seconds.optional(),
   max_lifetime: Seconds.optional(),

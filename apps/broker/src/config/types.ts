@@ -116,6 +116,8 @@ export interface IssuerLimits {
   readonly maxBudget: BudgetLimits | undefined;
   /** Its grants must be DPoP-bound. */
   readonly requireDpop: boolean;
+  /** Its grants are made only by token exchange with an actor_token. */
+  readonly requireActor: boolean;
 }
 
 export interface KeyIssuerConfig extends IssuerLimits {

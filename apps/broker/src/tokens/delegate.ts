@@ -13,7 +13,7 @@ import {
   tokenResponse,
   withPresented,
 } from "./context.js";
-import { requireBinding, uniqueScopes } from "./issue.js";
+import { requireActor, requireBinding, uniqueScopes } from "./issue.js";
 
 /**
  * `POST /v1/tokens` with a `prs_` token: a child grant that holds at most what its parent holds.
@@ -90,7 +90,9 @@ export const delegateToken = async (
     ...(actor ? { actor } : {}),
     ...(parent.onBehalfOf ? { onBehalfOf: parent.onBehalfOf } : {}),
   };
-  requireBinding(ctx, grant, ctx.config.issuers.find((i) => i.name === grant.issuer)?.requireDpop === true);
+  const issuer = ctx.config.issuers.find((i) => i.name === grant.issuer);
+  requireBinding(ctx, grant, issuer?.requireDpop === true);
+  requireActor(grant, issuer?.requireActor === true);
   const { token, record } = mintToken(ctx, grant, now, ttl);
 
   const created = await ctx.store.createGrant(grant, record, parentRef!, now);

@@ -88,6 +88,7 @@ export const issueRootToken = async (
     ...(onBehalfOf === undefined ? {} : { onBehalfOf }),
   };
   requireBinding(ctx, grant, limits.requireDpop);
+  requireActor(grant, limits.requireActor);
   const { token, record } = mintToken(ctx, grant, now, ttl);
   await ctx.store.createGrant(grant, record, undefined, now);
   ctx.metrics.tokens.inc({ kind: "issued" });
@@ -100,6 +101,15 @@ export const issueRootToken = async (
     actor,
   });
   return tokenResponse(token, record, grant);
+};
+
+/** Refuses a grant of an issuer that wants every grant asked for by a known workload (`require_actor`). */
+export const requireActor = (grant: GrantRecord, required: boolean): void => {
+  if (required && grant.actor === undefined)
+    throw new BrokerError(
+      "forbidden",
+      `issuer ${grant.issuer} grants only by token exchange with an actor_token (POST /v1/oauth/token)`,
+    );
 };
 
 /** Refuses an unbound grant its issuer or one of its scopes wants bound (`require_dpop`). */

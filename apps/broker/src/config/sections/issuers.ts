@@ -116,6 +116,7 @@ const issuerLimits = (
     name: issuer.name,
     maxBudget: issuer.max_budget ? budgetLimits(issuer.max_budget) : undefined,
     requireDpop: issuer.require_dpop ?? false,
+    requireActor: issuer.require_actor ?? false,
     scopes: new Set(issuer.scopes),
     defaultTtl: defaultTtl * 1000,
     maxTtl: maxTtl * 1000,
