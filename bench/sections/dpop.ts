@@ -35,7 +35,8 @@ export const dpopBench = async (
         },
         body: JSON.stringify({ scopes: ["llm:complete"], ttl: 600 }),
       });
-      if (response.status !== 201) throw new Error(`issuing failed: ${response.status} ${await response.text()}`);
+      if (response.status !== 201)
+        throw new Error(`issuing failed: ${response.status} ${await response.text()}`);
       return ((await response.json()) as { token: string }).token;
     };
     const chat = `${dev.url}/proxy/openai/v1/chat/completions`;
@@ -57,7 +58,8 @@ export const dpopBench = async (
           body,
         });
         if (answer.statusCode !== 200) {
-          if (failed === 0) process.stderr.write(`dpop bench: ${answer.statusCode} ${await answer.body.text()}\n`);
+          if (failed === 0)
+            process.stderr.write(`dpop bench: ${answer.statusCode} ${await answer.body.text()}\n`);
           else await answer.body.dump();
           failed += 1;
         } else await answer.body.dump();

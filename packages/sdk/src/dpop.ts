@@ -115,7 +115,9 @@ export const dpopFetch = (inner: typeof fetch, key: DpopKey, broker: URL, now?: 
     if (token !== undefined) headers.set("authorization", `DPoP ${token}`);
     headers.set("dpop", await dpopProof(key, method, url, token, now));
     if (input instanceof Request && init?.headers === undefined) {
-      headers.forEach((value, name) => input.headers.set(name, value));
+      headers.forEach((value, name) => {
+        input.headers.set(name, value);
+      });
       return inner(input, init);
     }
     return inner(input, { ...init, headers });
