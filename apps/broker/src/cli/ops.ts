@@ -9,6 +9,7 @@ import {
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { adminApi, apiClient, CliError, EXIT, keyFromEnv } from "./client.js";
 import { auditLine, drawTree, GRANT_HEADER, grantRow, relative, table } from "./format.js";
+import { registerHelper } from "./helper.js";
 
 export interface OpsIo {
   readonly env: NodeJS.ProcessEnv;
@@ -67,10 +68,10 @@ export const registerOps = (program: Command, io: OpsIo): void => {
 };
 
 /** `token issue`: a root grant and its first token, with an issuer key. */
-const registerIssue = (program: Command, { env, print }: OpsContext): void => {
-  program
-    .command("token")
-    .description("tokens")
+const registerIssue = (program: Command, { env, print, out }: OpsContext): void => {
+  const token = program.command("token").description("tokens");
+  registerHelper(token, { env, out, url: urlOption(env) });
+  token
     .command("issue")
     .description("issue a root grant and its first token (issuer key from $PERISHABLE_ISSUER_KEY)")
     .requiredOption("-s, --scope <scope...>", "scopes to grant")
