@@ -27,6 +27,7 @@ import { Metrics } from "./metrics/metrics.js";
 import { FlightLedger } from "./proxy/flight-ledger.js";
 import { LiveConnections } from "./proxy/live.js";
 import { NodeWorker } from "./proxy/node-work.js";
+import { UpstreamKeys } from "./proxy/upstream-keys.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import { createUpgradeHandler } from "./proxy/websocket.js";
 import type { Store } from "./store/types.js";
@@ -48,6 +49,8 @@ export interface BrokerServer {
   readonly audit: AuditLog;
   readonly metrics: Metrics;
   readonly expiry: ExpiryWatcher;
+  /** The upstreams' keys: `reload()` reads file-backed ones again (SIGHUP). */
+  readonly keys: UpstreamKeys;
   /** Stops accepting, lets in-flight requests (streams included) finish, then closes what it opened. */
   close(): Promise<void>;
 }
@@ -80,10 +83,24 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
   const pools = new UpstreamPools(config.upstreams.values());
   const hasher = new TokenHasher(config.secret ?? new Secret(randomBytes(32).toString("base64url")));
   const dpop = new DpopVerifier({ skewMs: config.dpop.skewMs, ids: store, now });
+  const keys = new UpstreamKeys(config.upstreams.values(), (event) => {
+    metrics.keyRotations.inc({ upstream: event.upstream, result: event.kind });
+    if (event.kind === "refused") {
+      app.log.error(
+        { upstream: event.upstream, why: event.why },
+        "upstream key not rotated: the old key is kept",
+      );
+      return;
+    }
+    app.log.info({ upstream: event.upstream }, "upstream key rotated: new requests use the new key");
+    audit.record("upstream_key_rotated", null, null, now(), { upstream: event.upstream });
+  });
+  keys.start();
   const ctx: TokenContext = { config, store, hasher, audit, metrics, now, dpop };
 
   await registerApi(app, {
     ctx,
+    keys,
     admin: {
       config,
       store,
@@ -107,6 +124,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     flights,
     live,
     dpop,
+    keys,
   };
   proxy = createProxyHandler(proxyDeps);
   const upgrade = createUpgradeHandler(proxyDeps);
@@ -126,8 +144,10 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     audit,
     metrics,
     expiry,
+    keys,
     close: async () => {
       closing = true;
+      keys.stop();
       upgrade.closeAll();
       await app.close();
       stopCuts();
@@ -178,7 +198,7 @@ const backgroundWork = (
 /** The fastify routes: ops, console, tokens and admin, with the request id and denial hooks. */
 const registerApi = async (
   app: FastifyInstance,
-  deps: { readonly ctx: TokenContext; readonly admin: AdminContext },
+  deps: { readonly ctx: TokenContext; readonly admin: AdminContext; readonly keys: UpstreamKeys },
 ): Promise<void> => {
   const { config, store, audit, metrics, now } = deps.ctx;
   installErrorHandling(app);
@@ -197,7 +217,7 @@ const registerApi = async (
         path: request.routeOptions.url ?? "",
       });
     });
-    registerOpsRoutes(api, store, metrics);
+    registerOpsRoutes(api, store, metrics, () => deps.keys);
     registerConsoleRoutes(api);
     const oidc = new OidcVerifier(
       config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : [])),

@@ -9,6 +9,7 @@ export const AUDIT_EVENT_TYPES = [
   "denied",
   "expired",
   "revoked",
+  "upstream_key_rotated",
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
@@ -139,6 +140,9 @@ const Revoked = z.object({
  * own. No field ever holds a token, a key or an upstream secret: tokens appear only as their
  * public `tokenId`.
  */
+/** An upstream's key was read again from its file and changed (never the key itself). */
+const UpstreamKeyRotated = z.object({ ...Common, type: z.literal("upstream_key_rotated"), upstream: z.string() });
+
 export const AuditEvent = z.discriminatedUnion("type", [
   Issued,
   Refreshed,
@@ -147,6 +151,7 @@ export const AuditEvent = z.discriminatedUnion("type", [
   Denied,
   Expired,
   Revoked,
+  UpstreamKeyRotated,
 ]);
 export type AuditEvent = z.infer<typeof AuditEvent>;
 /** The event of one type. */

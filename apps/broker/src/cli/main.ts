@@ -45,6 +45,8 @@ export const buildCli = (env: NodeJS.ProcessEnv = process.env): Command => {
       const config = loadConfigFile(configPath(opts.config, env), { env });
       guardUnhandledRejections((line) => process.stderr.write(line));
       const broker = await startBroker(config);
+      // SIGHUP: read the upstream keys that come from files again (a rotation that a watch missed).
+      process.on("SIGHUP", () => broker.server.keys.reload());
       await runUntilSignal(() => broker.close());
     });
 

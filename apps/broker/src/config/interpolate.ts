@@ -39,6 +39,44 @@ export const interpolate = (
   return value;
 };
 
+/**
+ * A value written with `${file:…}` in it, kept so it can be read again when its file changes
+ * (a rotated key): the template, the files it reads, and the environment variables it uses as
+ * they were at load (environment does not change under a running process).
+ */
+export interface Rereadable {
+  readonly template: string;
+  readonly baseDir: string;
+  readonly files: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+}
+
+export const rereadable = (template: unknown, ctx: InterpolationContext): Rereadable | undefined => {
+  if (typeof template !== "string" || !template.includes("${file:")) return undefined;
+  const files: string[] = [];
+  const env: Record<string, string> = {};
+  for (const [, inner] of template.matchAll(PLACEHOLDER)) {
+    const ref = (inner ?? "").trim();
+    if (ref.startsWith("file:")) {
+      const file = ref.slice("file:".length).trim();
+      if (file) files.push(isAbsolute(file) ? file : resolve(ctx.baseDir, file));
+    } else if (ref && ctx.env[ref] !== undefined) env[ref] = ctx.env[ref]!;
+  }
+  return { template, baseDir: ctx.baseDir, files, env };
+};
+
+/** Reads a kept value again: the value, or the problems (which name files, never values). */
+export const reread = (source: Rereadable): { value: string; problems: readonly InterpolationProblem[] } => {
+  const problems: InterpolationProblem[] = [];
+  const value = interpolateString(
+    source.template,
+    { env: source.env, baseDir: source.baseDir },
+    problems,
+    "",
+  );
+  return { value, problems };
+};
+
 const interpolateString = (
   input: string,
   ctx: InterpolationContext,

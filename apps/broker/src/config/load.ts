@@ -1,7 +1,13 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve as resolvePath } from "node:path";
 import { parseDocument } from "yaml";
-import { type InterpolationProblem, interpolate } from "./interpolate.js";
+import {
+  type InterpolationContext,
+  type InterpolationProblem,
+  interpolate,
+  type Rereadable,
+  rereadable,
+} from "./interpolate.js";
 import { ConfigError, Problems } from "./problems.js";
 import { ConfigFile } from "./schema.js";
 import { Secret } from "./secret.js";
@@ -82,13 +88,30 @@ export const validateConfig = (raw: unknown, options: LoadOptions = {}): BrokerC
     throw new ConfigError(source, problems.list);
   }
   if (!problems.empty) throw new ConfigError(source, problems.list);
-  const config = resolveConfig(parsed.data, options.baseDir ?? process.cwd(), problems);
+  const ctx = { env: options.env ?? process.env, baseDir: options.baseDir ?? process.cwd() };
+  const config = resolveConfig(parsed.data, ctx.baseDir, problems, authSources(raw, ctx));
   if (!problems.empty) throw new ConfigError(source, problems.list);
   return config;
 };
 
 /** The parsed file → the runtime config, section by section, with every problem collected. */
-const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): BrokerConfig => {
+/** Upstream auth values written with `${file:…}`: kept as templates, re-read on rotation. */
+const authSources = (raw: unknown, ctx: InterpolationContext): Map<string, Rereadable> => {
+  const sources = new Map<string, Rereadable>();
+  const upstreams = (raw as { upstreams?: Record<string, { auth?: { value?: unknown } }> }).upstreams ?? {};
+  for (const [name, u] of Object.entries(upstreams)) {
+    const source = rereadable(u?.auth?.value, ctx);
+    if (source) sources.set(name, source);
+  }
+  return sources;
+};
+
+const resolveConfig = (
+  file: ConfigFile,
+  baseDir: string,
+  problems: Problems,
+  sources: ReadonlyMap<string, Rereadable>,
+): BrokerConfig => {
   const { limits } = file;
   if (limits.default_ttl > limits.max_ttl) {
     problems.add("limits.default_ttl", `${limits.default_ttl} is above limits.max_ttl (${limits.max_ttl})`);
@@ -96,7 +119,7 @@ const resolveConfig = (file: ConfigFile, baseDir: string, problems: Problems): B
   if (limits.max_ttl > limits.max_lifetime) {
     problems.add("limits.max_ttl", `${limits.max_ttl} is above limits.max_lifetime (${limits.max_lifetime})`);
   }
-  const upstreams = resolveUpstreams(file.upstreams, problems);
+  const upstreams = resolveUpstreams(file.upstreams, problems, sources);
   const { scopes, scopesByUpstream } = resolveScopes(file.scopes, upstreams, problems);
   const ids = new Identities(problems);
   const issuers = resolveIssuers(file.issuers, { limits, scopes }, ids, problems);

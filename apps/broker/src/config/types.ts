@@ -2,6 +2,7 @@ import type { BodyConstraints } from "../policy/constraints.js";
 import type { McpConstraints } from "../policy/mcp.js";
 import type { BudgetLimits, Price } from "../policy/pricing.js";
 import type { RateLimit } from "../policy/rate.js";
+import type { Rereadable } from "./interpolate.js";
 import type { Secret } from "./secret.js";
 
 /** The runtime config: parsed once, checked completely, frozen. Durations are milliseconds here. */
@@ -74,7 +75,14 @@ export interface UpstreamConfig {
   readonly origin: string;
   /** Path prefix of base_url without a trailing slash (`""` for none). */
   readonly basePath: string;
-  readonly auth: { readonly header: string; readonly value: Secret } | undefined;
+  readonly auth:
+    | {
+        readonly header: string;
+        readonly value: Secret;
+        /** Set when the value reads a file (`${file:…}`): re-read when it changes (key rotation). */
+        readonly source: Rereadable | undefined;
+      }
+    | undefined;
   /** Extra headers set on every forwarded request (lower-cased names). */
   readonly headers: ReadonlyArray<readonly [string, string]>;
   /** Re-routing or account headers a client may send to this upstream after all (lower-cased). */

@@ -20,7 +20,7 @@ import { toolListRewriter } from "../proxy/mcp-rewrite.js";
 import { openSession, replaceHeader, sealSession } from "../proxy/mcp-session.js";
 import { recordOutcome } from "../proxy/outcome.js";
 import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
-import { Secrets } from "../proxy/scrub.js";
+import type { UpstreamKeys } from "../proxy/upstream-keys.js";
 import { type UpstreamPools, upstreamPath } from "../proxy/upstreams.js";
 import {
   type BudgetLeft,
@@ -52,6 +52,8 @@ export interface ProxyDeps {
   readonly live: LiveConnections;
   /** Checks DPoP proofs (RFC 9449): a bound token is found only with its key's proof. */
   readonly dpop: DpopVerifier;
+  /** The upstreams' auth values as they are now (a rotated key takes over for new requests). */
+  readonly keys: UpstreamKeys;
 }
 
 /** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
@@ -73,15 +75,6 @@ export const createProxyHandler = (
   return (req, res) => handler.serve(req, res);
 };
 
-/** What each upstream's answers are scrubbed of: its auth value, and the bare key after a scheme. */
-const upstreamSecrets = (authValues: ReadonlyMap<string, string | undefined>) =>
-  new Map(
-    [...authValues].map(([name, value]) => {
-      const bare = value?.replace(/^(Bearer|Basic|Token)\s+/i, "");
-      return [name, new Secrets(value && bare ? [value, bare] : [])];
-    }),
-  );
-
 interface Refusal {
   readonly error: BrokerError;
   readonly subject: Subject | null;
@@ -91,14 +84,10 @@ interface Refusal {
 class ProxyHandler {
   readonly #deps: ProxyDeps;
   readonly #planner: Planner;
-  readonly #authValues: ReadonlyMap<string, string | undefined>;
-  readonly #secrets: ReadonlyMap<string, Secrets>;
 
   constructor(deps: ProxyDeps) {
     this.#deps = deps;
     this.#planner = new Planner(deps.config);
-    this.#authValues = new Map([...deps.config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
-    this.#secrets = upstreamSecrets(this.#authValues);
   }
 
   serve(req: IncomingMessage, res: ServerResponse): void {
@@ -231,7 +220,7 @@ class ProxyHandler {
         forwardRequestHeaders(
           req.rawHeaders,
           upstream,
-          this.#authValues.get(target.upstreamName),
+          this.#deps.keys.value(target.upstreamName),
           !Buffer.isBuffer(body),
           plan.check?.checked !== undefined || plan.mcp ? "application/json" : undefined,
         ),
@@ -249,7 +238,7 @@ class ProxyHandler {
       req,
       res,
       requestId,
-      secrets: this.#secrets.get(target.upstreamName)!,
+      secrets: this.#deps.keys.secrets(target.upstreamName),
       ...(allowed.left ? { addHeaders: [BUDGET_LEFT_HEADER, budgetLeftValue(allowed.left)] } : {}),
       ...(plan.mcp && plan.mcp.listIds.size > 0 && this.#scopeMcp(scope)
         ? {

@@ -78,6 +78,12 @@ export class Metrics {
     labelNames: ["upstream", "tool"] as const,
     registers: [this.registry],
   });
+  readonly keyRotations = new Counter({
+    name: "perishable_upstream_key_rotations_total",
+    help: "Upstream keys read again from their files: rotated, or refused (empty or unreadable: the old key kept)",
+    labelNames: ["upstream", "result"] as const,
+    registers: [this.registry],
+  });
   readonly connectionsCut = new Counter({
     name: "perishable_connections_cut_total",
     help: "Live connections (answers in flight, streams, WebSockets) the broker cut, by reason",

@@ -56,7 +56,6 @@ class Upgrades {
   // The client's handshake answers with the subprotocol the upstream chose for it.
   readonly #chosen = new WeakMap<IncomingMessage, string>();
   readonly #wss: WebSocketServer;
-  readonly #authValues: ReadonlyMap<string, string | undefined>;
   readonly #open = new Set<WebSocket>();
 
   constructor(deps: ProxyDeps) {
@@ -65,7 +64,6 @@ class Upgrades {
       noServer: true,
       handleProtocols: (_p, request) => this.#chosen.get(request) ?? false,
     });
-    this.#authValues = new Map([...deps.config.upstreams].map(([name, u]) => [name, u.auth?.value.reveal()]));
   }
 
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -137,7 +135,12 @@ class Upgrades {
   #connect(u: Upgrade, allowed: Allowed): void {
     const { upstream } = allowed;
     const headers: Record<string, string> = {};
-    const flat = forwardRequestHeaders(u.req.rawHeaders, upstream, this.#authValues.get(upstream.name), true);
+    const flat = forwardRequestHeaders(
+      u.req.rawHeaders,
+      upstream,
+      this.#deps.keys.value(upstream.name),
+      true,
+    );
     for (let i = 0; i < flat.length; i += 2) {
       const name = flat[i]!.toLowerCase();
       if (name.startsWith("sec-websocket-") || name === "host" || name === "content-length") continue;

@@ -118,5 +118,7 @@ const describeEvent = (e: AuditPage["events"][number]): string => {
       return `${e.scopes.join(", ")}${e.parentGrantId ? ` from ${shortId(e.parentGrantId)}` : ""}`;
     case "issued":
       return `${e.scopes.join(", ")}${e.identity ? ` · identity ${e.identity.subject}` : ""}`;
+    case "upstream_key_rotated":
+      return `the ${e.upstream} key was read again from its file and changed`;
   }
 };

@@ -1,4 +1,5 @@
 import { REROUTING_HEADERS } from "../../policy/headers.js";
+import type { Rereadable } from "../interpolate.js";
 import type { Problems } from "../problems.js";
 import type { ConfigFile } from "../schema.js";
 import { Secret } from "../secret.js";
@@ -8,6 +9,8 @@ import type { UpstreamConfig } from "../types.js";
 export const resolveUpstreams = (
   file: ConfigFile["upstreams"],
   problems: Problems,
+  /** Auth values that read a file, by upstream name: re-read when the file changes. */
+  sources: ReadonlyMap<string, Rereadable> = new Map(),
 ): Map<string, UpstreamConfig> => {
   const upstreams = new Map<string, UpstreamConfig>();
   for (const [name, u] of Object.entries(file)) {
@@ -30,7 +33,13 @@ export const resolveUpstreams = (
         kind: u.kind,
         origin: url.origin,
         basePath: url.pathname.replace(/\/+$/, ""),
-        auth: u.auth ? Object.freeze({ header: u.auth.header, value: new Secret(u.auth.value) }) : undefined,
+        auth: u.auth
+          ? Object.freeze({
+              header: u.auth.header,
+              value: new Secret(u.auth.value),
+              source: sources.get(name),
+            })
+          : undefined,
         headers: Object.freeze(Object.entries(u.headers).map(([k, v]) => Object.freeze([k, v] as const))),
         forwardHeaders: new Set(u.forward_headers),
         reservedHeaders: new Set([...Object.keys(u.headers), ...(u.auth ? [u.auth.header] : [])]),
