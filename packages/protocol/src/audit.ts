@@ -141,7 +141,11 @@ const Revoked = z.object({
  * public `tokenId`.
  */
 /** An upstream's key was read again from its file and changed (never the key itself). */
-const UpstreamKeyRotated = z.object({ ...Common, type: z.literal("upstream_key_rotated"), upstream: z.string() });
+const UpstreamKeyRotated = z.object({
+  ...Common,
+  type: z.literal("upstream_key_rotated"),
+  upstream: z.string(),
+});
 
 export const AuditEvent = z.discriminatedUnion("type", [
   Issued,
