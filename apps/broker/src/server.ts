@@ -31,6 +31,7 @@ import { UpstreamKeys } from "./proxy/upstream-keys.js";
 import { UpstreamPools } from "./proxy/upstreams.js";
 import { createUpgradeHandler } from "./proxy/websocket.js";
 import type { Store } from "./store/types.js";
+import { Tracing } from "./telemetry/tracing.js";
 import type { TokenContext } from "./tokens/context.js";
 
 export interface BuildServerOptions {
@@ -96,11 +97,13 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     audit.record("upstream_key_rotated", null, null, now(), { upstream: event.upstream });
   });
   keys.start();
+  const tracing = config.traces ? new Tracing(config.traces, config.upstreams) : undefined;
   const ctx: TokenContext = { config, store, hasher, audit, metrics, now, dpop };
 
   await registerApi(app, {
     ctx,
     keys,
+    tracing,
     admin: {
       config,
       store,
@@ -125,6 +128,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     live,
     dpop,
     keys,
+    tracing,
   };
   proxy = createProxyHandler(proxyDeps);
   const upgrade = createUpgradeHandler(proxyDeps);
@@ -148,6 +152,7 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     close: async () => {
       closing = true;
       keys.stop();
+      await tracing?.close();
       upgrade.closeAll();
       await app.close();
       stopCuts();
@@ -195,10 +200,18 @@ const backgroundWork = (
   return { audit, metrics, expiry, flights, live, stopCuts };
 };
 
+/** The API routes that get a span: tokens (issuance, exchange, refresh, self), grants, revocations. */
+const TRACED_ROUTES = /^\/v1\/(tokens|oauth|grants|revocations)/;
+
 /** The fastify routes: ops, console, tokens and admin, with the request id and denial hooks. */
 const registerApi = async (
   app: FastifyInstance,
-  deps: { readonly ctx: TokenContext; readonly admin: AdminContext; readonly keys: UpstreamKeys },
+  deps: {
+    readonly ctx: TokenContext;
+    readonly admin: AdminContext;
+    readonly keys: UpstreamKeys;
+    readonly tracing: Tracing | undefined;
+  },
 ): Promise<void> => {
   const { config, store, audit, metrics, now } = deps.ctx;
   installErrorHandling(app);
@@ -218,6 +231,14 @@ const registerApi = async (
       });
     });
     registerOpsRoutes(api, store, metrics, () => deps.keys);
+    const { tracing } = deps;
+    // Spans for the token and revocation API (the proxy makes its own).
+    if (tracing)
+      api.addHook("onResponse", async (request, reply) => {
+        const route = request.routeOptions.url;
+        if (route && TRACED_ROUTES.test(route))
+          tracing.api(route, request.method, reply.statusCode, reply.elapsedTime, request.headers);
+      });
     registerConsoleRoutes(api);
     const oidc = new OidcVerifier(
       config.issuers.flatMap((issuer) => (issuer.kind === "oidc" ? [issuer] : [])),

@@ -169,6 +169,14 @@ const resolveConfig = (
       buffer: file.audit.buffer,
       anonymousPerSecond: file.audit.anonymous_per_second,
     },
+    traces: file.telemetry.traces
+      ? {
+          endpoint: file.telemetry.traces.endpoint,
+          headers: new Map(Object.entries(file.telemetry.traces.headers).map(([k, v]) => [k, new Secret(v)])),
+          sampleRatio: file.telemetry.traces.sample_ratio,
+          serviceName: file.telemetry.traces.service_name,
+        }
+      : undefined,
     log: { level: file.log.level },
   });
 };

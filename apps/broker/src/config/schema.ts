@@ -323,6 +323,22 @@ export const ConfigFile = z.strictObject({
       anonymous_per_second: z.int().min(0).max(100_000).default(20),
     })
     .prefault({}),
+  /** OpenTelemetry traces over OTLP/HTTP; off unless `traces` is set. */
+  telemetry: z
+    .strictObject({
+      traces: z
+        .strictObject({
+          /** The collector's OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces. */
+          endpoint: z.url({ protocol: /^https?$/, error: "an http(s) URL" }),
+          /** Headers for the collector (an API key: use ${VAR}); never logged. */
+          headers: z.record(z.string().min(1).max(100), z.string()).default({}),
+          /** Share of new traces recorded (a caller's sampled traceparent is always followed). */
+          sample_ratio: z.number().min(0).max(1).default(1),
+          service_name: z.string().min(1).max(100).default("perishable"),
+        })
+        .optional(),
+    })
+    .prefault({}),
   log: z
     .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "silent"]).default("info") })
     .prefault({}),

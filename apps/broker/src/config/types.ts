@@ -54,6 +54,15 @@ export interface BrokerConfig {
     readonly buffer: number;
     readonly anonymousPerSecond: number;
   };
+  /** OpenTelemetry traces (undefined: off). Header values may hold a collector's key. */
+  readonly traces:
+    | {
+        readonly endpoint: string;
+        readonly headers: ReadonlyMap<string, Secret>;
+        readonly sampleRatio: number;
+        readonly serviceName: string;
+      }
+    | undefined;
   readonly log: { readonly level: "fatal" | "error" | "warn" | "info" | "debug" | "silent" };
 }
 

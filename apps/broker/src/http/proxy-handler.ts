@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Context } from "@opentelemetry/api";
 import type { Dispatcher } from "undici";
 import type { AuditLog } from "../audit/audit-log.js";
 import { credentialProblem, presentedCredential } from "../auth/credentials.js";
@@ -19,18 +20,14 @@ import type { McpPlan } from "../proxy/mcp-plan.js";
 import { toolListRewriter } from "../proxy/mcp-rewrite.js";
 import { openSession, replaceHeader, sealSession } from "../proxy/mcp-session.js";
 import { recordOutcome } from "../proxy/outcome.js";
-import { type Plan, Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
+import { Planner, type ProxyTarget, parseTarget } from "../proxy/plan.js";
 import type { UpstreamKeys } from "../proxy/upstream-keys.js";
 import { type UpstreamPools, upstreamPath } from "../proxy/upstreams.js";
-import {
-  type BudgetLeft,
-  type Flight,
-  type Store,
-  StoreUnavailableError,
-  type Subject,
-} from "../store/types.js";
+import { type Store, StoreUnavailableError } from "../store/types.js";
+import type { Tracing } from "../telemetry/tracing.js";
 import { withPresented } from "../tokens/context.js";
 import { writeError } from "./error-response.js";
+import type { Allowed, Refusal } from "./proxy-types.js";
 
 export interface ProxyDeps {
   readonly config: BrokerConfig;
@@ -54,6 +51,8 @@ export interface ProxyDeps {
   readonly dpop: DpopVerifier;
   /** The upstreams' auth values as they are now (a rotated key takes over for new requests). */
   readonly keys: UpstreamKeys;
+  /** OpenTelemetry spans, when configured (undefined: off, no cost). */
+  readonly tracing: Tracing | undefined;
 }
 
 /** Whether a request target is the proxy's (served without the API framework: it is the hot path). */
@@ -74,12 +73,6 @@ export const createProxyHandler = (
   const handler = new ProxyHandler(deps);
   return (req, res) => handler.serve(req, res);
 };
-
-interface Refusal {
-  readonly error: BrokerError;
-  readonly subject: Subject | null;
-  readonly rule: string | null;
-}
 
 class ProxyHandler {
   readonly #deps: ProxyDeps;
@@ -116,7 +109,8 @@ class ProxyHandler {
     const start = performance.now();
     const target = parseTarget(req.url ?? "");
     const method = req.method ?? "GET";
-    const request = { target, method };
+    const trace = this.#deps.tracing?.context(req.headers);
+    const request = { target, method, start, ...(trace ? { trace } : {}) };
     const presented = presentedCredential(req.rawHeaders);
     const problem =
       credentialProblem(presented) ??
@@ -180,6 +174,7 @@ class ProxyHandler {
         left: result.left,
         session,
         notAfter: result.notAfter,
+        trace,
       };
       this.#forward(req, res, allowed);
     } catch (error) {
@@ -205,6 +200,7 @@ class ProxyHandler {
       // scope that allowed it sets one the body did not state; an unchecked one as it came.
       ceiling: plan.check?.fills.get(scope),
       ...(plan.mcp ? { mcp: mcpDetail(plan.mcp) } : {}),
+      trace: allowed.trace,
     };
     if (plan.mcp) this.#countToolCalls(target.upstreamName, scope, plan.mcp);
     const costing = plan.costings.get(scope);
@@ -270,10 +266,22 @@ class ProxyHandler {
   #refuse(
     res: ServerResponse,
     requestId: string,
-    request: { target: ProxyTarget; method: string; mcp?: McpPlan | undefined },
+    request: {
+      target: ProxyTarget;
+      method: string;
+      mcp?: McpPlan | undefined;
+      start?: number;
+      trace?: Context;
+    },
     denial: Refusal,
   ): void {
     this.#deps.metrics.denial(denial.error.code);
+    const { target } = request;
+    this.#deps.tracing?.refused(
+      { ...request, upstream: target.upstreamName, path: target.rest },
+      denial.error,
+      denial.subject,
+    );
     this.#deps.audit.record("denied", denial.subject, requestId, this.#deps.now(), {
       code: denial.error.code,
       rule: denial.rule ?? denial.error.message,
@@ -318,20 +326,4 @@ class ProxyHandler {
     this.#deps.logError(error, requestId);
     return new BrokerError("internal_error", "internal error");
   }
-}
-
-/** A request the store allowed, on its way to the upstream. */
-interface Allowed {
-  readonly requestId: string;
-  readonly start: number;
-  readonly target: ProxyTarget;
-  readonly method: string;
-  readonly plan: Plan;
-  readonly subject: Subject;
-  readonly scope: string;
-  readonly flight: Flight | null;
-  readonly left: BudgetLeft | undefined;
-  /** The server's own MCP session id, unsealed. */
-  readonly session: string | undefined;
-  readonly notAfter: number;
 }

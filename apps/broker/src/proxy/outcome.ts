@@ -1,8 +1,10 @@
+import type { Context } from "@opentelemetry/api";
 import type { AuditDetails } from "@perishable/protocol";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { OutputField } from "../policy/constraints.js";
 import type { Subject } from "../store/types.js";
+import type { Tracing } from "../telemetry/tracing.js";
 import type { ForwardOutcome } from "./forward.js";
 
 /** One allowed, forwarded request, for its `used` event and metrics once the answer is over. */
@@ -18,11 +20,18 @@ export interface Forwarded {
   readonly ceiling: { readonly field: OutputField; readonly value: number } | undefined;
   /** An MCP message: its method and tool. */
   readonly mcp?: { readonly method: string; readonly tool?: string };
+  /** The caller's trace context, when tracing is on. */
+  readonly trace?: Context | undefined;
 }
 
 /** Counts a finished request in the metrics and writes its `used` event. */
 export const recordOutcome = (
-  deps: { readonly audit: AuditLog; readonly metrics: Metrics; readonly now: () => number },
+  deps: {
+    readonly audit: AuditLog;
+    readonly metrics: Metrics;
+    readonly now: () => number;
+    readonly tracing?: Tracing | undefined;
+  },
   request: Forwarded,
   outcome: ForwardOutcome,
   cost?: AuditDetails<"used">["cost"],
@@ -36,6 +45,7 @@ export const recordOutcome = (
   metrics.upstream(request.upstream, outcome.upstreamMs / 1000);
   metrics.overhead.observe(Math.max(0, totalMs - outcome.upstreamMs) / 1000);
   if (credentialAge !== undefined) metrics.credentialAge.observe(credentialAge);
+  deps.tracing?.proxied(request, outcome);
   deps.audit.record("used", request.subject, request.requestId, at, {
     upstream: request.upstream,
     method: request.method,
