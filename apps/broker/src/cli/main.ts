@@ -5,6 +5,7 @@ import { startBroker } from "../broker.js";
 import { DEFAULTS } from "../config/defaults.js";
 import { ConfigError, loadConfigFile } from "../config/load.js";
 import type { BrokerConfig } from "../config/types.js";
+import { startMockUpstream } from "../dev/mock-upstream.js";
 import { describeStore } from "../store/open.js";
 import { StoreUnavailableError } from "../store/types.js";
 import { CliError, EXIT } from "./client.js";
@@ -62,6 +63,19 @@ export const buildCli = (env: NodeJS.ProcessEnv = process.env): Command => {
     });
 
   registerOps(program, { env, out: (text) => process.stdout.write(`${text}\n`) });
+
+  program
+    .command("mock")
+    .description(
+      "run the built-in mock upstream (OpenAI- and Anthropic-shaped answers) for demos: no real provider is called",
+    )
+    .option("-p, --port <port>", "port to listen on", port, 9000)
+    .option("--host <host>", "address to listen on", "127.0.0.1")
+    .action(async (opts: { port: number; host: string }) => {
+      const mock = await startMockUpstream({ host: opts.host, port: opts.port, record: false });
+      process.stdout.write(`mock upstream on ${mock.url}\n`);
+      await runUntilSignal(() => mock.close());
+    });
 
   program
     .command("keygen")
