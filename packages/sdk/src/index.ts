@@ -12,6 +12,7 @@ export type {
   SessionEvents,
 } from "./grant-info.js";
 export type { AnthropicOptions, ClientOptions } from "./integrations/clients.js";
+export { type OpenAIAgentsModule, useOpenAIAgents } from "./integrations/openai-agents.js";
 export {
   type ConnectOptions,
   type Credential,
