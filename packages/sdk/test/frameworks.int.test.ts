@@ -1,3 +1,8 @@
+import { createOpenAI } from "@ai-sdk/openai";
+import { HumanMessage } from "@langchain/core/messages";
+import { Annotation, END, START, StateGraph } from "@langchain/langgraph";
+import { ChatOpenAI } from "@langchain/openai";
+import { Agent as MastraAgent } from "@mastra/core/agent";
 import * as agents from "@openai/agents";
 import type { DevBroker } from "@perishable/broker";
 import OpenAI from "openai";
@@ -54,5 +59,70 @@ describe("OpenAI Agents SDK (@openai/agents)", () => {
     expect(seen.some((r) => r.url.startsWith(`${broker}/proxy/openai/`))).toBe(true);
     for (const r of seen) if (r.auth.includes("prs_")) expect(new URL(r.url).origin, r.url).toBe(broker);
     expect(seen.filter((r) => new URL(r.url).hostname.endsWith("openai.com"))).toEqual([]);
+  });
+});
+
+describe("LangGraph JS (@langchain/langgraph)", () => {
+  it("keeps a long graph run going across token refreshes, every model call through the broker", async () => {
+    const session = await connect({
+      broker: dev.url,
+      credential: dev.issuerKey,
+      scopes: ["llm:complete"],
+      ttl: 2,
+    });
+    sessions.push(session);
+    const first = session.tokenId;
+    let refreshed = 0;
+    session.on("refreshed", () => {
+      refreshed += 1;
+    });
+    const model = new ChatOpenAI({ model: "gpt-4o-mini", configuration: session.openai(), maxRetries: 0 });
+    const State = Annotation.Root({
+      answers: Annotation<string[]>({ reducer: (a, b) => [...a, ...b], default: () => [] }),
+    });
+    const ask = async () => ({ answers: [String((await model.invoke([new HumanMessage("hi")])).content)] });
+    // A slow tool between the two model calls: longer than the first token lives.
+    const slow = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      return { answers: [] };
+    };
+    const graph = new StateGraph(State)
+      .addNode("plan", ask)
+      .addNode("tool", slow)
+      .addNode("answer", ask)
+      .addEdge(START, "plan")
+      .addEdge("plan", "tool")
+      .addEdge("tool", "answer")
+      .addEdge("answer", END)
+      .compile();
+    const out = await graph.invoke({ answers: [] });
+    expect(out.answers).toHaveLength(2);
+    expect(refreshed).toBeGreaterThan(0);
+    expect(session.tokenId).not.toBe(first);
+  });
+});
+
+describe("Mastra (@mastra/core)", () => {
+  it("runs a Mastra agent on a model through the broker", async () => {
+    const session = await connect({
+      broker: dev.url,
+      credential: dev.issuerKey,
+      scopes: ["llm:complete"],
+      agent: "mastra",
+    });
+    sessions.push(session);
+    const before = seen.length;
+    const agent = new MastraAgent({
+      id: "helper",
+      name: "helper",
+      instructions: "Answer briefly.",
+      model: createOpenAI(session.openai()).chat("gpt-4o-mini"),
+    });
+    const answer = await agent.generate("Say hello.");
+    expect(answer.text).toBe("Hello from the mock upstream.");
+    const calls = seen.slice(before);
+    expect(calls.some((r) => r.url.includes("/proxy/openai/v1/chat/completions"))).toBe(true);
+    for (const r of calls)
+      if (r.auth.includes("prs_")) expect(new URL(r.url).origin).toBe(new URL(dev.url).origin);
   });
 });
