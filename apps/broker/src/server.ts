@@ -11,6 +11,7 @@ import { DpopVerifier } from "./auth/dpop.js";
 import { OidcVerifier } from "./auth/oidc.js";
 import { KeyMatcher, TokenHasher } from "./auth/secrets.js";
 import { DEFAULTS } from "./config/defaults.js";
+import { LiveConfig, type ReloadResult } from "./config/reload.js";
 import { Secret } from "./config/secret.js";
 import type { BrokerConfig } from "./config/types.js";
 import { BrokerError } from "./errors.js";
@@ -52,6 +53,8 @@ export interface BrokerServer {
   readonly expiry: ExpiryWatcher;
   /** The upstreams' keys: `reload()` reads file-backed ones again (SIGHUP). */
   readonly keys: UpstreamKeys;
+  /** Serves a new file's scopes and prices from now on, if they fit (SIGHUP); see config/reload.ts. */
+  applyConfig(next: BrokerConfig): ReloadResult;
   /** Stops accepting, lets in-flight requests (streams included) finish, then closes what it opened. */
   close(): Promise<void>;
 }
@@ -98,14 +101,28 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
   });
   keys.start();
   const tracing = config.traces ? new Tracing(config.traces, config.upstreams) : undefined;
-  const ctx: TokenContext = { config, store, hasher, audit, metrics, now, dpop };
+  // Every use reads the config served now: SIGHUP may have replaced its scopes and prices.
+  const served = new LiveConfig(config);
+  const ctx: TokenContext = {
+    get config() {
+      return served.current;
+    },
+    store,
+    hasher,
+    audit,
+    metrics,
+    now,
+    dpop,
+  };
 
   await registerApi(app, {
     ctx,
     keys,
     tracing,
     admin: {
-      config,
+      get config() {
+        return served.current;
+      },
       store,
       audit,
       metrics,
@@ -114,7 +131,9 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     },
   });
   const proxyDeps: ProxyDeps = {
-    config,
+    get config() {
+      return served.current;
+    },
     store,
     hasher,
     audit,
@@ -149,6 +168,13 @@ export const buildServer = async (options: BuildServerOptions): Promise<BrokerSe
     metrics,
     expiry,
     keys,
+    applyConfig: (next) => {
+      const result = served.apply(next);
+      if (!result.applied)
+        app.log.error({ problems: result.problems }, "config not reloaded: the old one keeps serving");
+      else app.log.info({ needRestart: result.ignored }, "config reloaded: scopes and prices applied");
+      return result;
+    },
     close: async () => {
       closing = true;
       keys.stop();

@@ -1,9 +1,9 @@
-import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AuditPage, eventsOf } from "@perishable/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestBroker, type TestBroker, testConfigDocument } from "./support/broker.js";
+import { SECRETS, startTestBroker, type TestBroker, testConfigDocument } from "./support/broker.js";
 import { startProcessBroker } from "./support/process-broker.js";
 
 /**
@@ -96,5 +96,52 @@ describe("upstream key rotation", () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(node.process.exitCode).toBeNull();
     expect((await fetch(`${node.url}/readyz`)).status).toBe(200);
+  });
+
+  it("applies a new file's scopes on SIGHUP, and refuses a file that is invalid or does not fit", async () => {
+    const doc = testConfigDocument(t.mock.url);
+    await using node = await startProcessBroker(doc);
+    const issued = (await (
+      await fetch(`${node.url}/v1/tokens`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRETS.issuer}`, "content-type": "application/json" },
+        body: JSON.stringify({ scopes: ["llm:complete"] }),
+      })
+    ).json()) as { token: string };
+    const ask = (model: string) =>
+      fetch(`${node.url}/proxy/openai/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${issued.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+      }).then((r) => r.status);
+    const { listen } = JSON.parse(readFileSync(node.file, "utf8")) as { listen: unknown };
+    const rewrite = (change: (d: typeof doc) => void) => {
+      const next = structuredClone(doc);
+      change(next);
+      writeFileSync(node.file, JSON.stringify({ ...next, listen }));
+    };
+    const hup = async () => {
+      node.process.kill("SIGHUP");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    };
+    expect(await ask("gpt-4o-mini")).toBe(200);
+    rewrite((d) => {
+      d.scopes["llm:complete"]!.models = ["gpt-4.1-*"];
+    });
+    await hup();
+    expect(await ask("gpt-4o-mini")).toBe(403);
+    expect(await ask("gpt-4.1-mini")).toBe(200);
+    expect(node.output()).toContain("config reloaded");
+    // Invalid as a whole, or dropping a scope an issuer grants: nothing of it is taken.
+    writeFileSync(node.file, "scopes: [not, a, mapping");
+    await hup();
+    rewrite((d) => {
+      delete d.scopes["llm:embed"];
+      d.scopes["llm:complete"]!.models = ["gpt-4o-mini"];
+    });
+    await hup();
+    expect(await ask("gpt-4o-mini")).toBe(403);
+    expect(node.output().match(/config not reloaded/g)).toHaveLength(2);
+    expect(node.process.exitCode).toBeNull();
   });
 });

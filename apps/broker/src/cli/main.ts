@@ -46,8 +46,17 @@ export const buildCli = (env: NodeJS.ProcessEnv = process.env): Command => {
       const config = loadConfigFile(configPath(opts.config, env), { env });
       guardUnhandledRejections((line) => process.stderr.write(line));
       const broker = await startBroker(config);
-      // SIGHUP: read the upstream keys that come from files again (a rotation that a watch missed).
-      process.on("SIGHUP", () => broker.server.keys.reload());
+      // SIGHUP: read the upstream keys that come from files again (a rotation a watch missed), and
+      // the config file: its scopes and prices are applied if the whole file is valid and fits.
+      process.on("SIGHUP", () => {
+        broker.server.keys.reload();
+        try {
+          broker.server.applyConfig(loadConfigFile(configPath(opts.config, env), { env }));
+        } catch (error) {
+          const problems = error instanceof ConfigError ? error.message : String(error);
+          broker.server.app.log.error({ problems }, "config not reloaded: the old one keeps serving");
+        }
+      });
       await runUntilSignal(() => broker.close());
     });
 

@@ -76,7 +76,7 @@ export const createProxyHandler = (
 
 class ProxyHandler {
   readonly #deps: ProxyDeps;
-  readonly #planner: Planner;
+  #planner: Planner;
 
   constructor(deps: ProxyDeps) {
     this.#deps = deps;
@@ -124,6 +124,8 @@ class ProxyHandler {
     const jkt = await requestKey(this.#deps.dpop, this.#deps.config.publicUrl, req, presented).catch(refusal);
     if (jkt instanceof BrokerError)
       return this.#refuse(res, requestId, request, { error: jkt, subject: null, rule: null });
+    // A reloaded config (SIGHUP) gets its own planner on its first request.
+    if (this.#planner.config !== this.#deps.config) this.#planner = new Planner(this.#deps.config);
     const plan = await this.#planner.plan(req, target, method);
     const now = this.#deps.now();
     const lease = this.#deps.flights.lease(now);

@@ -54,6 +54,10 @@ export interface Plan {
 /** Candidate entries for every scope, computed once: the hot path only picks them. */
 export class Planner {
   readonly #config: BrokerConfig;
+  /** The config this planner was built for. */
+  get config(): BrokerConfig {
+    return this.#config;
+  }
   readonly #plain: ReadonlyMap<ScopeConfig, Candidate>;
 
   constructor(config: BrokerConfig) {

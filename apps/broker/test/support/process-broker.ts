@@ -10,6 +10,8 @@ import type { ConfigInput } from "../../src/config/schema.js";
 export interface ProcessBroker extends AsyncDisposable {
   readonly url: string;
   readonly process: ChildProcess;
+  /** The config file it was started with (tests rewrite it and send SIGHUP). */
+  readonly file: string;
   /** What it wrote to stderr and stdout. */
   readonly output: () => string;
 }
@@ -48,6 +50,7 @@ export const startProcessBroker = async (doc: ConfigInput): Promise<ProcessBroke
   }
   return {
     url,
+    file,
     process: child,
     output: () => output,
     [Symbol.asyncDispose]: async () => {
