@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { type RedisCluster, startRedisCluster, startRedisServer } from "@perishable/test-support";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -184,5 +185,51 @@ describe("the revocation guarantee under load: nothing revoked is let through on
         await closeAll(nodes);
       }
     });
+    it("three nodes, every way of revoking, while slots move from one master to another", async () => {
+      const nodes = await threeNodes({ redisCluster: cluster.urls });
+      const [from, to] = cluster.urls.map((u) => new URL(u).port);
+      const cli = (...args: string[]) =>
+        new Promise<string>((resolve, reject) =>
+          execFile("redis-cli", args, { timeout: 60_000 }, (error, out, err) =>
+            error ? reject(new Error(err)) : resolve(out),
+          ),
+        );
+      const id = async (port: string) => (await cli("-p", port, "cluster", "myid")).trim();
+      try {
+        const [fromId, toId] = [await id(from!), await id(to!)];
+        // Resharding under traffic and revocations: keys of live lineages move while they are used.
+        const reshard = () =>
+          cli(
+            "--cluster",
+            "reshard",
+            `127.0.0.1:${from}`,
+            "--cluster-from",
+            fromId,
+            "--cluster-to",
+            toId,
+            "--cluster-slots",
+            "2000",
+            "--cluster-yes",
+          ).then(() => undefined);
+        const slotsOf = async (nodeId: string) => {
+          const line = (await cli("-p", from!, "cluster", "nodes"))
+            .split("\n")
+            .find((l) => l.startsWith(nodeId))!;
+          return line
+            .split(" ")
+            .slice(8)
+            .reduce((n, range) => {
+              const [lo, hi] = range.split("-").map(Number);
+              return n + (hi === undefined ? 1 : hi - lo! + 1);
+            }, 0);
+        };
+        const before = await slotsOf(toId);
+        const result = await revokeUnderLoad(nodes, { victims: 15, fault: reshard });
+        expect(result.checked).toBeGreaterThan(0);
+        expect(await slotsOf(toId)).toBe(before + 2000);
+      } finally {
+        await closeAll(nodes);
+      }
+    }, 120_000);
   });
 });
