@@ -1,17 +1,9 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-
-const script = fileURLToPath(new URL("../mcp-triage/run.mjs", import.meta.url));
+import { runExample } from "./run-example.js";
 
 describe("examples/mcp-triage", () => {
   it("gives a triage sub-agent two tools on acme/api-* of an MCP server, and nothing else", async () => {
-    const child = spawn(process.execPath, [script], { env: { PATH: process.env.PATH ?? "" } });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d));
-    child.stderr.on("data", (d: Buffer) => (err += d));
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const { code, out, err } = await runExample("mcp-triage");
     expect(err).toBe("");
     expect(code).toBe(0);
     expect(out).toContain("triage   │ sees the tools get_issue, add_issue_comment (the server has three)");

@@ -1,17 +1,9 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-
-const script = fileURLToPath(new URL("../openai-agents/run.mjs", import.meta.url));
+import { runExample } from "./run-example.js";
 
 describe("examples/openai-agents", () => {
   it("runs an Agents SDK agent through the broker on a DPoP-bound session, the token going nowhere else", async () => {
-    const child = spawn(process.execPath, [script], { env: { PATH: process.env.PATH ?? "" } });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d));
-    child.stderr.on("data", (d: Buffer) => (err += d));
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const { code, out, err } = await runExample("openai-agents");
     expect(err).toBe("");
     expect(code).toBe(0);
     expect(out).toContain("(DPoP): the token alone opens nothing");

@@ -1,17 +1,9 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-
-const script = fileURLToPath(new URL("../planner/run.mjs", import.meta.url));
+import { runExample } from "./run-example.js";
 
 describe("examples/planner", () => {
   it("runs end to end against its own dev broker and shows lineage and audit trail", async () => {
-    const child = spawn(process.execPath, [script], { env: { PATH: process.env.PATH ?? "" } });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d));
-    child.stderr.on("data", (d: Buffer) => (err += d));
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const { code, out, err } = await runExample("planner");
     expect(err).toBe("");
     expect(code).toBe(0);
     expect(out).toContain("researcher │ asks for models:read too → delegation_denied");
