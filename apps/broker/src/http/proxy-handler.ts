@@ -110,7 +110,7 @@ class ProxyHandler {
     const target = parseTarget(req.url ?? "");
     const method = req.method ?? "GET";
     const trace = this.#deps.tracing?.context(req.headers);
-    const request = { target, method, start, ...(trace ? { trace } : {}) };
+    const request = { target, method, start, trace };
     const presented = presentedCredential(req.rawHeaders);
     const problem =
       credentialProblem(presented) ??
