@@ -61,7 +61,9 @@ const claude = (key: string) =>
 describe("perishable token helper (Claude Code's apiKeyHelper)", () => {
   it("prints only a token, keeps it, refreshes at half its life, and stops for good once revoked", async () => {
     const cache = join(mkdtempSync(join(tmpdir(), "perishable-helper-")), "token.json");
-    const first = await helper(cache, ["--ttl", "2"]);
+    // Six seconds, so that the runs before half its life are done by then even on a busy machine.
+    const first = await helper(cache, ["--ttl", "6"]);
+    const issued = Date.now();
     expect(first.code).toBe(0);
     expect(first.stderr).toBe("");
     expect(first.stdout).toMatch(/^prs_[A-Za-z0-9_-]+\n$/);
@@ -84,10 +86,10 @@ describe("perishable token helper (Claude Code's apiKeyHelper)", () => {
     expect(counted.input_tokens).toBeGreaterThan(0);
 
     // Within half its life: the same token, checked with the broker.
-    expect((await helper(cache, ["--ttl", "2"])).stdout.trim()).toBe(key);
+    expect((await helper(cache, ["--ttl", "6"])).stdout.trim()).toBe(key);
     // Past half: a refreshed one, the old still good until its own expiry.
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
-    const refreshed = (await helper(cache, ["--ttl", "2"])).stdout.trim();
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, issued + 3_100 - Date.now())));
+    const refreshed = (await helper(cache, ["--ttl", "6"])).stdout.trim();
     expect(refreshed).toMatch(/^prs_/);
     expect(refreshed).not.toBe(key);
 
@@ -105,7 +107,7 @@ describe("perishable token helper (Claude Code's apiKeyHelper)", () => {
     expect(refused).toBeInstanceOf(Anthropic.AuthenticationError);
     // Claude Code re-runs the helper after a 401: no token, now or on any later run.
     for (let i = 0; i < 2; i++) {
-      const again = await helper(cache, ["--ttl", "2"]);
+      const again = await helper(cache, ["--ttl", "6"]);
       expect(again.code).toBe(1);
       expect(again.stdout).toBe("");
       expect(again.stderr).toContain("revoked");
