@@ -127,6 +127,53 @@ describe("the revocation guarantee under load: nothing revoked is let through on
     }
   });
 
+  it("keeps maxUses exact across three nodes from leased uses: 200 requests at once, never past it", async () => {
+    await using redis = await startRedisServer();
+    const nodes = await threeNodes({ redisUrl: redis.url });
+    try {
+      const root = await nodes[0]!.issue({ scopes: ["models:read"], maxUses: 150 });
+      const child = (await (
+        await nodes[1]!.call("/v1/tokens", root.token, {
+          method: "POST",
+          body: JSON.stringify({ scopes: ["models:read"], maxUses: 90 }),
+        })
+      ).json()) as { token: string };
+      const upstream = () => nodes[0]!.mock.requests.filter((r) => r.url.startsWith("/v1/models/")).length;
+      const statuses = { root: [] as number[], child: [] as number[] };
+      const wave = async (size: number) => {
+        const calls = Array.from({ length: size }, async (_, i) => {
+          const whose = i % 2 ? "root" : "child";
+          const r = await nodes[i % 3]!.call(
+            `/proxy/openai/v1/models/used-${i}`,
+            whose === "root" ? root.token : child.token,
+          );
+          await r.arrayBuffer();
+          statuses[whose].push(r.status);
+        });
+        await Promise.all(calls);
+      };
+      const allowed = () => [...statuses.root, ...statuses.child].filter((s) => s === 200).length;
+      // A first wave warms every node (each learns the tokens and leases uses), then 200 at once.
+      await wave(30);
+      await wave(200);
+      expect(allowed()).toBeLessThanOrEqual(150);
+      expect(statuses.child.filter((s) => s === 200).length).toBeLessThanOrEqual(90);
+      // Uses a node held and did not spend go back after a second unused: then exactly the limit.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await wave(60);
+      expect(allowed()).toBe(150);
+      expect(statuses.child.filter((s) => s === 200).length).toBeLessThanOrEqual(90);
+      expect([...statuses.root, ...statuses.child].filter((s) => s !== 200 && s !== 403)).toEqual([]);
+      expect(upstream()).toBe(150);
+      const view = (await (await nodes[2]!.call("/v1/tokens/self", root.token)).json()) as {
+        usesLeft: number;
+      };
+      expect(view.usesLeft).toBe(0);
+    } finally {
+      await closeAll(nodes);
+    }
+  });
+
   it("answers a revocation at most a lease after a node was SIGKILLed, and the survivors refuse", async () => {
     await using redis = await startRedisServer();
     await using a = await startTestBroker({ redisUrl: redis.url });

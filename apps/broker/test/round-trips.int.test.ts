@@ -86,6 +86,43 @@ describe("the node-local hot path", () => {
     expect(sent.filter((c) => !script(c) && c !== "xadd")).toEqual([]);
   });
 
+  it("spends maxUses from slices leased from Redis, exactly, and counts the last uses one by one", async () => {
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({ redisUrl: server.url });
+    const root = await t.issue({ scopes: ["models:read"], maxUses: 300 });
+    const child = (await (
+      await t.call("/v1/tokens", root.token, {
+        method: "POST",
+        body: JSON.stringify({ scopes: ["models:read"], maxUses: 200 }),
+      })
+    ).json()) as { token: string };
+    await t.call("/proxy/openai/v1/models", child.token); // the script, which brings the chain's facts
+    await t.broker.server.audit.flush();
+    const upstream = () => t.mock.requests.filter((r) => r.url === "/v1/models").length;
+    const before = upstream();
+    const statuses: number[] = [];
+    const sent = await commandsDuring(server.url, async () => {
+      for (let i = 0; i < 180; i++) {
+        const response = await t.call("/proxy/openai/v1/models", child.token);
+        statuses.push(response.status);
+        await response.arrayBuffer();
+      }
+      await t.broker.server.audit.flush();
+    });
+    const script = (c: string) => c === "evalsha" || c === "eval";
+    // Leases of 1, 2, 4, … uses (at most a sixteenth of what is left) for most of the 180.
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(sent.filter(script).length).toBeLessThan(60);
+    expect(sent.filter((c) => !script(c) && c !== "xadd")).toEqual([]);
+    // To the child's last use and not one more; the uses not spent go back to the parent too.
+    for (let i = 0; i < 40; i++) statuses.push((await t.call("/proxy/openai/v1/models", child.token)).status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(199);
+    expect(statuses.slice(199).every((s) => s === 403)).toBe(true);
+    expect(upstream() - before).toBe(199);
+    const self = (await (await t.call("/v1/tokens/self", root.token)).json()) as { usesLeft: number };
+    expect(self.usesLeft).toBe(100);
+  });
+
   it("runs the script for every request with store.node_local: false", async () => {
     await using server = await startRedisServer();
     await using t = await startTestBroker({
@@ -106,11 +143,12 @@ describe("the node-local hot path", () => {
 });
 
 describe("the hot path", () => {
-  it("authorises each proxied request with exactly one Redis command, a child's too", async () => {
+  it("authorises each request of a tight maxUses with exactly one Redis command, a child's too", async () => {
     // A private server, so no other test's traffic is counted.
     await using server = await startRedisServer();
     await using t = await startTestBroker({ redisUrl: server.url });
-    const root = await t.issue({ scopes: ["models:read", "llm:embed"], maxUses: 1000 });
+    // Fewer than sixteen uses left: never leased, every use counted by the script.
+    const root = await t.issue({ scopes: ["models:read", "llm:embed"], maxUses: 15 });
     const child = (await (
       await t.call("/v1/tokens", root.token, {
         method: "POST",
@@ -130,7 +168,7 @@ describe("the hot path", () => {
       const seen = seenCommand(args, source);
       if (!seen.background) sent.push(seen.command);
     });
-    const requests = 20;
+    const requests = 14;
     for (let i = 0; i < requests; i++) {
       const token = i % 2 ? root.token : child.token;
       const path = i % 4 < 2 ? "/proxy/openai/v1/models" : "/proxy/openai/v1/embeddings";

@@ -2,7 +2,7 @@ import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } fr
 import { DEFAULTS } from "../../config/defaults.js";
 import { StoreUnavailableError } from "../types.js";
 import { SETTLE } from "./flight-scripts.js";
-import { RATE_LEASE, RATE_RETURN } from "./lease-scripts.js";
+import { RATE_LEASE, RATE_RETURN, USES_LEASE, USES_RETURN } from "./lease-scripts.js";
 import { BEAT, MEMBERS, SHOUT } from "./node-scripts.js";
 import { PURGE, REVOKE_GRANT, REVOKE_TOKEN } from "./revoke-scripts.js";
 import { AUDIT_APPEND, AUTHORIZE, CREATE, FACTS, INSPECT, REFRESH } from "./scripts.js";
@@ -30,6 +30,8 @@ export interface ScriptCommands {
   prsShout(key: string, ...args: (string | number)[]): Promise<number>;
   prsRateLease(key: string, ...args: (string | number)[]): Promise<[number, number]>;
   prsRateReturn(key: string, ...args: (string | number)[]): Promise<number>;
+  prsUsesLease(key: string, ...args: (string | number)[]): Promise<number>;
+  prsUsesReturn(key: string, ...args: (string | number)[]): Promise<number>;
 }
 
 export type Client = Redis | Cluster;
@@ -110,6 +112,8 @@ export const openClients = (
     prsShout: [1, SHOUT],
     prsRateLease: [1, RATE_LEASE],
     prsRateReturn: [1, RATE_RETURN],
+    prsUsesLease: [1, USES_LEASE],
+    prsUsesReturn: [1, USES_RETURN],
   } as const;
   for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
     redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });

@@ -7,9 +7,9 @@ import { call, type ScriptedRedis } from "./client.js";
 import { decodeDenial, decodeLeft, subjectOf } from "./codec.js";
 import { LocalAuthority, type LocalEntry } from "./local-authority.js";
 import type { NodeBus } from "./node-bus.js";
-import { RateSlices } from "./rate-slices.js";
 import type { RuleCache } from "./rule-cache.js";
 import { AUTHORIZED, field } from "./schema.js";
+import { Slices } from "./slices.js";
 
 /**
  * The proxied request's authorisation on Redis: from node-local state when the node can answer
@@ -29,7 +29,7 @@ export class HotPath {
     this.#keys = keys;
     this.#rules = rules;
     this.#bus = bus;
-    this.local = nodeLocal ? new LocalAuthority(this.#rateSlices()) : undefined;
+    this.local = nodeLocal ? new LocalAuthority(this.#slices()) : undefined;
   }
 
   async authorize(
@@ -85,31 +85,44 @@ export class HotPath {
     };
   }
 
-  /** Rate-limit slices leased from the tree's counters (lease-scripts.ts), on the grant's slot. */
-  #rateSlices(): RateSlices {
+  /** Slices of rate limits and maxUses leased from the tree's counters (lease-scripts.ts), on the grant's slot. */
+  #slices(): Slices {
     const grantKey = (levels: readonly string[]) => {
       const tree = grantTree(levels[0]!)!;
       return { key: this.#keys.grant(tree, levels[0]!), base: this.#keys.base(tree) };
     };
-    return new RateSlices(
-      async (levels, scope, window, limit, want, now) => {
-        const { key, base } = grantKey(levels);
-        const [taken, cur] = await call(() =>
-          this.#redis.prsRateLease(key, base, now, scope, window, limit, want, ...levels),
-        );
-        return [Number(taken), Number(cur)] as const;
+    return new Slices({
+      rate: {
+        lease: async (levels, scope, window, limit, want, now) => {
+          const { key, base } = grantKey(levels);
+          const [taken, cur] = await call(() =>
+            this.#redis.prsRateLease(key, base, now, scope, window, limit, want, ...levels),
+          );
+          return [Number(taken), Number(cur)] as const;
+        },
+        giveBack: (levels, scope, cur, units) => {
+          const { key, base } = grantKey(levels);
+          void this.#redis.prsRateReturn(key, base, scope, cur, units, ...levels).catch(() => {});
+        },
       },
-      (levels, scope, cur, units) => {
-        const { key, base } = grantKey(levels);
-        void this.#redis.prsRateReturn(key, base, scope, cur, units, ...levels).catch(() => {});
+      uses: {
+        lease: async (levels, want) => {
+          const { key, base } = grantKey(levels);
+          return Number(await call(() => this.#redis.prsUsesLease(key, base, want, ...levels)));
+        },
+        giveBack: (levels, units) => {
+          const { key, base } = grantKey(levels);
+          void this.#redis.prsUsesReturn(key, base, units, ...levels).catch(() => {});
+        },
       },
-    );
+    });
   }
 }
 
 /**
  * What an allowed call's reply says a node may keep to serve the token itself, or undefined when
- * its chain counts something in Redis (maxUses, a budget, maxConcurrent).
+ * its chain counts spend in Redis (a budget, maxConcurrent). A chain with a maxUses is kept with
+ * `uses` set: its uses are spent from leased slices.
  */
 const localEntry = (
   reply: readonly string[],
@@ -118,7 +131,7 @@ const localEntry = (
   facts: { readonly expiresAt: number; readonly subjects: readonly RuleSubject[] },
 ): LocalEntry | undefined => {
   const [counted, ancestors = ""] = field(AUTHORIZED, reply, "chain").split(";");
-  if (counted !== "0" || !subject.grantId || !subject.tokenId || facts.subjects.length === 0)
+  if (counted === "1" || !subject.grantId || !subject.tokenId || facts.subjects.length === 0)
     return undefined;
   return {
     subject,
@@ -128,6 +141,7 @@ const localEntry = (
     expiresAt: facts.expiresAt,
     notAfter,
     subjects: facts.subjects,
+    uses: counted === "u",
   };
 };
 

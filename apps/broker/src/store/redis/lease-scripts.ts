@@ -1,6 +1,13 @@
 import { LUA_SCHEMA } from "./schema.js";
 
 /**
+ * Uses are leased only while every maxUses level has at least this many left (a slice is at most
+ * a sixteenth of what is left): the last of a grant's uses are counted by AUTHORIZE one by one,
+ * so they are never held by one node while another is refused.
+ */
+export const USES_SLICED_FROM = 16;
+
+/**
  * Leased slices of a rate limit (local-authority.ts). KEYS[1] the grant's key (the tree's slot);
  * ARGV: base, now, scope, window (ms), limit, units wanted, then the levels' grant ids (the grant
  * and every ancestor). Takes as many units as fit under the sliding estimate on every level, at
@@ -45,6 +52,48 @@ for i = 5, #ARGV do
   local k = base .. K.rate .. ARGV[i] .. ':' .. scope .. ':' .. cur
   local v = tonumber(redis.call('GET', k))
   if v then redis.call('SET', k, math.max(0, v - units), 'KEEPTTL') end
+end
+return 1
+`;
+
+/**
+ * Leased slices of maxUses (slices.ts). KEYS[1] the grant's key (the tree's slot); ARGV: base,
+ * units wanted, then the levels' grant ids (the grant and every ancestor). On every level that
+ * has a maxUses, takes as many uses as fit, at most the wanted and a sixteenth of what is left
+ * there, and adds them to its `used` — as that many requests counted now would. Nothing is leased
+ * while any level has fewer than USES_SLICED_FROM uses left. A level that is gone (purged,
+ * expired) is not brought back. → units taken (0: none).
+ */
+export const USES_LEASE = `${LUA_SCHEMA}
+local base, give = ARGV[1], tonumber(ARGV[2])
+local counted = {}
+for i = 3, #ARGV do
+  local k = base .. K.grant .. ARGV[i]
+  local v = redis.call('HMGET', k, F.maxUses, F.used)
+  local mu = tonumber(v[1])
+  if mu then
+    local room = mu - (tonumber(v[2]) or 0)
+    local share = math.floor(room / 16)
+    if room < ${USES_SLICED_FROM} then share = 0 end
+    if share < give then give = share end
+    counted[#counted + 1] = k
+  end
+end
+if give <= 0 or #counted == 0 then return 0 end
+for _, k in ipairs(counted) do redis.call('HINCRBY', k, F.used, give) end
+return give
+`;
+
+/**
+ * Gives back uses of a slice that were not spent. KEYS[1] the grant's key; ARGV: base, units,
+ * then the levels' grant ids. Only levels that still exist and have a maxUses; never below zero.
+ */
+export const USES_RETURN = `${LUA_SCHEMA}
+local base, units = ARGV[1], tonumber(ARGV[2])
+for i = 3, #ARGV do
+  local k = base .. K.grant .. ARGV[i]
+  local v = redis.call('HMGET', k, F.maxUses, F.used)
+  if v[1] and v[2] then redis.call('HSET', k, F.used, math.max(0, tonumber(v[2]) - units)) end
 end
 return 1
 `;

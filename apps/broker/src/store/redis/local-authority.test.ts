@@ -18,6 +18,7 @@ const entry = (over: Partial<LocalEntry> = {}): LocalEntry => ({
   expiresAt: now + 60_000,
   notAfter: now + 120_000,
   subjects: [{ agent: "a", scopes: ["models:read"], rootId: "g0", createdAt: now - 5 }],
+  uses: false,
   ...over,
 });
 const candidate = (scope: string, over: Partial<Candidate> = {}): Candidate => ({

@@ -1,6 +1,6 @@
 import type { RuleSubject } from "../../policy/revocation.js";
 import type { AuthorizeResult, Candidate, Cut, Subject } from "../types.js";
-import type { RateSlices } from "./rate-slices.js";
+import type { Slices } from "./slices.js";
 
 /** Tokens a node serves itself at most (the oldest is forgotten first: it goes to Redis again). */
 const ENTRIES = 100_000;
@@ -16,15 +16,17 @@ export interface LocalEntry {
   readonly notAfter: number;
   /** The chain's rule facts (agent, scopes, root, createdAt per grant). */
   readonly subjects: readonly RuleSubject[];
+  /** The chain has a maxUses: each request spends a use from a leased slice. */
+  readonly uses: boolean;
 }
 
 /**
- * The node-local hot path: tokens whose chain counts nothing in Redis (no maxUses, budget or
+ * The node-local hot path: tokens whose chain counts no spend in Redis (no budget or
  * maxConcurrent anywhere in it) are authorised from what the first script call told about them,
  * without a round trip, while two things hold — the node is fresh on the node bus (it hears
- * every revocation before the revoking call answers) and no live rule selects the chain. A rate
- * limit on the request's scope is spent from a slice leased from Redis (`rate-slices.ts`).
- * Anything else goes to the script, as before.
+ * every revocation before the revoking call answers) and no live rule selects the chain. A
+ * maxUses in the chain, and a rate limit on the request's scope, are spent from slices leased
+ * from Redis (`slices.ts`). Anything else goes to the script, as before.
  *
  * Revocations reach it as cuts (every grant and token a revocation ended) before the revoking call
  * answers; a cut, or a lapse, also bumps `epoch`, so that a script answer that was in flight
@@ -35,10 +37,10 @@ export class LocalAuthority {
   readonly #byGrant = new Map<string, Set<string>>();
   readonly #byToken = new Map<string, string>();
   #epoch = 0;
-  readonly #slices: RateSlices | undefined;
+  readonly #slices: Slices | undefined;
 
-  /** Without `slices`, a rate-limited scope always goes to the script. */
-  constructor(slices?: RateSlices) {
+  /** Without `slices`, a rate-limited scope and a chain with a maxUses always go to the script. */
+  constructor(slices?: Slices) {
     this.#slices = slices;
   }
 
@@ -97,12 +99,39 @@ export class LocalAuthority {
       flight: null,
       notAfter: entry.notAfter,
     };
-    if (chosen.limit === 0) return allowed;
-    if (!this.#slices) return undefined;
+    if (chosen.limit === 0 && !entry.uses) return allowed;
+    const slices = this.#slices;
+    if (!slices) return undefined;
+    return this.#spend(slices, hash, entry, chosen, now, fresh).then((spent) =>
+      spent ? allowed : undefined,
+    );
+  }
+
+  /** Spends a use and a unit of the rate limit from slices; false: ask the script (nothing is kept spent). */
+  async #spend(
+    slices: Slices,
+    hash: string,
+    entry: LocalEntry,
+    chosen: Candidate,
+    now: number,
+    fresh: () => boolean,
+  ): Promise<boolean> {
     const epoch = this.#epoch;
-    return this.#slices
-      .take(entry.grants, chosen.scope, chosen.windowMs, chosen.limit, now)
-      .then((spent) => (spent && this.#epoch === epoch && fresh() ? allowed : undefined));
+    if (entry.uses && !(await slices.use(entry.grants, now))) {
+      // Too few uses left to lease: from now on the script counts this token's uses one by one.
+      if (this.#byHash.get(hash) === entry) {
+        this.#forget(hash);
+        this.markCounted(hash);
+      }
+      return false;
+    }
+    const rated =
+      chosen.limit === 0 ||
+      (await slices.rate(entry.grants, chosen.scope, chosen.windowMs, chosen.limit, now));
+    if (rated && this.#epoch === epoch && fresh()) return true;
+    // The script will count this request: the use is put back (a revoked lineage's slice is gone already).
+    if (entry.uses) slices.unuse(entry.grants);
+    return false;
   }
 
   /** Keeps what a script answer told about a token (only when `epoch` has not moved since it was sent). */

@@ -162,7 +162,7 @@ export const DENIAL = [
 ] as const;
 
 /** AUTHORIZE's answer when it allows (then, when asked, the chain's rule facts). */
-/** With facts asked for: `expiresAt`, `chain` ("1;" when the chain counts uses or spend here, then the ancestors' ids), then facts. */
+/** With facts asked for: `expiresAt`, `chain` ("1;" when the chain counts spend here, "u;" only uses, "0;" nothing; then the ancestors' ids), then facts. */
 export const AUTHORIZED = [
   "ok",
   ...SUBJECT,

@@ -1,4 +1,5 @@
 import { RESERVE_FN } from "./flight-scripts.js";
+import { USES_SLICED_FROM } from "./lease-scripts.js";
 import { LUA_SCHEMA } from "./schema.js";
 
 /**
@@ -176,15 +177,20 @@ if tracked then flight = take(levels, ru, rt, ARGV[after + 1], tonumber(ARGV[aft
 local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], g[GR.onBehalfOf] or '', scope, flight, left, g[GR.notAfter]}
 if ARGV[after] == '1' then
   out[#out + 1] = t[TR.expiresAt]
-  -- What a node needs to serve this token itself: whether anything in the chain is counted here
-  -- (maxUses, a budget or maxConcurrent), the grant's scopes, and the ancestors' ids.
-  local counted = (mu ~= nil) or tracked
+  -- What a node needs to serve this token itself: whether the chain counts spend here ('1': a
+  -- budget or maxConcurrent), only uses ('u': a maxUses, leased in slices) or nothing ('0'), the
+  -- grant's scopes, and the ancestors' ids.
+  -- A chain with fewer than ${USES_SLICED_FROM} uses left on some level is counted here use by use.
+  local room = nil
+  if mu then room = mu - (tonumber(g[GR.used]) or 0) - 1 end
   local ids = {}
   for _, a in ipairs(ancestors) do
-    if a.mu then counted = true end
+    if a.mu and (not room or a.mu - a.used - 1 < room) then room = a.mu - a.used - 1 end
     ids[#ids + 1] = a.id
   end
-  out[#out + 1] = (counted and '1' or '0') .. ';' .. table.concat(ids, ',')
+  local counted = '0'
+  if tracked or (room and room < ${USES_SLICED_FROM}) then counted = '1' elseif room then counted = 'u' end
+  out[#out + 1] = counted .. ';' .. table.concat(ids, ',')
   out[#out + 1] = g[GR.agent] out[#out + 1] = g[GR.scopes] out[#out + 1] = g[GR.createdAt] or '0'
   for _, a in ipairs(ancestors) do
     out[#out + 1] = a.agent or '' out[#out + 1] = a.scopes or '' out[#out + 1] = a.ca or '0'

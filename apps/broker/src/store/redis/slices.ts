@@ -1,16 +1,19 @@
-/** A slice a node holds of one lineage's rate limit on one scope, for one fixed window. */
+/** A slice a node holds of one lineage's limit: units it may spend without asking Redis. */
 interface Slice {
   readonly levels: readonly string[];
-  readonly scope: string;
-  readonly window: number;
+  /** The rate window's index the units belong to (0 for maxUses, which has no window). */
   cur: number;
   left: number;
   /** Units asked for next time: doubles while slices run out, halves when one is given back. */
   want: number;
   lastUsed: number;
+  /** Until when an empty lease is believed (nothing fitted): requests go to the script without asking again. */
+  dryUntil: number;
+  /** Gives `units` of this slice back to Redis (best effort). */
+  readonly release: (cur: number, units: number) => void;
 }
 
-/** Reserves units on every level in Redis → [units taken, window index]. */
+/** Reserves units of a rate limit on every level in Redis → [units taken, window index]. */
 export type LeaseFn = (
   levels: readonly string[],
   scope: string,
@@ -21,52 +24,91 @@ export type LeaseFn = (
 ) => Promise<readonly [number, number]>;
 /** Gives unspent units back to a window's counters (best effort). */
 export type ReturnFn = (levels: readonly string[], scope: string, cur: number, units: number) => void;
+/** Reserves uses on every level with a maxUses in Redis → units taken (0: none may be leased). */
+export type UseLeaseFn = (levels: readonly string[], want: number) => Promise<number>;
+/** Gives unspent uses back (best effort). */
+export type UseReturnFn = (levels: readonly string[], units: number) => void;
+
+export interface SliceLeases {
+  readonly rate: { readonly lease: LeaseFn; readonly giveBack: ReturnFn };
+  /** Without it, a chain with a maxUses always goes to the script. */
+  readonly uses?: { readonly lease: UseLeaseFn; readonly giveBack: UseReturnFn };
+}
 
 /** A slice unused this long is given back, so that other nodes can spend it. */
 const IDLE_MS = 1_000;
+/** How long a lease that got nothing is believed, unless the rate window turns first. */
+const DRY_MS = 1_000;
+/** The most uses asked for at once (the lease script also caps a slice at a sixteenth of the room left). */
+const MAX_USES_WANT = 256;
 
 /**
- * Leased slices of rate limits: a node takes units from Redis's counters in one script call
- * (as many as fit under the limit on the grant and every ancestor), spends them itself, and
- * gives back what it did not spend when the window turns, after a second unused, or when the
- * lineage is revoked. Redis's counters hold every unit any node may spend, so the cluster total
- * never passes the limit; what it costs is undershoot (units one node holds while another is
- * refused), kept small by sizing each slice by the node's own rate (doubling from 1) and capping
- * it at a sixteenth of the limit.
+ * Leased slices of a lineage's limits: a node takes units from Redis in one script call (as
+ * many as fit under the limit on the grant and every ancestor), spends them itself, and gives
+ * back what it did not spend when a rate window turns, after a second unused, or when the lineage
+ * is revoked. Redis's counters hold every unit any node may spend, so the cluster total never
+ * passes the limit; what it costs is undershoot (units one node holds while another is refused),
+ * kept small by sizing each slice by the node's own rate (doubling from 1) and capping it at a
+ * sixteenth of the limit and of what is left.
+ *
+ * Rate limits lease units of the current fixed window's counters (`lease-scripts.ts` RATE_LEASE);
+ * maxUses leases uses, added to `used` on every level that has one (USES_LEASE), never the last
+ * sixteen: those go to the script one by one. docs/consistency.md, "Leased slices".
  */
-export class RateSlices {
+export class Slices {
   readonly #slices = new Map<string, Slice>();
   readonly #pending = new Map<string, Promise<void>>();
-  readonly #lease: LeaseFn;
-  readonly #giveBack: ReturnFn;
+  readonly #leases: SliceLeases;
   #sweeper: NodeJS.Timeout | undefined;
 
-  constructor(lease: LeaseFn, giveBack: ReturnFn) {
-    this.#lease = lease;
-    this.#giveBack = giveBack;
+  constructor(leases: SliceLeases) {
+    this.#leases = leases;
   }
 
-  /** Spends one unit of the lineage's limit, leasing a slice when needed. → false: none fit (ask the script). */
-  async take(
+  /** Whether uses can be leased at all (else a chain with a maxUses goes to the script). */
+  get leasesUses(): boolean {
+    return this.#leases.uses !== undefined;
+  }
+
+  /** Spends one unit of the lineage's rate limit, leasing a slice when needed. → false: none fit (ask the script). */
+  rate(
     levels: readonly string[],
     scope: string,
     window: number,
     limit: number,
     now: number,
   ): Promise<boolean> {
-    const key = `${levels.join(",")}|${scope}|${window}|${limit}`;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      if (this.#spend(key, Math.floor(now / window), now)) return true;
-      let pending = this.#pending.get(key);
-      if (!pending) {
-        pending = this.#renew(key, levels, scope, window, limit, now).finally(() =>
-          this.#pending.delete(key),
-        );
-        this.#pending.set(key, pending);
-      }
-      await pending;
-    }
-    return this.#spend(key, Math.floor(now / window), now);
+    const { lease, giveBack } = this.#leases.rate;
+    return this.#take(
+      `${levels.join(",")}|${scope}|${window}|${limit}`,
+      levels,
+      Math.floor(now / window),
+      now,
+      Math.floor(limit / 16),
+      (want) => lease(levels, scope, window, limit, want, now),
+      (cur, units) => giveBack(levels, scope, cur, units),
+    );
+  }
+
+  /** Spends one use of every maxUses in the chain, leasing a slice when needed. → false: ask the script. */
+  use(levels: readonly string[], now: number): Promise<boolean> {
+    const uses = this.#leases.uses;
+    if (!uses) return Promise.resolve(false);
+    return this.#take(
+      `${levels.join(",")}|uses`,
+      levels,
+      0,
+      now,
+      MAX_USES_WANT,
+      async (want) => [await uses.lease(levels, want), 0] as const,
+      (_cur, units) => uses.giveBack(levels, units),
+    );
+  }
+
+  /** Puts back one unit spent from the lineage's use slice (the request was refused after all). */
+  unuse(levels: readonly string[]): void {
+    const slice = this.#slices.get(`${levels.join(",")}|uses`);
+    if (slice) slice.left += 1;
   }
 
   /** Gives back and forgets the slices of lineages that hold any of these grants. */
@@ -92,6 +134,31 @@ export class RateSlices {
     this.clear();
   }
 
+  async #take(
+    key: string,
+    levels: readonly string[],
+    cur: number,
+    now: number,
+    cap: number,
+    lease: (want: number) => Promise<readonly [number, number]>,
+    release: Slice["release"],
+  ): Promise<boolean> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.#spend(key, cur, now)) return true;
+      const slice = this.#slices.get(key);
+      if (slice && slice.cur === cur && slice.dryUntil > now) return false;
+      let pending = this.#pending.get(key);
+      if (!pending) {
+        pending = this.#renew(key, levels, cur, now, cap, lease, release).finally(() =>
+          this.#pending.delete(key),
+        );
+        this.#pending.set(key, pending);
+      }
+      await pending;
+    }
+    return this.#spend(key, cur, now);
+  }
+
   #spend(key: string, cur: number, now: number): boolean {
     const slice = this.#slices.get(key);
     if (!slice || slice.cur !== cur || slice.left <= 0) return false;
@@ -103,13 +170,13 @@ export class RateSlices {
   async #renew(
     key: string,
     levels: readonly string[],
-    scope: string,
-    window: number,
-    limit: number,
+    cur: number,
     now: number,
+    cap: number,
+    lease: (want: number) => Promise<readonly [number, number]>,
+    release: Slice["release"],
   ): Promise<void> {
     const old = this.#slices.get(key);
-    const cur = Math.floor(now / window);
     let want = old?.want ?? 1;
     if (old && old.cur === cur && old.left <= 0)
       want *= 2; // ran out within its window: ask for more
@@ -117,14 +184,15 @@ export class RateSlices {
       this.#release(old); // its window turned: what it did not spend goes back
       want = Math.max(1, Math.floor(want / 2));
     }
-    want = Math.max(1, Math.min(want, Math.floor(limit / 16)));
-    const [taken, at] = await this.#lease(levels, scope, window, limit, want, now);
-    this.#slices.set(key, { levels, scope, window, cur: at, left: taken, want, lastUsed: now });
+    want = Math.max(1, Math.min(want, cap));
+    const [taken, at] = await lease(want);
+    const dryUntil = taken > 0 ? 0 : now + DRY_MS;
+    this.#slices.set(key, { levels, cur: at, left: taken, want, lastUsed: now, dryUntil, release });
     this.#sweep();
   }
 
   #release(slice: Slice): void {
-    if (slice.left > 0) this.#giveBack(slice.levels, slice.scope, slice.cur, slice.left);
+    if (slice.left > 0) slice.release(slice.cur, slice.left);
     slice.left = 0;
   }
 
