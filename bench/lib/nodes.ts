@@ -6,8 +6,8 @@ export const ADMIN = "bench-admin-key-0123456789abcdefghijklm";
 
 export interface Nodes extends AsyncDisposable {
   readonly nodes: readonly RunningBroker[];
-  /** A root grant on `models:read` through the first node. */
-  issue(ttl: number): Promise<{ token: string; grantId: string }>;
+  /** A root grant on `models:read` through the first node (`extra`: more of the request, e.g. maxUses). */
+  issue(ttl: number, extra?: Record<string, unknown>): Promise<{ token: string; grantId: string }>;
 }
 
 /**
@@ -33,12 +33,12 @@ export const startNodes = async (prefix: string, scope: Record<string, unknown> 
     nodes.push(await startBroker(validateConfig(doc, { source: "bench", env: {} })));
   return {
     nodes,
-    issue: async (ttl) =>
+    issue: async (ttl, extra = {}) =>
       (await (
         await fetch(`${nodes[0]!.url}/v1/tokens`, {
           method: "POST",
           headers: { authorization: `Bearer ${ISSUER}`, "content-type": "application/json" },
-          body: JSON.stringify({ scopes: ["models:read"], ttl }),
+          body: JSON.stringify({ scopes: ["models:read"], ttl, ...extra }),
         })
       ).json()) as { token: string; grantId: string },
     [Symbol.asyncDispose]: async () => {
