@@ -36,7 +36,13 @@ export const revokeUnderLoad = async (
   const victims: Victim[] = [];
   for (let i = 0; i < (options.victims ?? 24); i++) {
     const agent = `load-${i}-${Math.random().toString(36).slice(2, 8)}`;
-    const issued = await a.issue({ scopes: ["models:read"], agent, ttl: 300 });
+    // Every fourth lineage counts its uses: served from leased use slices, which a revocation drops.
+    const issued = await a.issue({
+      scopes: ["models:read"],
+      agent,
+      ttl: 300,
+      ...(i % 4 === 1 ? { maxUses: 1_000_000 } : {}),
+    });
     const below: TokenResponse[] = [];
     if (i % 3 === 0) {
       const child = await a.call("/v1/tokens", issued.token, {
