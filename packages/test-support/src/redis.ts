@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -130,17 +130,10 @@ export interface RedisServerOptions {
 }
 
 /** The command line of a private server: nothing on disk unless durable, pinned when asked. */
-const serverCommand = (port: number, options: RedisServerOptions): [string, string[]] => {
-  const durable = options.durable
-    ? [
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--dir",
-        mkdtempSync(join(tmpdir(), "perishable-aof-")),
-      ]
-    : [];
+const serverCommand = (port: number, options: RedisServerOptions, dir: string): [string, string[]] => {
+  // The directory is the server's own: an append-only file when durable, and the RDB file a
+  // replica's full sync writes (never into the cwd).
+  const durable = options.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : [];
   const args = [
     "--port",
     String(port),
@@ -150,6 +143,8 @@ const serverCommand = (port: number, options: RedisServerOptions): [string, stri
     "",
     "--appendonly",
     "no",
+    "--dir",
+    dir,
     ...durable,
     ...(options.args ?? []),
   ];
@@ -165,7 +160,8 @@ const serverCommand = (port: number, options: RedisServerOptions): [string, stri
 export const startRedisServer = async (options: RedisServerOptions = {}): Promise<RedisServer> => {
   const port = options.port ?? (await freePort());
   // Once: a durable server keeps its directory across stop/start.
-  const [command, args] = serverCommand(port, options);
+  const dir = mkdtempSync(join(tmpdir(), "perishable-redis-"));
+  const [command, args] = serverCommand(port, options, dir);
   let child: ChildProcess | undefined;
   const start = async () => {
     if (child) return;
@@ -208,6 +204,7 @@ export const startRedisServer = async (options: RedisServerOptions = {}): Promis
     [Symbol.asyncDispose]: async () => {
       child?.kill("SIGCONT");
       await stop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 };
