@@ -1,5 +1,10 @@
 import { execFile } from "node:child_process";
-import { type RedisCluster, startRedisCluster, startRedisServer } from "@perishable/test-support";
+import {
+  type RedisCluster,
+  startRedisCluster,
+  startRedisSentinel,
+  startRedisServer,
+} from "@perishable/test-support";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestBroker, type TestBroker } from "./support/broker.js";
@@ -81,6 +86,62 @@ describe("the revocation guarantee under load: nothing revoked is let through on
       await closeAll(nodes);
     }
   });
+
+  it("behind Sentinel, while the master fails over to its replica", async () => {
+    await using first = await startRedisServer();
+    // Two replicas: after the failover one is left to confirm revocations while the old master
+    // rejoins as a replica (it needs a full sync first).
+    await using second = await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(first.port)] });
+    await using third = await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(first.port)] });
+    await using sentinel = await startRedisSentinel(first.port);
+    const watch = new Redis(sentinel.url);
+    const replicas = [second, third].map((s) => new Redis(s.url));
+    const master = async () =>
+      ((await watch.call("SENTINEL", "get-master-addr-by-name", sentinel.masterName)) as string[])[1]!;
+    // A failover promotes the replica: it must hold the master's data first (a full sync at start).
+    for (const replica of replicas)
+      await expect
+        .poll(async () => /master_link_status:up/.test(await replica.info("replication")), {
+          timeout: 15_000,
+        })
+        .toBe(true);
+    await expect
+      .poll(
+        async () => ((await watch.call("SENTINEL", "replicas", sentinel.masterName)) as unknown[]).length,
+        {
+          timeout: 15_000,
+        },
+      )
+      .toBe(2);
+    // A revocation is on both replicas before its call answers, so whichever is promoted holds it.
+    const nodes = await threeNodes({
+      configure: (doc) => {
+        doc.store = {
+          sentinel: { nodes: [sentinel.url], name: sentinel.masterName },
+          prefix: "failover",
+          wait_replicas: 2,
+        };
+      },
+    });
+    const moved: string[] = [];
+    try {
+      const run = await revokeUnderLoad(nodes, {
+        fault: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          await watch.call("SENTINEL", "FAILOVER", sentinel.masterName);
+          await expect.poll(master, { timeout: 15_000, interval: 50 }).not.toBe(String(first.port));
+          moved.push(await master());
+        },
+      });
+      // The run went on after the failover, and revocations were answered on the new master.
+      expect(moved).toHaveLength(1);
+      expect(run.checked).toBeGreaterThan(0);
+    } finally {
+      watch.disconnect();
+      for (const replica of replicas) replica.disconnect();
+      await closeAll(nodes);
+    }
+  }, 60_000);
 
   it("keeps a rate limit exact across three nodes: 200 requests at once, exactly the limit upstream", async () => {
     await using redis = await startRedisServer();

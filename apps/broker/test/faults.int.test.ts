@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { request } from "node:http";
 import type { SelfResponse, TokenResponse } from "@perishable/protocol";
 import { startRedisSentinel, startRedisServer } from "@perishable/test-support";
+import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { SECRETS, startTestBroker } from "./support/broker.js";
 import { startProcessBroker } from "./support/process-broker.js";
@@ -187,5 +188,57 @@ describe("Redis behind Sentinel", () => {
     const { token } = await t.issue({ scopes: ["models:read"] });
     expect((await t.call("/proxy/openai/v1/models", token)).status).toBe(200);
     expect(t.logs()).toContain(`redis sentinel ${sentinel.masterName} via`);
+  });
+});
+
+describe("revocations a failover cannot lose (store.wait_replicas)", () => {
+  it("answers once the replica holds the revocation, and 503 while it cannot: the revocation in force on every node", async () => {
+    await using master = await startRedisServer();
+    await using replica = await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(master.port)] });
+    await using sentinel = await startRedisSentinel(master.port);
+    const probe = new Redis(replica.url);
+    await expect
+      .poll(async () => /master_link_status:up/.test(await probe.info("replication")), { timeout: 15_000 })
+      .toBe(true);
+    probe.disconnect();
+    // wait_replicas is left to its default behind Sentinel: 1.
+    await using a = await startTestBroker({
+      configure: (doc) => {
+        doc.store = {
+          sentinel: { nodes: [sentinel.url], name: sentinel.masterName },
+          prefix: "durable",
+          wait_timeout: 0.3,
+        };
+      },
+    });
+    await using b = await startTestBroker({ peerOf: a });
+    const models = (node: typeof a, token: string) => node.call("/proxy/openai/v1/models", token);
+    const kept = await a.issue({ scopes: ["models:read"] });
+    const first = await a.issue({ scopes: ["models:read"] });
+    const second = await a.issue({ scopes: ["models:read"] });
+    for (const node of [a, b])
+      for (const t of [kept, first, second]) expect((await models(node, t.token)).status).toBe(200);
+
+    const revoked = await a.admin(`/v1/grants/${first.grantId}`, { method: "DELETE" });
+    expect(revoked.status).toBe(200);
+
+    // The replica stops acknowledging: the revocation is written and every node told, but the call says it is not safe yet.
+    replica.pause();
+    try {
+      const unconfirmed = await b.admin(`/v1/grants/${second.grantId}`, { method: "DELETE" });
+      expect(unconfirmed.status).toBe(503);
+      const body = (await unconfirmed.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("store_unavailable");
+      expect(body.error.message).toContain("0 of 1 replicas confirmed it within 300 ms");
+      for (const node of [a, b]) {
+        expect(await codeOf(await models(node, second.token))).toBe("token_revoked");
+        expect((await models(node, kept.token)).status).toBe(200);
+      }
+    } finally {
+      replica.resume();
+    }
+    // Asked again once the replica is back: answered.
+    expect((await b.admin(`/v1/grants/${second.grantId}`, { method: "DELETE" })).status).toBe(200);
+    for (const node of [a, b]) expect(await codeOf(await models(node, first.token))).toBe("token_revoked");
   });
 });

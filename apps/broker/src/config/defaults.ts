@@ -15,6 +15,8 @@ export const DEFAULTS = Object.freeze({
     rulesReloadMs: 5_000,
     /** `store.node_lease` (s): a node that hears nothing for this long stops counting as live (node bus). */
     nodeLeaseMs: 1_000,
+    /** `store.wait_timeout` (s): how long a revoking call waits for `store.wait_replicas` replicas. */
+    waitTimeoutMs: 1_000,
   }),
   audit: Object.freeze({
     /** An emitted event waits at most this long before its batch is written. */

@@ -216,6 +216,22 @@ issuers:
     ]);
   });
 
+  it("waits for one replica behind Sentinel unless told otherwise, and for none on one server; not on a Cluster", () => {
+    const secret = "secret: 0123456789abcdef0123456789abcdef\n";
+    const store = (text: string) => parseConfig(minimal(`${secret}store: ${text}`)).store;
+    expect(store("{ sentinel: { nodes: [redis://127.0.0.1:26379], name: m } }")).toMatchObject({
+      waitReplicas: 1,
+      waitTimeoutMs: 1_000,
+    });
+    expect(
+      store("{ sentinel: { nodes: [redis://127.0.0.1:26379], name: m }, wait_replicas: 2 }").waitReplicas,
+    ).toBe(2);
+    expect(store("{ redis: redis://127.0.0.1:6379 }").waitReplicas).toBe(0);
+    expect(
+      problemsOf(minimal(`${secret}store: { cluster: [redis://127.0.0.1:7000], wait_replicas: 1 }`)),
+    ).toEqual([expect.objectContaining({ path: "store.wait_replicas" })]);
+  });
+
   it("interpolates ${VAR} and ${file:path}, and names what is missing without showing values", () => {
     const dir = mkdtempSync(join(tmpdir(), "perishable-config-"));
     writeFileSync(join(dir, "key.txt"), "  pik_from-a-file-0123456789abcdef\n");

@@ -14,7 +14,7 @@ import { Secret } from "./secret.js";
 import { Identities, parseIssuer, resolveAdmins, resolveIssuers } from "./sections/issuers.js";
 import { resolvePrices } from "./sections/prices.js";
 import { resolveScopes } from "./sections/scopes.js";
-import { resolveStore } from "./sections/store.js";
+import { resolveStore, waitReplicasOf } from "./sections/store.js";
 import { resolveUpstreams } from "./sections/upstreams.js";
 import type { BrokerConfig } from "./types.js";
 
@@ -141,6 +141,8 @@ const resolveConfig = (
       connectTimeoutMs: file.store.connect_timeout * 1000,
       nodeLeaseMs: file.store.node_lease * 1000,
       nodeLocal: file.store.node_local,
+      waitReplicas: waitReplicasOf(file),
+      waitTimeoutMs: file.store.wait_timeout * 1000,
     },
     limits: {
       defaultTtl: limits.default_ttl * 1000,

@@ -256,6 +256,17 @@ export const ConfigFile = z.strictObject({
        * every proxied request runs the authorisation script.
        */
       node_local: z.boolean().default(true),
+      /**
+       * Replicas a revocation must reach before its call answers (WAIT), so that a failover cannot
+       * lose it: default 1 behind Sentinel, 0 otherwise. Not with a Cluster.
+       */
+      wait_replicas: z.int().min(0).max(16).optional(),
+      /** Seconds a revoking call waits for those replicas before it answers 503 (the revocation stays in force). */
+      wait_timeout: z
+        .number()
+        .min(0.01)
+        .max(30)
+        .default(DEFAULTS.redis.waitTimeoutMs / 1000),
     })
     .prefault({}),
   limits: z

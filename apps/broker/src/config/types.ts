@@ -23,6 +23,9 @@ export interface BrokerConfig {
     readonly connectTimeoutMs: number;
     readonly nodeLeaseMs: number;
     readonly nodeLocal: boolean;
+    /** Replicas a revocation must reach (WAIT) before its call answers; 0: none. */
+    readonly waitReplicas: number;
+    readonly waitTimeoutMs: number;
   };
   readonly limits: {
     readonly defaultTtl: number;

@@ -2,7 +2,7 @@ import type { Socket } from "node:net";
 import { ERROR_CATALOG, type ErrorCode } from "@perishable/protocol";
 import type { FastifyError, FastifyInstance } from "fastify";
 import { BrokerError } from "../errors.js";
-import { StoreUnavailableError } from "../store/types.js";
+import { StoreUnavailableError, UnreplicatedError } from "../store/types.js";
 import { endSocketWithError, sendError } from "./error-response.js";
 
 /** Fastify's own errors, as wire codes; anything else with a 4xx status is a bad request. */
@@ -27,7 +27,10 @@ export const installErrorHandling = (app: FastifyInstance): void => {
       return sendError(
         request,
         reply,
-        new BrokerError("store_unavailable", "the broker cannot reach its store"),
+        new BrokerError(
+          "store_unavailable",
+          error instanceof UnreplicatedError ? error.message : "the broker cannot reach its store",
+        ),
       );
     }
     const fastifyCode = (error as FastifyError).code;

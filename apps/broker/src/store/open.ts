@@ -14,6 +14,8 @@ export const openStore = async (config: BrokerConfig): Promise<Store> => {
     connectTimeoutMs: config.store.connectTimeoutMs,
     nodeLeaseMs: config.store.nodeLeaseMs,
     nodeLocal: config.store.nodeLocal,
+    waitReplicas: config.store.waitReplicas,
+    waitTimeoutMs: config.store.waitTimeoutMs,
   });
   try {
     await store.connect();

@@ -335,6 +335,14 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** A revocation in force on the master whose replicas did not confirm it in time (its message is for the caller). */
+export class UnreplicatedError extends StoreUnavailableError {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnreplicatedError";
+  }
+}
+
 /**
  * Records outlive their end by this much, so a token that expired a moment ago is answered with
  * `token_expired` (the SDK refreshes) rather than `token_invalid`, and clock skew between broker

@@ -30,5 +30,15 @@ export const resolveStore = (
       "is required with a Redis store (every broker node must hash tokens with the same secret): secret: ${PERISHABLE_SECRET}",
     );
   }
+  if (target?.kind === "cluster" && (file.store.wait_replicas ?? 0) > 0) {
+    problems.add(
+      "store.wait_replicas",
+      "works with redis or sentinel; on a Cluster each shard fails over by itself (leave it unset)",
+    );
+  }
   return target;
 };
+
+/** Replicas a revocation must reach before it answers: as set, else 1 behind Sentinel and 0 otherwise. */
+export const waitReplicasOf = (file: Pick<ConfigFile, "store">): number =>
+  file.store.wait_replicas ?? (file.store.sentinel ? 1 : 0);

@@ -64,9 +64,11 @@ const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY
 export const openClients = (
   connection: RedisConnection,
   options: ConnectionOptions,
-  /** Named in CLIENT LIST as `<name>:cmd` and `<name>:sub` (the node's id: which broker is which). */
+  /** Named in CLIENT LIST as `<name>:cmd`, `<name>:sub` and `<name>:rev` (the node's id: which broker is which). */
   name?: string,
-): { redis: ScriptedRedis; subscriber: Client } => {
+  /** Also a connection of its own for revocations (`<name>:rev`), for WAIT to block on alone. */
+  withWriter = false,
+): { redis: ScriptedRedis; subscriber: Client; writer: ScriptedRedis | undefined } => {
   const redisOptions: RedisOptions = {
     ...(name ? { connectionName: `${name}:cmd` } : {}),
     lazyConnect: true,
@@ -94,8 +96,21 @@ export const openClients = (
     autoResubscribe: false,
     commandTimeout: undefined,
   });
-  redis.on("error", () => {});
-  subscriber.on("error", () => {});
+  const writer = withWriter
+    ? (createClient(connection, {
+        ...redisOptions,
+        ...(name ? { connectionName: `${name}:rev` } : {}),
+        enableAutoPipelining: false,
+      }) as ScriptedRedis)
+    : undefined;
+  for (const client of [redis, subscriber, writer]) client?.on("error", () => {});
+  defineScripts(redis);
+  if (writer) defineScripts(writer);
+  return { redis, subscriber, writer };
+};
+
+/** Registers the scripts on a connection (EVALSHA, EVAL on NOSCRIPT). */
+const defineScripts = (redis: ScriptedRedis): void => {
   const scripts = {
     prsAuthorize: [1, AUTHORIZE],
     prsFacts: [1, FACTS],
@@ -118,7 +133,6 @@ export const openClients = (
   for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
     redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
   }
-  return { redis, subscriber };
 };
 
 /** The servers to SCAN: every master of a Cluster, or the one server. */
@@ -236,4 +250,7 @@ export interface RedisStoreOptions {
   readonly nodeLeaseMs?: number;
   /** `store.node_local` (default true): serve what can be served from node-local state (local-authority.ts). */
   readonly nodeLocal?: boolean;
+  /** `store.wait_replicas`: replicas a revocation must reach before its call answers (durable.ts). */
+  readonly waitReplicas?: number;
+  readonly waitTimeoutMs?: number;
 }

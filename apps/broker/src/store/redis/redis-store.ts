@@ -46,6 +46,7 @@ import {
   pairsToMap,
   tokenFromReply,
 } from "./codec.js";
+import { DurableWrites } from "./durable.js";
 import { ExpiryIndex } from "./expiry-index.js";
 import { renewFlights, settleFlights } from "./flights.js";
 import { GrantReads } from "./grant-reads.js";
@@ -76,6 +77,7 @@ export class RedisStore implements Store {
   readonly #revocations: Revocations;
   readonly #bus: NodeBus;
   readonly #hot: HotPath;
+  readonly #durable: DurableWrites;
 
   constructor(options: RedisStoreOptions) {
     const connection: RedisConnection = options.connection ?? {
@@ -83,9 +85,15 @@ export class RedisStore implements Store {
       url: options.url ?? "redis://127.0.0.1:6379",
     };
     const nodeId = newNodeId();
-    const { redis, subscriber } = openClients(connection, options, `prs:${nodeId}`);
+    const replicas = options.waitReplicas ?? 0;
+    const { redis, subscriber, writer } = openClients(connection, options, `prs:${nodeId}`, replicas > 0);
     this.#redis = redis;
     this.#subscriber = subscriber;
+    this.#durable = new DurableWrites(
+      writer ?? redis,
+      replicas,
+      options.waitTimeoutMs ?? DEFAULTS.redis.waitTimeoutMs,
+    );
     this.#keys = new RedisKeys(options.prefix);
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.redis.connectTimeoutMs;
     this.#rules = new RuleCache(
@@ -112,7 +120,7 @@ export class RedisStore implements Store {
         },
       },
     });
-    this.#revocations = new Revocations(redis, this.#keys, this.#expiries, this.#bus);
+    this.#revocations = new Revocations(this.#durable, this.#keys, this.#expiries, this.#bus);
     this.#hot = new HotPath(redis, this.#keys, this.#rules, this.#bus, options.nodeLocal !== false);
   }
 
@@ -124,6 +132,7 @@ export class RedisStore implements Store {
     return connectWithin(this.#connectTimeoutMs, async (within) => {
       await within(this.#redis.connect());
       await within(this.#redis.ping());
+      if (this.#durable.redis !== this.#redis) await within(this.#durable.redis.connect());
       await this.#rules.start(within, this.#bus.channels);
       await this.#bus.start(within);
     });
@@ -255,8 +264,8 @@ export class RedisStore implements Store {
 
   /** Stores the rule, and answers once every live node has loaded it. */
   async putRule(rule: RevocationRule): Promise<void> {
-    await this.#rules.put(rule);
-    await this.#bus.ask("rule", rule.id);
+    await this.#rules.put(rule, this.#durable.redis);
+    await this.#durable.alongside(this.#bus.ask("rule", rule.id));
   }
 
   /** This node's id among the live nodes (the node bus). */
@@ -326,7 +335,8 @@ export class RedisStore implements Store {
     this.#rules.stop();
     this.#hot.local?.clear(); // gives back unspent rate slices
     await this.#bus.stop();
-    for (const client of [this.#subscriber, this.#redis]) {
+    const writer = this.#durable.redis === this.#redis ? [] : [this.#durable.redis];
+    for (const client of [this.#subscriber, ...writer, this.#redis]) {
       if (client.status === "end") continue;
       try {
         await client.quit();

@@ -5,22 +5,26 @@ import type { Cut, Revoked, RevokeTokenResult } from "../types.js";
 import { purgeByRule } from "./bulk-purge.js";
 import { call, type ScriptedRedis } from "./client.js";
 import { subjectOf } from "./codec.js";
+import type { DurableWrites } from "./durable.js";
 import type { ExpiryIndex } from "./expiry-index.js";
 import type { NodeBus } from "./node-bus.js";
 import { field, TOKEN_REVOKED } from "./schema.js";
 
 /**
  * Revocation on Redis: a grant with its subtree, one token, the bulk walk's purge; each hands what
- * it ended to every live node (the node bus) and answers once they all cut their live connections.
+ * it ended to every live node (the node bus) and answers once they all cut their live connections
+ * and, with `store.wait_replicas`, once the replicas hold it too (durable.ts).
  */
 export class Revocations {
   readonly #redis: ScriptedRedis;
+  readonly #durable: DurableWrites;
   readonly #keys: RedisKeys;
   readonly #expiries: ExpiryIndex;
   readonly #bus: NodeBus;
 
-  constructor(redis: ScriptedRedis, keys: RedisKeys, expiries: ExpiryIndex, bus: NodeBus) {
-    this.#redis = redis;
+  constructor(durable: DurableWrites, keys: RedisKeys, expiries: ExpiryIndex, bus: NodeBus) {
+    this.#durable = durable;
+    this.#redis = durable.redis;
     this.#keys = keys;
     this.#expiries = expiries;
     this.#bus = bus;
@@ -33,7 +37,9 @@ export class Revocations {
       this.#redis.prsRevokeGrant(this.#keys.tree(tree), this.#keys.base(tree), grantId, now),
     );
     await this.#expiries.forget(revoked);
-    const connections = revoked.length > 0 ? await this.#cut({ grants: revoked, tokens: [] }) : 0;
+    const connections = await this.#durable.alongside(
+      revoked.length > 0 ? this.#cut({ grants: revoked, tokens: [] }) : Promise.resolve(0),
+    );
     return { grants: revoked.length, connections };
   }
 
@@ -45,7 +51,7 @@ export class Revocations {
     );
     const status = field(TOKEN_REVOKED, reply, "status");
     if (status === "none") return { status: "none" };
-    const connections = await this.#cut({ grants: [], tokens: [tokenId] });
+    const connections = await this.#durable.alongside(this.#cut({ grants: [], tokens: [tokenId] }));
     return {
       status: status as "revoked" | "already",
       subject: subjectOf(TOKEN_REVOKED, reply),
@@ -59,6 +65,7 @@ export class Revocations {
     const purged = await purgeByRule(this.#redis, this.#keys, this.#expiries, rule, now, async (gone) => {
       connections += await this.#cut({ grants: gone, tokens: [] });
     });
+    await this.#durable.confirm();
     return { ...purged, connections };
   }
 

@@ -83,9 +83,10 @@ export class RuleCache {
     return this.#all;
   }
 
-  async put(rule: RevocationRule): Promise<void> {
+  /** Stores a rule (`via`: the connection revocations are written on, durable.ts). */
+  async put(rule: RevocationRule, via: Client = this.#redis): Promise<void> {
     const key = this.#keys.rules();
-    await call(() => this.#redis.hset(key, rule.id, JSON.stringify(rule)));
+    await call(() => via.hset(key, rule.id, JSON.stringify(rule)));
     this.#upsert(rule);
   }
 

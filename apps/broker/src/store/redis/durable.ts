@@ -1,0 +1,46 @@
+import { UnreplicatedError } from "../types.js";
+import { call, type ScriptedRedis } from "./client.js";
+
+/**
+ * Revocations that a failover cannot lose (`store.wait_replicas`). Redis replicates
+ * asynchronously: a revocation the master applied and a node was told of could be gone after
+ * Sentinel promotes a replica that had not received it — and the revoked token would be good again.
+ * So revoking writes go over a connection of their own, and before a revoking call answers, WAIT
+ * on that connection has the master confirm that `replicas` replicas hold everything written on
+ * it. WAIT blocks the connection it is sent on; on this one it holds up only other revocations,
+ * never a proxied request.
+ *
+ * When the replicas do not confirm in time, the revocation is still in force (on the master, and
+ * on every node, which were told in parallel); the call answers 503 so that the caller knows it is
+ * not yet safe from a failover and asks again (revoking is idempotent).
+ */
+export class DurableWrites {
+  /** Where revoking writes go: the connection of its own, or the command connection when no replica is waited for. */
+  readonly redis: ScriptedRedis;
+  readonly #replicas: number;
+  readonly #timeoutMs: number;
+
+  constructor(redis: ScriptedRedis, replicas: number, timeoutMs: number) {
+    this.redis = redis;
+    this.#replicas = replicas;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Resolves once `replicas` replicas hold every write sent on `redis` so far; else UnreplicatedError. */
+  async confirm(): Promise<void> {
+    if (this.#replicas === 0) return;
+    const acked = Number(await call(() => this.redis.call("WAIT", this.#replicas, this.#timeoutMs)));
+    if (acked >= this.#replicas) return;
+    throw new UnreplicatedError(
+      `the revocation is in force, but ${acked} of ${this.#replicas} replicas confirmed it within ${this.#timeoutMs} ms (store.wait_replicas): ask again; revoking is idempotent`,
+    );
+  }
+
+  /** `work` (telling the nodes), and the replicas' confirmation beside it: both are waited for, the first failure thrown. */
+  async alongside<T>(work: Promise<T>): Promise<T> {
+    const [done, confirmed] = await Promise.allSettled([work, this.confirm()]);
+    if (done.status === "rejected") throw done.reason;
+    if (confirmed.status === "rejected") throw confirmed.reason;
+    return done.value;
+  }
+}
