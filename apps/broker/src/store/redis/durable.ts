@@ -1,5 +1,6 @@
+import { DEFAULTS } from "../../config/defaults.js";
 import { UnreplicatedError } from "../types.js";
-import { call, type ScriptedRedis } from "./client.js";
+import { call, type RedisStoreOptions, type ScriptedRedis } from "./client.js";
 
 /**
  * Revocations that a failover cannot lose (`store.wait_replicas`). Redis replicates
@@ -20,10 +21,15 @@ export class DurableWrites {
   readonly #replicas: number;
   readonly #timeoutMs: number;
 
-  constructor(redis: ScriptedRedis, replicas: number, timeoutMs: number) {
+  constructor(redis: ScriptedRedis, options: Pick<RedisStoreOptions, "waitReplicas" | "waitTimeoutMs">) {
     this.redis = redis;
-    this.#replicas = replicas;
-    this.#timeoutMs = timeoutMs;
+    this.#replicas = options.waitReplicas ?? 0;
+    this.#timeoutMs = options.waitTimeoutMs ?? DEFAULTS.redis.waitTimeoutMs;
+  }
+
+  /** The connection of its own, to open and close with the store's ([] when revocations share the command connection). */
+  get own(): ScriptedRedis[] {
+    return this.#replicas > 0 ? [this.redis] : [];
   }
 
   /** Resolves once `replicas` replicas hold every write sent on `redis` so far; else UnreplicatedError. */

@@ -85,23 +85,15 @@ export class RedisStore implements Store {
       url: options.url ?? "redis://127.0.0.1:6379",
     };
     const nodeId = newNodeId();
-    const replicas = options.waitReplicas ?? 0;
-    const { redis, subscriber, writer } = openClients(connection, options, `prs:${nodeId}`, replicas > 0);
+    const wait = (options.waitReplicas ?? 0) > 0;
+    const { redis, subscriber, writer } = openClients(connection, options, `prs:${nodeId}`, wait);
     this.#redis = redis;
     this.#subscriber = subscriber;
-    this.#durable = new DurableWrites(
-      writer ?? redis,
-      replicas,
-      options.waitTimeoutMs ?? DEFAULTS.redis.waitTimeoutMs,
-    );
+    this.#durable = new DurableWrites(writer ?? redis, options);
     this.#keys = new RedisKeys(options.prefix);
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.redis.connectTimeoutMs;
-    this.#rules = new RuleCache(
-      redis,
-      subscriber,
-      this.#keys,
-      options.rulesReloadMs ?? DEFAULTS.redis.rulesReloadMs,
-    );
+    const reloadMs = options.rulesReloadMs ?? DEFAULTS.redis.rulesReloadMs;
+    this.#rules = new RuleCache(redis, subscriber, this.#keys, reloadMs);
     this.#reads = new GrantReads(redis, this.#keys);
     this.#expiries = new ExpiryIndex(redis, this.#keys);
     this.#audit = new AuditStream(redis, this.#keys.audit(), options.auditMaxLen);
@@ -132,7 +124,7 @@ export class RedisStore implements Store {
     return connectWithin(this.#connectTimeoutMs, async (within) => {
       await within(this.#redis.connect());
       await within(this.#redis.ping());
-      if (this.#durable.redis !== this.#redis) await within(this.#durable.redis.connect());
+      for (const own of this.#durable.own) await within(own.connect());
       await this.#rules.start(within, this.#bus.channels);
       await this.#bus.start(within);
     });
@@ -335,8 +327,7 @@ export class RedisStore implements Store {
     this.#rules.stop();
     this.#hot.local?.clear(); // gives back unspent rate slices
     await this.#bus.stop();
-    const writer = this.#durable.redis === this.#redis ? [] : [this.#durable.redis];
-    for (const client of [this.#subscriber, ...writer, this.#redis]) {
+    for (const client of [this.#subscriber, ...this.#durable.own, this.#redis]) {
       if (client.status === "end") continue;
       try {
         await client.quit();
