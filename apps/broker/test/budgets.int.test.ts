@@ -361,3 +361,74 @@ describe("a node that dies mid-stream", () => {
     expect((await spendOf(survivor, grantId)).usd.spent).toBeCloseTo(reserved + 21e-6, 12);
   });
 });
+
+describe("budgets and maxConcurrent from slices leased by three nodes", () => {
+  const hold = new HoldAll();
+  let nodes: TestBroker[];
+  beforeAll(async () => {
+    const a = await startTestBroker({
+      redisUrl: inject("redisUrl"),
+      mock: { streamGate: hold.wait },
+      configure: budgeted,
+    });
+    nodes = [a, await startTestBroker({ peerOf: a }), await startTestBroker({ peerOf: a })];
+  });
+  afterAll(async () => {
+    hold.release();
+    for (const node of [...(nodes ?? [])].reverse()) await node[Symbol.asyncDispose]();
+  });
+
+  /** A first wave on every node (each learns the token and leases), then `size` streams at once, all held open. */
+  const waves = async (token: string, size: number, warm = 3) => {
+    hold.release();
+    for (const node of nodes) for (let i = 0; i < warm; i++) await (await post(node, token, chat())).text();
+    hold.arm();
+    const before = nodes[0]!.mock.requests.length;
+    const responses = await Promise.all(
+      Array.from({ length: size }, (_, i) => post(nodes[i % 3]!, token, chat({ stream: true }))),
+    );
+    return { responses, sent: nodes[0]!.mock.requests.length - before };
+  };
+
+  it("never lets 200 concurrent requests reserve past a budget, and settles what they cost", async () => {
+    // A stream's worst case here is 2,157 input + 100 output tokens: $0.002357; the warm-up's nine
+    // JSON answers cost 9 + 6 tokens ($0.000021) each: room for 152 streams.
+    const budget = 0.36;
+    const room = Math.floor((budget - 9 * 0.000021) / 0.002357);
+    const { token, grantId } = await nodes[0]!.issue({ scopes: ["llm:complete"], budget: { usd: budget } });
+    const { responses, sent } = await waves(token, 200);
+    const allowed = responses.filter((r) => r.status === 200).length;
+    expect(allowed).toBe(sent);
+    expect(responses.filter((r) => r.status !== 200 && r.status !== 402)).toEqual([]);
+    // Held open: every allowed stream still holds its worst case somewhere (in Redis or a slice).
+    expect(allowed).toBeLessThanOrEqual(room);
+    expect(allowed).toBeGreaterThan(room * 0.8); // undershoot: what other nodes' slices held unspent
+    const held = await spendOf(nodes[0]!, grantId);
+    expect(held.usd.spent + held.usd.reserved).toBeLessThanOrEqual(budget + 1e-12);
+    hold.release();
+    for (const r of responses) await r.text();
+    // Every slice settles once idle: nothing stays reserved, and each request is charged its usage.
+    await until(async () => {
+      const s = await spendOf(nodes[1]!, grantId);
+      return s.inFlight === 0 && s.usd.reserved === 0;
+    }, 8_000);
+    const spent = await spendOf(nodes[2]!, grantId);
+    expect(spent.tokens.spent).toBe(9 * 15 + allowed * 14);
+    expect(spent.usd.spent).toBeCloseTo(9 * 0.000021 + allowed * 0.000019, 12);
+  });
+
+  it("never has more than maxConcurrent in flight across three nodes", async () => {
+    const { token, grantId } = await nodes[0]!.issue({ scopes: ["llm:complete"], maxConcurrent: 48 });
+    // A long warm-up: each node would ask for slices of many slots; Redis gives at most a sixteenth of the room.
+    const { responses, sent } = await waves(token, 150, 12);
+    const allowed = responses.filter((r) => r.status === 200).length;
+    expect(allowed).toBe(sent);
+    expect(allowed).toBeLessThanOrEqual(48);
+    expect(allowed).toBeGreaterThan(30);
+    expect(responses.filter((r) => r.status !== 200 && r.status !== 429)).toEqual([]);
+    expect((await spendOf(nodes[0]!, grantId)).inFlight).toBeLessThanOrEqual(48);
+    hold.release();
+    for (const r of responses) await r.text();
+    await until(async () => (await spendOf(nodes[1]!, grantId)).inFlight === 0, 8_000);
+  });
+});

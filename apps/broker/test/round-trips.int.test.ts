@@ -123,6 +123,70 @@ describe("the node-local hot path", () => {
     expect(self.usesLeft).toBe(100);
   });
 
+  it("reserves a budget and slots from slices leased as flights, and charges exactly what was spent", async () => {
+    await using server = await startRedisServer();
+    await using t = await startTestBroker({
+      redisUrl: server.url,
+      configure: (doc) => {
+        doc.prices = { openai: { m: { input: 1, output: 1 } } };
+        doc.scopes["embed:many"] = { upstream: "openai", endpoints: ["/v1/embeddings"], methods: ["POST"] };
+        (doc.issuers![0] as { scopes: string[] }).scopes.push("embed:many");
+      },
+    });
+    const root = await t.issue({ scopes: ["embed:many"], budget: { usd: 10 }, maxConcurrent: 1000 });
+    const child = (await (
+      await t.call("/v1/tokens", root.token, {
+        method: "POST",
+        body: JSON.stringify({ scopes: ["embed:many"], budget: { usd: 5, tokens: 1_000_000 } }),
+      })
+    ).json()) as { token: string; grantId: string };
+    const embed = () =>
+      t.call("/proxy/openai/v1/embeddings", child.token, {
+        method: "POST",
+        body: '{"model":"m","input":"x"}',
+      });
+    await (await embed()).arrayBuffer(); // the script, which brings the chain's facts
+    await new Promise((resolve) => setTimeout(resolve, 1_200)); // its flight settled
+    await t.broker.server.audit.flush();
+    const requests = 120;
+    const left: string[] = [];
+    const sent = await commandsDuring(server.url, async () => {
+      for (let i = 0; i < requests; i++) {
+        const response = await embed();
+        expect(response.status).toBe(200);
+        left.push(response.headers.get("x-perishable-budget-left") ?? "");
+        await response.arrayBuffer();
+      }
+      await t.broker.server.audit.flush();
+    });
+    const script = (c: string) => c === "evalsha" || c === "eval";
+    // Slices for 1, 2, 4, … requests, each leased and later settled with one script call.
+    expect(sent.filter(script).length).toBeLessThan(40);
+    expect(sent.filter((c) => !script(c) && c !== "xadd" && c !== "zadd")).toEqual([]);
+    expect(left.every((l) => l.startsWith("usd="))).toBe(true);
+    // A second unused: the slices settle at what their requests cost; nothing stays reserved.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const spend = async (id: string) =>
+      (
+        (await (await t.admin(`/v1/grants/${id}`)).json()) as {
+          grant: {
+            spend: {
+              inFlight: number;
+              usd: { spent: number; reserved: number };
+              tokens: { spent: number; reserved: number };
+            };
+          };
+        }
+      ).grant.spend;
+    for (const id of [child.grantId, root.grantId]) {
+      const s = await spend(id);
+      expect(s.inFlight).toBe(0);
+      expect(s.usd.reserved).toBe(0);
+      expect(s.tokens.reserved).toBe(0);
+      expect(s.tokens.spent).toBe(3 * (requests + 1)); // the mock's embeddings use 3 tokens each
+    }
+  });
+
   it("runs the script for every request with store.node_local: false", async () => {
     await using server = await startRedisServer();
     await using t = await startTestBroker({

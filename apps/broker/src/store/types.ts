@@ -86,6 +86,8 @@ export type WorstCaseOrNone = WorstCase | null;
 export interface Flight {
   readonly tree: string;
   readonly member: string;
+  /** A request served from this node's slice of the lineage's spend (redis/spend-slices.ts): settled here. */
+  readonly local?: { close(cost: WorstCase | null): void };
 }
 
 /** What a flight really cost; null usd/tokens: its full reservation (no usage, an error, an abort). */

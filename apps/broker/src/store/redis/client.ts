@@ -1,7 +1,7 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions, ReplyError } from "ioredis";
 import { DEFAULTS } from "../../config/defaults.js";
 import { StoreUnavailableError } from "../types.js";
-import { SETTLE } from "./flight-scripts.js";
+import { SETTLE, SPEND_LEASE } from "./flight-scripts.js";
 import { RATE_LEASE, RATE_RETURN, USES_LEASE, USES_RETURN } from "./lease-scripts.js";
 import { BEAT, MEMBERS, SHOUT } from "./node-scripts.js";
 import { PURGE, REVOKE_GRANT, REVOKE_TOKEN } from "./revoke-scripts.js";
@@ -32,6 +32,7 @@ export interface ScriptCommands {
   prsRateReturn(key: string, ...args: (string | number)[]): Promise<number>;
   prsUsesLease(key: string, ...args: (string | number)[]): Promise<number>;
   prsUsesReturn(key: string, ...args: (string | number)[]): Promise<number>;
+  prsSpendLease(key: string, ...args: (string | number)[]): Promise<(string | number)[]>;
 }
 
 export type Client = Redis | Cluster;
@@ -129,6 +130,7 @@ const defineScripts = (redis: ScriptedRedis): void => {
     prsRateReturn: [1, RATE_RETURN],
     prsUsesLease: [1, USES_LEASE],
     prsUsesReturn: [1, USES_RETURN],
+    prsSpendLease: [1, SPEND_LEASE],
   } as const;
   for (const [name, [numberOfKeys, lua]] of Object.entries(scripts)) {
     redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });

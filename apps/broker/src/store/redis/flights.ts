@@ -2,15 +2,22 @@ import type { RedisKeys } from "../keys.js";
 import type { Flight, Settlement } from "../types.js";
 import { call, type ScriptedRedis } from "./client.js";
 
-/** One SETTLE script per tree of the batch, all sent at once (auto-pipelined). */
+/**
+ * One SETTLE script per tree of the batch, all sent at once (auto-pipelined). A request served
+ * from this node's slice of spend settles into the slice (spend-slices.ts), which settles here
+ * in its turn.
+ */
 export const settleFlights = async (
   redis: ScriptedRedis,
   keys: RedisKeys,
   settlements: readonly Settlement[],
 ): Promise<void> => {
+  for (const s of settlements) s.flight.local?.close(s.cost);
+  const inRedis = settlements.filter((s) => !s.flight.local);
+  if (inRedis.length === 0) return;
   await call(() =>
     Promise.all(
-      [...byTree(settlements, (s) => s.flight.tree)].map(([tree, batch]) =>
+      [...byTree(inRedis, (s) => s.flight.tree)].map(([tree, batch]) =>
         redis.prsSettle(
           keys.flights(tree),
           keys.base(tree),
@@ -21,16 +28,21 @@ export const settleFlights = async (
   );
 };
 
-/** ZADD XX GT: a lease only grows, and a flight that settled (or was charged) is not brought back. */
+/**
+ * ZADD XX GT: a lease only grows, and a flight that settled (or was charged) is not brought back.
+ * A request served from a slice is left out: its slice renews its own lease.
+ */
 export const renewFlights = async (
   redis: ScriptedRedis,
   keys: RedisKeys,
   flights: readonly Flight[],
   until: number,
 ): Promise<void> => {
+  const inRedis = flights.filter((f) => !f.local);
+  if (inRedis.length === 0) return;
   await call(() =>
     Promise.all(
-      [...byTree(flights, (f) => f.tree)].map(([tree, batch]) =>
+      [...byTree(inRedis, (f) => f.tree)].map(([tree, batch]) =>
         redis.zadd(keys.flights(tree), "XX", "GT", ...batch.flatMap((f) => [until, f.member])),
       ),
     ),

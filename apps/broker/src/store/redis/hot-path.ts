@@ -5,11 +5,13 @@ import { defaultLease } from "../lease.js";
 import type { AuthorizeDenial, AuthorizeResult, Candidate, Lease, Subject, TokenRef } from "../types.js";
 import { call, type ScriptedRedis } from "./client.js";
 import { decodeDenial, decodeLeft, subjectOf } from "./codec.js";
+import { settleFlights } from "./flights.js";
 import { LocalAuthority, type LocalEntry } from "./local-authority.js";
 import type { NodeBus } from "./node-bus.js";
 import type { RuleCache } from "./rule-cache.js";
 import { AUTHORIZED, field } from "./schema.js";
 import { Slices } from "./slices.js";
+import { SpendSlices } from "./spend-slices.js";
 
 /**
  * The proxied request's authorisation on Redis: from node-local state when the node can answer
@@ -29,7 +31,7 @@ export class HotPath {
     this.#keys = keys;
     this.#rules = rules;
     this.#bus = bus;
-    this.local = nodeLocal ? new LocalAuthority(this.#slices()) : undefined;
+    this.local = nodeLocal ? new LocalAuthority(this.#slices(), this.#spendSlices()) : undefined;
   }
 
   async authorize(
@@ -46,6 +48,7 @@ export class HotPath {
         candidates,
         (subjects) => this.#rules.selects(subjects, now),
         () => this.#bus.fresh,
+        lease,
       );
       if (answer) return answer;
     }
@@ -85,6 +88,49 @@ export class HotPath {
     };
   }
 
+  /** Slices of budgets and maxConcurrent leased as flights (flight-scripts.ts SPEND_LEASE), settled by SETTLE. */
+  #spendSlices(): SpendSlices {
+    const treeOf = (levels: readonly string[]) => grantTree(levels[0]!)!;
+    return new SpendSlices({
+      lease: async (levels, want, least, id, until) => {
+        const tree = treeOf(levels);
+        const reply = await call(() =>
+          this.#redis.prsSpendLease(
+            this.#keys.flights(tree),
+            this.#keys.base(tree),
+            Date.now(),
+            id,
+            until,
+            want.usd,
+            want.tokens,
+            want.slots,
+            least.usd,
+            least.tokens,
+            ...levels,
+          ),
+        );
+        if (reply.length < 7) return null;
+        return {
+          usd: Number(reply[0]),
+          tokens: Number(reply[1]),
+          slots: Number(reply[2]),
+          limitsUsd: reply[3] === 1,
+          limitsTokens: reply[4] === 1,
+          member: String(reply[5]),
+          left: decodeLeft(String(reply[6])),
+        };
+      },
+      settle: async (levels, member, usd, tokens) => {
+        const tree = treeOf(levels);
+        await settleFlights(this.#redis, this.#keys, [{ flight: { tree, member }, cost: { usd, tokens } }]);
+      },
+      renew: async (levels, member, until) => {
+        const key = this.#keys.flights(treeOf(levels));
+        return (await call(() => this.#redis.zadd(key, "XX", "GT", "CH", until, member))) === 1;
+      },
+    });
+  }
+
   /** Slices of rate limits and maxUses leased from the tree's counters (lease-scripts.ts), on the grant's slot. */
   #slices(): Slices {
     const grantKey = (levels: readonly string[]) => {
@@ -121,8 +167,8 @@ export class HotPath {
 
 /**
  * What an allowed call's reply says a node may keep to serve the token itself, or undefined when
- * its chain counts spend in Redis (a budget, maxConcurrent). A chain with a maxUses is kept with
- * `uses` set: its uses are spent from leased slices.
+ * a limit of its chain is too near to lease. A chain with a maxUses is kept with `uses`, one with
+ * a budget or maxConcurrent with `spend`: those are spent from leased slices.
  */
 const localEntry = (
   reply: readonly string[],
@@ -130,7 +176,7 @@ const localEntry = (
   notAfter: number,
   facts: { readonly expiresAt: number; readonly subjects: readonly RuleSubject[] },
 ): LocalEntry | undefined => {
-  const [counted, ancestors = ""] = field(AUTHORIZED, reply, "chain").split(";");
+  const [counted = "1", ancestors = ""] = field(AUTHORIZED, reply, "chain").split(";");
   if (counted === "1" || !subject.grantId || !subject.tokenId || facts.subjects.length === 0)
     return undefined;
   return {
@@ -141,7 +187,8 @@ const localEntry = (
     expiresAt: facts.expiresAt,
     notAfter,
     subjects: facts.subjects,
-    uses: counted === "u",
+    uses: counted.includes("u"),
+    spend: counted.includes("s"),
   };
 };
 

@@ -19,6 +19,7 @@ const entry = (over: Partial<LocalEntry> = {}): LocalEntry => ({
   notAfter: now + 120_000,
   subjects: [{ agent: "a", scopes: ["models:read"], rootId: "g0", createdAt: now - 5 }],
   uses: false,
+  spend: false,
   ...over,
 });
 const candidate = (scope: string, over: Partial<Candidate> = {}): Candidate => ({

@@ -1,6 +1,8 @@
+import { grantTree } from "@perishable/protocol";
 import type { RuleSubject } from "../../policy/revocation.js";
-import type { AuthorizeResult, Candidate, Cut, Subject } from "../types.js";
+import type { AuthorizeResult, Candidate, Cut, Lease, Subject } from "../types.js";
 import type { Slices } from "./slices.js";
+import type { SpendSlices, SpentFromSlice } from "./spend-slices.js";
 
 /** Tokens a node serves itself at most (the oldest is forgotten first: it goes to Redis again). */
 const ENTRIES = 100_000;
@@ -18,6 +20,8 @@ export interface LocalEntry {
   readonly subjects: readonly RuleSubject[];
   /** The chain has a maxUses: each request spends a use from a leased slice. */
   readonly uses: boolean;
+  /** The chain has a budget or maxConcurrent: each request reserves its worst case and a slot from a leased slice. */
+  readonly spend: boolean;
 }
 
 /**
@@ -38,10 +42,12 @@ export class LocalAuthority {
   readonly #byToken = new Map<string, string>();
   #epoch = 0;
   readonly #slices: Slices | undefined;
+  readonly #spendSlices: SpendSlices | undefined;
 
-  /** Without `slices`, a rate-limited scope and a chain with a maxUses always go to the script. */
-  constructor(slices?: Slices) {
+  /** Without `slices`, a rate-limited scope and a chain with a maxUses always go to the script; without `spend`, a tracked chain. */
+  constructor(slices?: Slices, spend?: SpendSlices) {
     this.#slices = slices;
+    this.#spendSlices = spend;
   }
 
   /** Changes whenever something may have become invalid; compare before caching a script answer. */
@@ -81,6 +87,7 @@ export class LocalAuthority {
     candidates: readonly Candidate[],
     ruled: (subjects: readonly RuleSubject[]) => boolean,
     fresh: () => boolean = () => true,
+    lease?: Lease,
   ): AuthorizeResult | undefined | Promise<AuthorizeResult | undefined> {
     const entry = this.#byHash.get(hash);
     if (!entry || entry.expiresAt <= now || entry.notAfter <= now) return undefined;
@@ -99,15 +106,27 @@ export class LocalAuthority {
       flight: null,
       notAfter: entry.notAfter,
     };
-    if (chosen.limit === 0 && !entry.uses) return allowed;
+    if (chosen.limit === 0 && !entry.uses && !entry.spend) return allowed;
     const slices = this.#slices;
-    if (!slices) return undefined;
-    return this.#spend(slices, hash, entry, chosen, now, fresh).then((spent) =>
-      spent ? allowed : undefined,
-    );
+    if (!slices || (entry.spend && (!this.#spendSlices || !lease))) return undefined;
+    return this.#spend(slices, hash, entry, chosen, now, fresh, lease).then((spent) => {
+      if (!spent) return undefined;
+      if (spent === true) return allowed;
+      const left = this.#spendSlices!.left(spent);
+      return {
+        ...allowed,
+        flight: { tree: grantTree(entry.subject.grantId!)!, member: "", local: spent },
+        ...(left ? { left } : {}),
+      };
+    });
   }
 
   /** Spends a use and a unit of the rate limit from slices; false: ask the script (nothing is kept spent). */
+  /**
+   * Spends a use, a unit of the rate limit and the request's worst case and slot from slices.
+   * → true, or what it reserved of the lineage's spend; false: ask the script (nothing is kept
+   * spent: what was taken goes back to the slices).
+   */
   async #spend(
     slices: Slices,
     hash: string,
@@ -115,23 +134,32 @@ export class LocalAuthority {
     chosen: Candidate,
     now: number,
     fresh: () => boolean,
-  ): Promise<boolean> {
+    lease: Lease | undefined,
+  ): Promise<boolean | SpentFromSlice> {
     const epoch = this.#epoch;
     if (entry.uses && !(await slices.use(entry.grants, now))) {
-      // Too few uses left to lease: from now on the script counts this token's uses one by one.
-      if (this.#byHash.get(hash) === entry) {
-        this.#forget(hash);
-        this.markCounted(hash);
-      }
+      this.#demote(hash, entry); // too few uses left to lease
       return false;
     }
     const rated =
       chosen.limit === 0 ||
       (await slices.rate(entry.grants, chosen.scope, chosen.windowMs, chosen.limit, now));
-    if (rated && this.#epoch === epoch && fresh()) return true;
-    // The script will count this request: the use is put back (a revoked lineage's slice is gone already).
+    const spent =
+      rated && entry.spend
+        ? await this.#spendSlices!.take(entry.grants, chosen.worst, now, lease!)
+        : undefined;
+    if (rated && (!entry.spend || spent) && this.#epoch === epoch && fresh()) return spent ?? true;
+    // The script will count this request: what was taken is put back (a revoked lineage's slices are closed already).
     if (entry.uses) slices.unuse(entry.grants);
+    spent?.close({ usd: 0, tokens: 0 });
     return false;
+  }
+
+  /** From now on the script counts this token's requests one by one (its limits are too near to lease). */
+  #demote(hash: string, entry: LocalEntry): void {
+    if (this.#byHash.get(hash) !== entry) return;
+    this.#forget(hash);
+    this.markCounted(hash);
   }
 
   /** Keeps what a script answer told about a token (only when `epoch` has not moved since it was sent). */
@@ -151,6 +179,7 @@ export class LocalAuthority {
   cut(cut: Cut): void {
     this.#epoch += 1;
     this.#slices?.drop(cut.grants);
+    this.#spendSlices?.drop(cut.grants);
     for (const id of cut.grants) for (const hash of [...(this.#byGrant.get(id) ?? [])]) this.#forget(hash);
     for (const tokenId of cut.tokens) {
       const hash = this.#byToken.get(tokenId);
@@ -162,6 +191,7 @@ export class LocalAuthority {
   clear(): void {
     this.#epoch += 1;
     this.#slices?.clear();
+    this.#spendSlices?.clear();
     this.#counted.clear();
     this.#byHash.clear();
     this.#byGrant.clear();

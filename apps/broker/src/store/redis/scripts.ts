@@ -177,9 +177,10 @@ if tracked then flight = take(levels, ru, rt, ARGV[after + 1], tonumber(ARGV[aft
 local out = {'ok', t[TR.grantId], t[TR.tokenId], g[GR.rootId], g[GR.parentId], g[GR.agent], t[TR.issuedAt], g[GR.onBehalfOf] or '', scope, flight, left, g[GR.notAfter]}
 if ARGV[after] == '1' then
   out[#out + 1] = t[TR.expiresAt]
-  -- What a node needs to serve this token itself: whether the chain counts spend here ('1': a
-  -- budget or maxConcurrent), only uses ('u': a maxUses, leased in slices) or nothing ('0'), the
-  -- grant's scopes, and the ancestors' ids.
+  -- What a node needs to serve this token itself: what the chain counts here — '0' nothing, 'u' uses
+  -- (a maxUses) and/or 's' spend (a budget or maxConcurrent), both leased in slices, '1' something
+  -- too near its limit to lease (counted here request by request) — the grant's scopes, and the
+  -- ancestors' ids.
   -- A chain with fewer than ${USES_SLICED_FROM} uses left on some level is counted here use by use.
   local room = nil
   if mu then room = mu - (tonumber(g[GR.used]) or 0) - 1 end
@@ -188,8 +189,11 @@ if ARGV[after] == '1' then
     if a.mu and (not room or a.mu - a.used - 1 < room) then room = a.mu - a.used - 1 end
     ids[#ids + 1] = a.id
   end
-  local counted = '0'
-  if tracked or (room and room < ${USES_SLICED_FROM}) then counted = '1' elseif room then counted = 'u' end
+  local counted = ''
+  if room then counted = 'u' end
+  if tracked then counted = counted .. 's' end
+  if (room and room < ${USES_SLICED_FROM}) or (tracked and not sliceable) then counted = '1' end
+  if counted == '' then counted = '0' end
   out[#out + 1] = counted .. ';' .. table.concat(ids, ',')
   out[#out + 1] = g[GR.agent] out[#out + 1] = g[GR.scopes] out[#out + 1] = g[GR.createdAt] or '0'
   for _, a in ipairs(ancestors) do
