@@ -50,12 +50,14 @@ export const revokeUnderLoad = async (
   const victims: Victim[] = [];
   for (let i = 0; i < (options.victims ?? 24); i++) {
     const agent = `load-${i}-${Math.random().toString(36).slice(2, 8)}`;
-    // Every fourth lineage counts its uses: served from leased use slices, which a revocation drops.
+    // Every fourth lineage counts its uses, and every fourth its requests in flight: served from
+    // leased slices of uses and of slots, which a revocation closes.
     const issued = await a.issue({
       scopes: ["models:read"],
       agent,
       ttl: 300,
       ...(i % 4 === 1 ? { maxUses: 1_000_000 } : {}),
+      ...(i % 4 === 2 ? { maxConcurrent: 1_000 } : {}),
     });
     const below: TokenResponse[] = [];
     if (i % 3 === 0) {
