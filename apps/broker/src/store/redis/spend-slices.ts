@@ -166,8 +166,9 @@ export class SpendSlices {
     const tokens = Math.max(0, cost ? cost.tokens : spent.tokens);
     slice.spentUsd += usd;
     slice.spentTokens += tokens;
-    slice.freeUsd += spent.usd - usd;
-    slice.freeTokens += spent.tokens - tokens;
+    // Only a unit some level limits is held in the slice; the other is only counted.
+    if (slice.lease.limitsUsd) slice.freeUsd += spent.usd - usd;
+    if (slice.lease.limitsTokens) slice.freeTokens += spent.tokens - tokens;
     slice.freeSlots += 1;
     slice.open -= 1;
     // Spent past what it reserved (an answer that cost more than its bound): serve nothing more from it.
@@ -179,11 +180,17 @@ export class SpendSlices {
   #find(key: string, worst: WorstCase | null, now: number): Slice | null | undefined {
     const list = this.#slices.get(key);
     if (!list) return undefined;
-    for (const slice of list) {
+    for (const slice of [...list]) {
       if (slice.closed || slice.freeSlots < 1 || slice.leaseUntil - this.#leaseMs / 3 <= now) continue;
       if (!worst && (slice.lease.limitsUsd || slice.lease.limitsTokens)) return null; // unpriced under a budget
-      if (slice.lease.limitsUsd && slice.freeUsd < worst!.usd) continue;
-      if (slice.lease.limitsTokens && slice.freeTokens < worst!.tokens) continue;
+      if (
+        (slice.lease.limitsUsd && slice.freeUsd < worst!.usd) ||
+        (slice.lease.limitsTokens && slice.freeTokens < worst!.tokens)
+      ) {
+        // Too little left for a request like this one: settled now if nothing runs on it, not held idle.
+        if (slice.open === 0) this.#close(slice);
+        continue;
+      }
       return slice;
     }
     return undefined;
@@ -192,8 +199,8 @@ export class SpendSlices {
   #reserve(slice: Slice, worst: WorstCase | null, now: number): SpentFromSlice {
     const usd = Math.max(0, worst?.usd ?? 0);
     const tokens = Math.max(0, worst?.tokens ?? 0);
-    slice.freeUsd -= usd;
-    slice.freeTokens -= tokens;
+    if (slice.lease.limitsUsd) slice.freeUsd -= usd;
+    if (slice.lease.limitsTokens) slice.freeTokens -= tokens;
     slice.freeSlots -= 1;
     slice.open += 1;
     slice.lastUsed = now;
@@ -255,10 +262,7 @@ export class SpendSlices {
     const at = list?.indexOf(slice) ?? -1;
     if (at < 0) return;
     list!.splice(at, 1);
-    if (list!.length === 0) {
-      this.#slices.delete(key);
-      this.#want.delete(key); // the next slice of an idle lineage starts small again
-    }
+    if (list!.length === 0) this.#slices.delete(key);
     this.#fns.settle(slice.levels, slice.lease.member, slice.spentUsd, slice.spentTokens).catch(() => {});
   }
 
@@ -274,8 +278,10 @@ export class SpendSlices {
     const held: Slice[] = [];
     for (const list of this.#slices.values())
       for (const slice of [...list]) {
-        if (!slice.closed && slice.open === 0 && now - slice.lastUsed >= IDLE_MS) this.#close(slice);
-        else held.push(slice);
+        if (!slice.closed && slice.open === 0 && now - slice.lastUsed >= IDLE_MS) {
+          this.#want.delete(slice.levels.join(",")); // the next slice of an idle lineage starts small again
+          this.#close(slice);
+        } else held.push(slice);
       }
     if (held.length === 0) {
       if (this.#slices.size === 0 && this.#timer) {
