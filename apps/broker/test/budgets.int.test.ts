@@ -360,6 +360,57 @@ describe("a node that dies mid-stream", () => {
     await until(async () => (await spendOf(survivor, grantId)).inFlight === 0);
     expect((await spendOf(survivor, grantId)).usd.spent).toBeCloseTo(reserved + 21e-6, 12);
   });
+
+  it("charges a dead node's slice of spend in full and frees its slots once its lease ends", async () => {
+    const hold = new HoldAll();
+    hold.release();
+    await using survivor = await startTestBroker({
+      redisUrl: inject("redisUrl"),
+      mock: { streamGate: hold.wait },
+      configure: budgeted,
+    });
+    await using doomed = await startProcessBroker(survivor.configDocument);
+    // Room for many requests: the doomed node serves them from slices it leased.
+    const { token, grantId } = await survivor.issue({
+      scopes: ["llm:complete"],
+      budget: { usd: 1 },
+      maxConcurrent: 32,
+    });
+    const call = (body: string) =>
+      fetch(`${doomed.url}/proxy/openai/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body,
+      });
+    await (await call(chat())).text(); // the script, which brings the chain's facts
+    // At once, so that slices run out and grow: the node holds slots and money beyond one request.
+    await Promise.all(Array.from({ length: 8 }, async () => (await call(chat())).text()));
+    hold.arm();
+    const open = await call(chat({ stream: true }));
+    let held: Awaited<ReturnType<typeof spendOf>>;
+    try {
+      expect(open.status).toBe(200);
+      held = await spendOf(survivor, grantId);
+      expect(held.inFlight).toBeGreaterThan(1); // slices: more slots than its one open stream
+      expect(held.usd.reserved).toBeGreaterThan(0);
+    } catch (error) {
+      hold.release();
+      throw error;
+    }
+    doomed.process.kill("SIGKILL");
+    await open.text().catch(() => "");
+    hold.release();
+    // The lease (2 s) runs out; the next request on the tree charges the slice in full and frees its slots.
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    expect((await post(survivor, token, chat())).status).toBe(200);
+    await until(async () => {
+      const s = await spendOf(survivor, grantId);
+      return s.inFlight === 0 && s.usd.reserved === 0;
+    }, 8_000);
+    const spent = await spendOf(survivor, grantId);
+    // Never less than what it held: the slice is charged as if all of it was spent.
+    expect(spent.usd.spent).toBeGreaterThanOrEqual(held.usd.reserved + held.usd.spent);
+  });
 });
 
 describe("budgets and maxConcurrent from slices leased by three nodes", () => {
