@@ -337,7 +337,8 @@ export const proxyBench = async (
       ).body.text();
     await new Promise((resolve) => setTimeout(resolve, 200));
     const roundTrips = sent.length / 50;
-    // The same with a budget: settlements (the tree's `fl` set) are batched off the request path.
+    // The same with a budget: served from slices of spend leased as flights (a lease now and then,
+    // on the tree's `fl` set like the settlements, which are batched off the request path).
     sent.length = 0;
     let settles = 0;
     monitor.removeAllListeners("monitor");
@@ -513,12 +514,12 @@ export const proxyBench = async (
           judged("0", roundTrips === 0),
         ),
         row(
-          "Redis round trips per budgeted request (+ settlements off the path, per request)",
+          "Redis round trips per budgeted request (+ on the flights set: slice leases, renewals, settlements)",
           "-",
           "1",
           `${fmt(budgetRoundTrips, 2)} (+${fmt(settles / 50, 2)})`,
           "",
-          judged("1", budgetRoundTrips === 1),
+          judged("< 1", budgetRoundTrips < 1),
         ),
         row(
           "broker RSS after warm-up → after the run",
