@@ -100,16 +100,7 @@ describe("spend slices under lost replies, lost settlements and revocations (pro
                   ...levels,
                 );
                 if (fault === "lost-reply") throw new Error("connection reset after the script ran");
-                if (reply.length < 7) return null;
-                return {
-                  usd: Number(reply[0]),
-                  tokens: Number(reply[1]),
-                  slots: Number(reply[2]),
-                  limitsUsd: reply[3] === 1,
-                  limitsTokens: reply[4] === 1,
-                  member: String(reply[5]),
-                  left: undefined,
-                };
+                return spendLeaseOf(reply);
               },
               settle: async (_levels, member, usd, tokens) => {
                 if (settlesLost[settles++ % settlesLost.length]) return; // left to its lease: charged in full

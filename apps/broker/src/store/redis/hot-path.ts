@@ -11,7 +11,7 @@ import type { NodeBus } from "./node-bus.js";
 import type { RuleCache } from "./rule-cache.js";
 import { AUTHORIZED, field } from "./schema.js";
 import { Slices } from "./slices.js";
-import { SpendSlices } from "./spend-slices.js";
+import { SpendSlices, spendLeaseOf } from "./spend-slices.js";
 
 /**
  * The proxied request's authorisation on Redis: from node-local state when the node can answer
@@ -109,16 +109,7 @@ export class HotPath {
             ...levels,
           ),
         );
-        if (reply.length < 7) return null;
-        return {
-          usd: Number(reply[0]),
-          tokens: Number(reply[1]),
-          slots: Number(reply[2]),
-          limitsUsd: reply[3] === 1,
-          limitsTokens: reply[4] === 1,
-          member: String(reply[5]),
-          left: decodeLeft(String(reply[6])),
-        };
+        return spendLeaseOf(reply);
       },
       settle: async (levels, member, usd, tokens) => {
         const tree = treeOf(levels);

@@ -35,6 +35,19 @@ export interface SliceLeases {
   readonly uses?: { readonly lease: UseLeaseFn; readonly giveBack: UseReturnFn };
 }
 
+/** One request for a unit of a slice: which slice, and how to lease and give back more of it. */
+interface Ask {
+  readonly key: string;
+  readonly levels: readonly string[];
+  /** The rate window's index (0 for uses). */
+  readonly cur: number;
+  readonly now: number;
+  /** The most units asked for at once. */
+  readonly cap: number;
+  readonly lease: (want: number) => Promise<readonly [number, number]>;
+  readonly release: Slice["release"];
+}
+
 /** A slice unused this long is given back, so that other nodes can spend it. */
 const IDLE_MS = 1_000;
 /** How long a lease that got nothing is believed, unless the rate window turns first. */
@@ -79,30 +92,30 @@ export class Slices {
     now: number,
   ): Promise<boolean> {
     const { lease, giveBack } = this.#leases.rate;
-    return this.#take(
-      `${levels.join(",")}|${scope}|${window}|${limit}`,
+    return this.#take({
+      key: `${levels.join(",")}|${scope}|${window}|${limit}`,
       levels,
-      Math.floor(now / window),
+      cur: Math.floor(now / window),
       now,
-      Math.floor(limit / 16),
-      (want) => lease(levels, scope, window, limit, want, now),
-      (cur, units) => giveBack(levels, scope, cur, units),
-    );
+      cap: Math.floor(limit / 16),
+      lease: (want) => lease(levels, scope, window, limit, want, now),
+      release: (cur, units) => giveBack(levels, scope, cur, units),
+    });
   }
 
   /** Spends one use of every maxUses in the chain, leasing a slice when needed. → false: ask the script. */
   use(levels: readonly string[], now: number): Promise<boolean> {
     const uses = this.#leases.uses;
     if (!uses) return Promise.resolve(false);
-    return this.#take(
-      `${levels.join(",")}|uses`,
+    return this.#take({
+      key: `${levels.join(",")}|uses`,
       levels,
-      0,
+      cur: 0,
       now,
-      MAX_USES_WANT,
-      async (want) => [await uses.lease(levels, want), 0] as const,
-      (_cur, units) => uses.giveBack(levels, units),
-    );
+      cap: MAX_USES_WANT,
+      lease: async (want) => [await uses.lease(levels, want), 0] as const,
+      release: (_cur, units) => uses.giveBack(levels, units),
+    });
   }
 
   /** Puts back one unit spent from the lineage's use slice (the request was refused after all). */
@@ -134,24 +147,15 @@ export class Slices {
     this.clear();
   }
 
-  async #take(
-    key: string,
-    levels: readonly string[],
-    cur: number,
-    now: number,
-    cap: number,
-    lease: (want: number) => Promise<readonly [number, number]>,
-    release: Slice["release"],
-  ): Promise<boolean> {
+  async #take(ask: Ask): Promise<boolean> {
+    const { key, cur, now } = ask;
     for (let attempt = 0; attempt < 2; attempt++) {
       if (this.#spend(key, cur, now)) return true;
       const slice = this.#slices.get(key);
       if (slice && slice.cur === cur && slice.dryUntil > now) return false;
       let pending = this.#pending.get(key);
       if (!pending) {
-        pending = this.#renew(key, levels, cur, now, cap, lease, release).finally(() =>
-          this.#pending.delete(key),
-        );
+        pending = this.#renew(ask).finally(() => this.#pending.delete(key));
         this.#pending.set(key, pending);
       }
       await pending;
@@ -167,15 +171,7 @@ export class Slices {
     return true;
   }
 
-  async #renew(
-    key: string,
-    levels: readonly string[],
-    cur: number,
-    now: number,
-    cap: number,
-    lease: (want: number) => Promise<readonly [number, number]>,
-    release: Slice["release"],
-  ): Promise<void> {
+  async #renew({ key, levels, cur, now, cap, lease, release }: Ask): Promise<void> {
     const old = this.#slices.get(key);
     let want = old?.want ?? 1;
     if (old && old.cur === cur && old.left <= 0)

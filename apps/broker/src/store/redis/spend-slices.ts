@@ -1,5 +1,6 @@
 import type { WorstCase } from "../../policy/pricing.js";
 import type { BudgetLeft, Lease } from "../types.js";
+import { decodeLeft } from "./codec.js";
 
 /** What SPEND_LEASE reserved for a node (flight-scripts.ts), or null when nothing worth leasing fit. */
 export interface SpendLease {
@@ -13,6 +14,20 @@ export interface SpendLease {
   /** The tightest level's room once this slice was reserved, as AUTHORIZE words it. */
   readonly left: BudgetLeft | undefined;
 }
+
+/** SPEND_LEASE's reply as a lease, or null when nothing fit. */
+export const spendLeaseOf = (reply: readonly (string | number)[]): SpendLease | null =>
+  reply.length < 7
+    ? null
+    : {
+        usd: Number(reply[0]),
+        tokens: Number(reply[1]),
+        slots: Number(reply[2]),
+        limitsUsd: reply[3] === 1,
+        limitsTokens: reply[4] === 1,
+        member: String(reply[5]),
+        left: decodeLeft(String(reply[6])),
+      };
 
 export interface SpendLeaseFns {
   lease(
