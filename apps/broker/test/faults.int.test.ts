@@ -203,6 +203,7 @@ describe("revocations a failover cannot lose (store.wait_replicas)", () => {
     probe.disconnect();
     // wait_replicas is left to its default behind Sentinel: 1.
     await using a = await startTestBroker({
+      cutoffMarginMs: 20,
       configure: (doc) => {
         doc.store = {
           sentinel: { nodes: [sentinel.url], name: sentinel.masterName },
@@ -240,5 +241,24 @@ describe("revocations a failover cannot lose (store.wait_replicas)", () => {
     // Asked again once the replica is back: answered.
     expect((await b.admin(`/v1/grants/${second.grantId}`, { method: "DELETE" })).status).toBe(200);
     for (const node of [a, b]) expect(await codeOf(await models(node, first.token))).toBe("token_revoked");
+
+    // A selector while the replica is away: 503, the selected refused at once, and its rule still
+    // closed after the walk, so the agent's new tokens work once it is back.
+    const agent = await a.issue({ scopes: ["models:read"], agent: "unreplicated-agent" });
+    replica.pause();
+    try {
+      const bulk = await a.admin("/v1/revocations", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ agent: "unreplicated-agent" }),
+      });
+      expect(bulk.status).toBe(503);
+      for (const node of [a, b]) expect(await codeOf(await models(node, agent.token))).toBe("token_revoked");
+    } finally {
+      replica.resume();
+    }
+    await sleep(100); // past the rule's cutoff margin
+    const later = await a.issue({ scopes: ["models:read"], agent: "unreplicated-agent" });
+    for (const node of [a, b]) expect((await models(node, later.token)).status).toBe(200);
   });
 });

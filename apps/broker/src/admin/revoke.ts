@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { RevocationResult, RevocationSelector } from "@perishable/protocol";
 import { BrokerError } from "../errors.js";
 import type { RevocationRule } from "../policy/revocation.js";
-import { RECORD_GRACE_MS } from "../store/types.js";
+import { RECORD_GRACE_MS, UnreplicatedError } from "../store/types.js";
 import type { Actor, AdminContext } from "./context.js";
 
 /** `DELETE /v1/grants/:id`: the grant and its whole subtree. */
@@ -98,7 +98,11 @@ export const bulkRevoke = async (
     cutoff: null,
     expiresAt: started + 2 * lifetime,
   };
-  await ctx.store.putRule(open);
+  // Unconfirmed by replicas (store.wait_replicas), the open rule is still in force on every node: the
+  // walk goes on and the rule is closed, and the closing rule's confirmation (which covers every
+  // write before it) decides the answer. An open rule left behind would deny the selector's new
+  // tokens until it expired.
+  await ctx.store.putRule(open).catch(unlessUnreplicated);
   const { grants, tokens, connections } = await ctx.store.purge(open, started);
   const cutoff = ctx.now() + ctx.cutoffMarginMs;
   await ctx.store.putRule({ ...open, cutoff, expiresAt: cutoff + lifetime });
@@ -111,4 +115,9 @@ export const bulkRevoke = async (
     rule: open.id,
   });
   return { revoked: grants, tokens, connections, ruleId: open.id };
+};
+
+/** Rethrows anything but a revocation the replicas have not confirmed yet. */
+const unlessUnreplicated = (error: unknown): void => {
+  if (!(error instanceof UnreplicatedError)) throw error;
 };

@@ -59,13 +59,15 @@ export class Revocations {
     };
   }
 
-  /** Purges what a rule selects (`bulk-purge.ts`); every batch's grants are cut on every node. */
+  /**
+   * Purges what a rule selects (`bulk-purge.ts`); every batch's grants are cut on every node. Not
+   * confirmed by replicas here: the rule that closes the walk is, and its WAIT covers these writes.
+   */
   async purge(rule: RevocationRule, now: number): Promise<Revoked & { tokens: number }> {
     let connections = 0;
     const purged = await purgeByRule(this.#redis, this.#keys, this.#expiries, rule, now, async (gone) => {
       connections += await this.#cut({ grants: gone, tokens: [] });
     });
-    await this.#durable.confirm();
     return { ...purged, connections };
   }
 
