@@ -135,7 +135,8 @@ return settled
 /**
  * A node's slice of a tracked lineage's spend. KEYS[1] the tree's flights. ARGV: base, now, the
  * slice's id, when its lease ends, the nano-dollars, tokens and slots wanted, the least usd and
- * tokens worth leasing (one request's worst case), then the levels' grant ids. On every level:
+ * tokens worth leasing (one request's worst case; -1 for an unpriced one, which no budget takes),
+ * then the levels' grant ids. On every level:
  * at most a sixteenth of the room each limit has (budget usd, budget tokens, maxConcurrent); a
  * unit no level limits is not reserved (what is spent of it is charged when the slice settles).
  * Reserved and recorded as a flight with `slots`, so that a node that dies holding it is charged
@@ -173,6 +174,7 @@ for i = 10, #ARGV do
   end
   if mcc then ws = math.min(ws, math.floor((mcc - (tonumber(v[8]) or 0)) / 16)) end
 end
+if (limU or limT) and (mu < 0 or mt < 0) then return {0} end -- unpriced under a budget: AUTHORIZE refuses it
 if not limU then wu = 0 end
 if not limT then wt = 0 end
 if ws < 1 or (limU and (wu < mu or wu <= 0)) or (limT and (wt < mt or wt <= 0)) then return {0} end

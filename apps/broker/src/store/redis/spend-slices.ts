@@ -159,13 +159,17 @@ export class SpendSlices {
   drop(grants: readonly string[]): void {
     if (grants.length === 0 || this.#slices.size === 0) return;
     const cut = new Set(grants);
-    for (const list of this.#slices.values())
-      for (const slice of list) if (slice.levels.some((id) => cut.has(id))) this.#close(slice);
+    for (const slice of this.#all()) if (slice.levels.some((id) => cut.has(id))) this.#close(slice);
   }
 
   /** Closes every slice. */
   clear(): void {
-    for (const list of this.#slices.values()) for (const slice of list) this.#close(slice);
+    for (const slice of this.#all()) this.#close(slice);
+  }
+
+  /** Every slice, as a list of its own: closing one takes it out of the book. */
+  #all(): Slice[] {
+    return [...this.#slices.values()].flat();
   }
 
   stop(): void {
@@ -195,9 +199,10 @@ export class SpendSlices {
   #find(key: string, worst: WorstCase | null, now: number): Slice | null | undefined {
     const list = this.#slices.get(key);
     if (!list) return undefined;
+    // Unpriced under a budget: refused, and the script says why.
+    if (!worst && list.some((s) => s.lease.limitsUsd || s.lease.limitsTokens)) return null;
     for (const slice of [...list]) {
       if (slice.closed || slice.freeSlots < 1 || slice.leaseUntil - this.#leaseMs / 3 <= now) continue;
-      if (!worst && (slice.lease.limitsUsd || slice.lease.limitsTokens)) return null; // unpriced under a budget
       if (
         (slice.lease.limitsUsd && slice.freeUsd < worst!.usd) ||
         (slice.lease.limitsTokens && slice.freeTokens < worst!.tokens)
@@ -236,7 +241,7 @@ export class SpendSlices {
     const lease = await this.#fns.lease(
       levels,
       { usd: Math.max(want * usd, want), tokens: Math.max(want * tokens, want), slots: want },
-      { usd, tokens },
+      worst ? { usd, tokens } : { usd: -1, tokens: -1 }, // -1: unpriced, no slice under a budget
       `${asked.id}s`,
       leaseUntil,
     );
@@ -291,13 +296,12 @@ export class SpendSlices {
   async #renew(): Promise<void> {
     const now = Date.now();
     const held: Slice[] = [];
-    for (const list of this.#slices.values())
-      for (const slice of [...list]) {
-        if (!slice.closed && slice.open === 0 && now - slice.lastUsed >= IDLE_MS) {
-          this.#want.delete(slice.levels.join(",")); // the next slice of an idle lineage starts small again
-          this.#close(slice);
-        } else held.push(slice);
-      }
+    for (const slice of this.#all()) {
+      if (!slice.closed && slice.open === 0 && now - slice.lastUsed >= IDLE_MS) {
+        this.#want.delete(slice.levels.join(",")); // the next slice of an idle lineage starts small again
+        this.#close(slice);
+      } else held.push(slice);
+    }
     if (held.length === 0) {
       if (this.#slices.size === 0 && this.#timer) {
         clearInterval(this.#timer);
