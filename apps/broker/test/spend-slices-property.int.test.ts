@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { SETTLE, SPEND_LEASE } from "../src/store/redis/flight-scripts.js";
-import { SpendSlices, type SpentFromSlice } from "../src/store/redis/spend-slices.js";
+import { SpendSlices, type SpentFromSlice, spendLeaseOf } from "../src/store/redis/spend-slices.js";
 
 /**
  * Slices of a budget and of maxConcurrent under failures, on Redis's own scripts: three nodes lease,
