@@ -3,7 +3,12 @@ import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { SETTLE, SPEND_LEASE } from "../src/store/redis/flight-scripts.js";
-import { SpendSlices, type SpentFromSlice, spendLeaseOf } from "../src/store/redis/spend-slices.js";
+import {
+  SpendSlices,
+  type SpentFromSlice,
+  spendLeaseArgs,
+  spendLeaseOf,
+} from "../src/store/redis/spend-slices.js";
 
 /**
  * Slices of a budget and of maxConcurrent under failures, on Redis's own scripts: three nodes lease,
@@ -89,16 +94,7 @@ describe("spend slices under lost replies, lost settlements and revocations (pro
                 if (fault === "lost-request") throw new Error("connection reset before the script ran");
                 const reply = await redis.prsSpendLease(
                   fkey,
-                  base,
-                  Date.now(),
-                  id,
-                  until,
-                  want.usd,
-                  want.tokens,
-                  want.slots,
-                  least.usd,
-                  least.tokens,
-                  ...levels,
+                  ...spendLeaseArgs(base, id, until, want, least, levels),
                 );
                 if (fault === "lost-reply") throw new Error("connection reset after the script ran");
                 return spendLeaseOf(reply);

@@ -11,7 +11,7 @@ import type { NodeBus } from "./node-bus.js";
 import type { RuleCache } from "./rule-cache.js";
 import { AUTHORIZED, field } from "./schema.js";
 import { Slices } from "./slices.js";
-import { SpendSlices, spendLeaseOf } from "./spend-slices.js";
+import { SpendSlices, spendLeaseArgs, spendLeaseOf } from "./spend-slices.js";
 
 /**
  * The proxied request's authorisation on Redis: from node-local state when the node can answer
@@ -97,16 +97,7 @@ export class HotPath {
         const reply = await call(() =>
           this.#redis.prsSpendLease(
             this.#keys.flights(tree),
-            this.#keys.base(tree),
-            Date.now(),
-            id,
-            until,
-            want.usd,
-            want.tokens,
-            want.slots,
-            least.usd,
-            least.tokens,
-            ...levels,
+            ...spendLeaseArgs(this.#keys.base(tree), id, until, want, least, levels),
           ),
         );
         return spendLeaseOf(reply);

@@ -15,6 +15,27 @@ export interface SpendLease {
   readonly left: BudgetLeft | undefined;
 }
 
+/** SPEND_LEASE's arguments after its key (the tree's flights), in the order flight-scripts.ts gives them. */
+export const spendLeaseArgs = (
+  base: string,
+  id: string,
+  until: number,
+  want: { readonly usd: number; readonly tokens: number; readonly slots: number },
+  least: WorstCase,
+  levels: readonly string[],
+): (string | number)[] => [
+  base,
+  Date.now(),
+  id,
+  until,
+  want.usd,
+  want.tokens,
+  want.slots,
+  least.usd,
+  least.tokens,
+  ...levels,
+];
+
 /** SPEND_LEASE's reply as a lease, or null when nothing fit. */
 export const spendLeaseOf = (reply: readonly (string | number)[]): SpendLease | null =>
   reply.length < 7
