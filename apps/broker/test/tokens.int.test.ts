@@ -225,6 +225,42 @@ describe("refresh, self and revoke", () => {
       expect(await errorOf(await t.call("/v1/tokens/self", token))).toMatchObject({ code: "token_revoked" });
     }
   });
+
+  it("answers a revocation asked again as the first, and a token revoked alone cannot end its grant", async () => {
+    const self = (token: string) => t.call("/v1/tokens/self", token, { method: "DELETE" });
+    // Asked again, by the same token or another of the grant or of a grant below: answered, nothing more revoked.
+    const first = await t.issue({ scopes: ["models:read"] });
+    const second = (await (await post("/v1/tokens/refresh", first.token, {})).json()) as TokenResponse;
+    const child = (await (
+      await post("/v1/tokens", first.token, { scopes: ["models:read"] })
+    ).json()) as TokenResponse;
+    expect(await (await self(first.token)).json()).toEqual({ revoked: 2, connections: 0 });
+    for (const token of [first.token, second.token, child.token]) {
+      const again = await self(token);
+      expect(again.status).toBe(200);
+      expect(await again.json()).toEqual({ revoked: 0, connections: 0 });
+    }
+    // A grant a selector purged: nothing of it is left to revoke or confirm, and its token hears that it was revoked.
+    const selected = await t.issue({ scopes: ["models:read"], agent: "selected-then-self" });
+    const bulk = await t.admin("/v1/revocations", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ agent: "selected-then-self" }),
+    });
+    expect(bulk.status).toBe(200);
+    expect(await errorOf(await self(selected.token))).toMatchObject({ status: 401, code: "token_revoked" });
+    // One token revoked by its id: its grant lives on, and that token has no say over it any more.
+    const kept = await t.issue({ scopes: ["models:read"] });
+    const other = (await (await post("/v1/tokens/refresh", kept.token, {})).json()) as TokenResponse;
+    expect((await t.admin(`/v1/tokens/${kept.tokenId}`, { method: "DELETE" })).status).toBe(200);
+    expect(await errorOf(await self(kept.token))).toMatchObject({ status: 401, code: "token_revoked" });
+    expect((await models(other.token)).status).toBe(200);
+    // Nor does a token that was never issued.
+    expect(await errorOf(await self(`${kept.token.slice(0, -4)}AAAA`))).toMatchObject({
+      status: 401,
+      code: "token_invalid",
+    });
+  });
 });
 
 describe("delegation", () => {

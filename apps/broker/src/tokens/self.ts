@@ -1,6 +1,7 @@
 import type { GrantView, RevokeResponse, SelfResponse } from "@perishable/protocol";
 import { budgetView, spendView } from "../admin/spend.js";
-import type { GrantRecord, SpendState } from "../store/types.js";
+import type { Reason } from "../store/reason.js";
+import type { GrantRecord, SpendState, Subject } from "../store/types.js";
 import {
   denialError,
   iso,
@@ -78,7 +79,11 @@ const budgetLeft = (levels: SelfResponse["spend"]): SelfResponse["budgetLeft"] =
   return { usd: left("usd"), tokens: left("tokens") };
 };
 
-/** `DELETE /v1/tokens/self`: an agent ends its own authority, and that of every grant below it. */
+/**
+ * `DELETE /v1/tokens/self`: an agent ends its own authority, and that of every grant below it.
+ * Asked again with the same token (a 503 said the replicas had not confirmed it yet), it answers as
+ * a first call would, once the store confirms the revocation the same way: revoking is idempotent.
+ */
 export const revokeSelf = async (
   ctx: TokenContext,
   presented: PresentedToken,
@@ -86,14 +91,35 @@ export const revokeSelf = async (
 ): Promise<RevokeResponse> => {
   const now = ctx.now();
   const result = await withPresented(ctx.hasher, presented, (ref) => ctx.store.inspect(ref, now));
-  if (!result.ok) throw denialError(result);
-  const { grant, token } = result;
-  const { grants: revoked, connections } = await ctx.store.revokeGrant(grant.id, now);
+  let grantId: string;
+  let subject: Subject;
+  if (result.ok) {
+    grantId = result.grant.id;
+    subject = subjectOf(result.grant, result.token);
+  } else {
+    const ended = alreadyEnded(result);
+    if (ended === null) throw denialError(result);
+    grantId = ended;
+    subject = result.subject;
+  }
+  const { grants: revoked, connections } = await ctx.store.revokeGrant(grantId, now);
   ctx.metrics.revocations.inc({ kind: "self" }, revoked);
-  ctx.audit.record("revoked", subjectOf(grant, token), requestId, now, {
-    by: `self (${grant.agent})`,
+  ctx.audit.record("revoked", subject, requestId, now, {
+    by: `self (${subject.agent})`,
     count: revoked,
     connections,
   });
   return { revoked, connections };
+};
+
+/**
+ * The grant of a genuine token whose grant's authority is already ended — revoked with it, under a
+ * revoked ancestor, or by a rule; what asking for its own revocation again may confirm. Null when
+ * the token was revoked alone (its grant lives on, and a revoked token cannot end it), expired, or
+ * its grant is unknown.
+ */
+const alreadyEnded = (denied: { code: string; subject: Subject; reason: Reason | null }): string | null => {
+  const kind = denied.reason?.kind;
+  const ended = kind === "grant" || kind === "ancestor" || kind === "rule" || kind === "purged";
+  return denied.code === "token_revoked" && ended ? denied.subject.grantId : null;
 };
