@@ -231,6 +231,10 @@ describe("revocations a failover cannot lose (store.wait_replicas)", () => {
       const body = (await unconfirmed.json()) as { error: { code: string; message: string } };
       expect(body.error.code).toBe("store_unavailable");
       expect(body.error.message).toContain("0 of 1 replicas confirmed it within 300 ms");
+      // Asked again on the other node, which wrote none of it, or by the token itself: still not
+      // confirmed — "already revoked" is no answer while the replica lacks the revocation.
+      expect((await a.admin(`/v1/grants/${second.grantId}`, { method: "DELETE" })).status).toBe(503);
+      expect((await a.call("/v1/tokens/self", second.token, { method: "DELETE" })).status).toBe(503);
       for (const node of [a, b]) {
         expect(await codeOf(await models(node, second.token))).toBe("token_revoked");
         expect((await models(node, kept.token)).status).toBe(200);
@@ -238,8 +242,10 @@ describe("revocations a failover cannot lose (store.wait_replicas)", () => {
     } finally {
       replica.resume();
     }
-    // Asked again once the replica is back: answered.
+    // Asked again once the replica is back: answered, by the admin and by the token itself.
     expect((await b.admin(`/v1/grants/${second.grantId}`, { method: "DELETE" })).status).toBe(200);
+    const self = await a.call("/v1/tokens/self", second.token, { method: "DELETE" });
+    expect(await self.json()).toEqual({ revoked: 0, connections: 0 });
     for (const node of [a, b]) expect(await codeOf(await models(node, first.token))).toBe("token_revoked");
 
     // A selector while the replica is away: 503, the selected refused at once, and its rule still

@@ -17,6 +17,7 @@ import { SEGMENT } from "./redis/schema.js";
  *   <p>:rules                            active revocation rules (hash id → JSON), channel of the same name
  *   <p>:nodes                            live broker nodes: id → lease end (sorted set); channels <p>:bus, <p>:ans:<id>
  *   <p>:expiries                         grant id → expiry of its newest token (sorted set), for `expired` events
+ *   <p>:durable                          a mark written before each WAIT that confirms a revocation
  *   <p>:once:<value>                     a value used once (DPoP proof ids), until it expires
  */
 
@@ -77,6 +78,11 @@ export class RedisKeys {
   /** The live nodes: node id → lease end (sorted set, Redis's clock). */
   nodes(): string {
     return `${this.prefix}:nodes`;
+  }
+
+  /** Written before each WAIT that confirms a revocation (`redis/durable.ts`). */
+  durable(): string {
+    return `${this.prefix}:durable`;
   }
 
   expiries(): string {

@@ -14,15 +14,31 @@ import { call, type RedisStoreOptions, type ScriptedRedis } from "./client.js";
  * When the replicas do not confirm in time, the revocation is still in force (on the master, and
  * on every node, which were told in parallel); the call answers 503 so that the caller knows it is
  * not yet safe from a failover and asks again (revoking is idempotent).
+ *
+ * WAIT confirms the writes of the connection it is sent on, up to that connection's last write —
+ * and a call asked again often writes nothing: the grant is already revoked (by the first try, on
+ * this node or another, or over a connection since reconnected). So every confirmation writes a
+ * mark first: WAIT then covers everything the master held at that moment, whoever wrote it, and an
+ * "already revoked" answer is as safe from a failover as the first one would have been.
  */
+/** How long a confirmation's mark stays (it is only ever written, never read). */
+const MARK_TTL_MS = 60_000;
+
 export class DurableWrites {
   /** Where revoking writes go: the connection of its own, or the command connection when no replica is waited for. */
   readonly redis: ScriptedRedis;
   readonly #replicas: number;
   readonly #timeoutMs: number;
+  readonly #mark: string;
 
-  constructor(redis: ScriptedRedis, options: Pick<RedisStoreOptions, "waitReplicas" | "waitTimeoutMs">) {
+  /** `mark`: the key each confirmation writes before its WAIT. */
+  constructor(
+    redis: ScriptedRedis,
+    mark: string,
+    options: Pick<RedisStoreOptions, "waitReplicas" | "waitTimeoutMs">,
+  ) {
     this.redis = redis;
+    this.#mark = mark;
     this.#replicas = options.waitReplicas ?? 0;
     this.#timeoutMs = options.waitTimeoutMs ?? DEFAULTS.redis.waitTimeoutMs;
   }
@@ -32,10 +48,16 @@ export class DurableWrites {
     return this.#replicas > 0 ? [this.redis] : [];
   }
 
-  /** Resolves once `replicas` replicas hold every write sent on `redis` so far; else UnreplicatedError. */
+  /** Resolves once `replicas` replicas hold everything the master holds now; else UnreplicatedError. */
   async confirm(): Promise<void> {
     if (this.#replicas === 0) return;
-    const acked = Number(await call(() => this.redis.call("WAIT", this.#replicas, this.#timeoutMs)));
+    // One round trip: the mark and the WAIT go out together, in that order, on this one connection.
+    const [, acked] = await call(() =>
+      Promise.all([
+        this.redis.set(this.#mark, Date.now(), "PX", MARK_TTL_MS),
+        this.redis.call("WAIT", this.#replicas, this.#timeoutMs).then(Number),
+      ]),
+    );
     if (acked >= this.#replicas) return;
     throw new UnreplicatedError(
       `the revocation is in force, but ${acked} of ${this.#replicas} replicas confirmed it within ${this.#timeoutMs} ms (store.wait_replicas): ask again; revoking is idempotent`,

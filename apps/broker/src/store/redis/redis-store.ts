@@ -89,8 +89,8 @@ export class RedisStore implements Store {
     const { redis, subscriber, writer } = openClients(connection, options, `prs:${nodeId}`, wait);
     this.#redis = redis;
     this.#subscriber = subscriber;
-    this.#durable = new DurableWrites(writer ?? redis, options);
     this.#keys = new RedisKeys(options.prefix);
+    this.#durable = new DurableWrites(writer ?? redis, this.#keys.durable(), options);
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.redis.connectTimeoutMs;
     const reloadMs = options.rulesReloadMs ?? DEFAULTS.redis.rulesReloadMs;
     this.#rules = new RuleCache(redis, subscriber, this.#keys, reloadMs);
