@@ -3,8 +3,10 @@ import {
   type AuditPage,
   eventsOf,
   type GrantDetail,
+  grantTree,
   type SelfResponse,
 } from "@perishable/protocol";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { ConfigInput } from "../src/config/schema.js";
 import { SECRETS, startTestBroker, type TestBroker } from "./support/broker.js";
@@ -383,22 +385,29 @@ describe("a node that dies mid-stream", () => {
         body,
       });
     await (await call(chat())).text(); // the script, which brings the chain's facts
-    // At once, so that slices run out and grow: the node holds slots and money beyond one request.
-    await Promise.all(Array.from({ length: 8 }, async () => (await call(chat())).text()));
+    // Streams held open at once: the node serves them from slices of slots and money it leased,
+    // and keeps those while the streams stay open (no idle give-back can race what is read next).
     hold.arm();
-    const open = await call(chat({ stream: true }));
+    const opened = await Promise.all(Array.from({ length: 6 }, () => call(chat({ stream: true }))));
+    const redis = new Redis(inject("redisUrl"));
     let held: Awaited<ReturnType<typeof spendOf>>;
     try {
-      expect(open.status).toBe(200);
+      for (const open of opened) expect(open.status).toBe(200);
       held = await spendOf(survivor, grantId);
-      expect(held.inFlight).toBeGreaterThan(1); // slices: more slots than its one open stream
+      expect(held.inFlight).toBeGreaterThanOrEqual(opened.length);
       expect(held.usd.reserved).toBeGreaterThan(0);
+      // Held as slices (id|usd|tokens|levels|slots), not as one reservation per request.
+      const { prefix } = survivor.configDocument.store as { prefix: string };
+      const members = await redis.zrange(`${prefix}:{${grantTree(grantId)}}:fl`, 0, -1);
+      expect(members.filter((m) => m.split("|").length === 5).length).toBeGreaterThan(0);
     } catch (error) {
       hold.release();
       throw error;
+    } finally {
+      redis.disconnect();
     }
     doomed.process.kill("SIGKILL");
-    await open.text().catch(() => "");
+    await Promise.all(opened.map((open) => open.text().catch(() => "")));
     hold.release();
     // The lease (2 s) runs out; the next request on the tree charges the slice in full and frees its slots.
     await new Promise((resolve) => setTimeout(resolve, 2_100));
