@@ -331,24 +331,45 @@ describe("budgets on two broker nodes sharing one Redis", () => {
 });
 
 describe("a node that dies mid-stream", () => {
-  it("leaks no slot and no reservation beyond its lease: both are charged and freed", async () => {
+  /** A survivor in this process and a doomed broker process beside it, one lineage, and calls through the doomed one. */
+  const deadNodePair = async (maxConcurrent: number) => {
     const hold = new HoldAll();
-    await using survivor = await startTestBroker({
+    const survivor = await startTestBroker({
       redisUrl: inject("redisUrl"),
       mock: { streamGate: hold.wait },
       configure: budgeted,
     });
-    await using doomed = await startProcessBroker(survivor.configDocument);
+    const doomed = await startProcessBroker(survivor.configDocument);
     const { token, grantId } = await survivor.issue({
       scopes: ["llm:complete"],
       budget: { usd: 1 },
-      maxConcurrent: 1,
+      maxConcurrent,
     });
-    const open = await fetch(`${doomed.url}/proxy/openai/v1/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: chat({ stream: true }),
-    });
+    const call = (body: string) =>
+      fetch(`${doomed.url}/proxy/openai/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body,
+      });
+    return {
+      hold,
+      survivor,
+      doomed,
+      token,
+      grantId,
+      call,
+      async [Symbol.asyncDispose]() {
+        hold.release();
+        await doomed[Symbol.asyncDispose]();
+        await survivor[Symbol.asyncDispose]();
+      },
+    };
+  };
+
+  it("leaks no slot and no reservation beyond its lease: both are charged and freed", async () => {
+    await using pair = await deadNodePair(1);
+    const { hold, survivor, doomed, token, grantId } = pair;
+    const open = await pair.call(chat({ stream: true }));
     expect(open.status).toBe(200);
     const reserved = (await spendOf(survivor, grantId)).usd.reserved;
     doomed.process.kill("SIGKILL");
@@ -364,26 +385,10 @@ describe("a node that dies mid-stream", () => {
   });
 
   it("charges a dead node's slice of spend in full and frees its slots once its lease ends", async () => {
-    const hold = new HoldAll();
-    hold.release();
-    await using survivor = await startTestBroker({
-      redisUrl: inject("redisUrl"),
-      mock: { streamGate: hold.wait },
-      configure: budgeted,
-    });
-    await using doomed = await startProcessBroker(survivor.configDocument);
     // Room for many requests: the doomed node serves them from slices it leased.
-    const { token, grantId } = await survivor.issue({
-      scopes: ["llm:complete"],
-      budget: { usd: 1 },
-      maxConcurrent: 32,
-    });
-    const call = (body: string) =>
-      fetch(`${doomed.url}/proxy/openai/v1/chat/completions`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body,
-      });
+    await using pair = await deadNodePair(32);
+    const { hold, survivor, doomed, token, grantId, call } = pair;
+    hold.release();
     await (await call(chat())).text(); // the script, which brings the chain's facts
     // Streams held open at once: the node serves them from slices of slots and money it leased,
     // and keeps those while the streams stay open (no idle give-back can race what is read next).
