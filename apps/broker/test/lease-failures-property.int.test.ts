@@ -1,9 +1,8 @@
-import { isolatedRedis } from "@perishable/test-support";
 import fc from "fast-check";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { RATE_LEASE, RATE_RETURN, USES_LEASE, USES_RETURN } from "../src/store/redis/lease-scripts.js";
 import { Slices } from "../src/store/redis/slices.js";
+import { scriptedRedis } from "./support/scripted-redis.js";
 
 /**
  * The lease protocol of rate slices under failures, on real Redis's scripts: three nodes lease,
@@ -17,27 +16,16 @@ const LIMIT = 48;
 const WINDOW = 1_000;
 type Fault = "ok" | "lost-request" | "lost-reply";
 
-let redis: Redis & {
+const db = scriptedRedis<{
   prsRateLease(key: string, ...args: (string | number)[]): Promise<[number, number]>;
   prsRateReturn(key: string, ...args: (string | number)[]): Promise<number>;
   prsUsesLease(key: string, ...args: (string | number)[]): Promise<number>;
   prsUsesReturn(key: string, ...args: (string | number)[]): Promise<number>;
-};
-let prefix: string;
-let dispose: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  const isolated = await isolatedRedis(inject("redisUrl"), "leasefail");
-  prefix = isolated.prefix;
-  dispose = () => isolated[Symbol.asyncDispose]();
-  redis = new Redis(inject("redisUrl")) as typeof redis;
-  redis.defineCommand("prsRateLease", { numberOfKeys: 1, lua: RATE_LEASE });
-  redis.defineCommand("prsRateReturn", { numberOfKeys: 1, lua: RATE_RETURN });
-  redis.defineCommand("prsUsesLease", { numberOfKeys: 1, lua: USES_LEASE });
-  redis.defineCommand("prsUsesReturn", { numberOfKeys: 1, lua: USES_RETURN });
-});
-afterAll(async () => {
-  redis?.disconnect();
-  await dispose?.();
+}>("leasefail", {
+  prsRateLease: RATE_LEASE,
+  prsRateReturn: RATE_RETURN,
+  prsUsesLease: USES_LEASE,
+  prsUsesReturn: USES_RETURN,
 });
 
 /** A request on a node after some time; sometimes the node first gives back what it holds (idle, a revocation). */
@@ -55,6 +43,7 @@ const returnLost = fc.array(fc.boolean(), { minLength: 1, maxLength: 20 });
 
 describe("rate-slice leases under lost requests, lost replies and lost give-backs (property)", () => {
   it("never lets more than the limit through in a window", async () => {
+    const { redis, prefix } = db;
     let run = 0;
     let through = 0;
     await fc.assert(
@@ -129,6 +118,7 @@ return 1
 
 describe("maxUses leases under lost requests, lost replies and lost give-backs (property)", () => {
   it("never lets more than any level's maxUses through, and Redis counts exactly what was spent or lost", async () => {
+    const { redis, prefix } = db;
     let run = 0;
     let fromSlices = 0;
     await fc.assert(

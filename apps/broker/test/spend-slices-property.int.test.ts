@@ -1,7 +1,5 @@
-import { isolatedRedis } from "@perishable/test-support";
 import fc from "fast-check";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { SETTLE, SPEND_LEASE } from "../src/store/redis/flight-scripts.js";
 import {
   SpendSlices,
@@ -9,6 +7,7 @@ import {
   spendLeaseArgs,
   spendLeaseOf,
 } from "../src/store/redis/spend-slices.js";
+import { scriptedRedis } from "./support/scripted-redis.js";
 
 /**
  * Slices of a budget and of maxConcurrent under failures, on Redis's own scripts: three nodes lease,
@@ -23,24 +22,10 @@ const LEASE_MS = 300;
 const WORST = 1_000; // nano-dollars a request reserves
 type Fault = "ok" | "lost-request" | "lost-reply";
 
-let redis: Redis & {
+const db = scriptedRedis<{
   prsSpendLease(key: string, ...args: (string | number)[]): Promise<(string | number)[]>;
   prsSettle(key: string, ...args: (string | number)[]): Promise<number>;
-};
-let prefix: string;
-let dispose: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  const isolated = await isolatedRedis(inject("redisUrl"), "spendfail");
-  prefix = isolated.prefix;
-  dispose = () => isolated[Symbol.asyncDispose]();
-  redis = new Redis(inject("redisUrl")) as typeof redis;
-  redis.defineCommand("prsSpendLease", { numberOfKeys: 1, lua: SPEND_LEASE });
-  redis.defineCommand("prsSettle", { numberOfKeys: 1, lua: SETTLE });
-});
-afterAll(async () => {
-  redis?.disconnect();
-  await dispose?.();
-});
+}>("spendfail", { prsSpendLease: SPEND_LEASE, prsSettle: SETTLE });
 
 const step = fc.oneof(
   {
@@ -64,6 +49,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("spend slices under lost replies, lost settlements and revocations (property)", () => {
   it("never reserves past a budget or holds more slots than maxConcurrent, and never charges less than was spent", async () => {
+    const { redis, prefix } = db;
     let run = 0;
     let served = 0;
     await fc.assert(
